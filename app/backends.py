@@ -1,0 +1,58 @@
+"""The registry of manager backends: ``open_manager`` picks one by name.
+
+Each entry names a module that provides ``open_manager(shape, fill, max_pending,
+**options)`` and ``why_not() -> str | None`` (None when the backend can run
+here). The app lists backends with the reason any of them is unavailable.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from .errors import BackendUnavailableError
+from .manager import DEFAULT_MAX_PENDING, BufferManager, check_open_args
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    name: str
+    module: str
+    title: str
+
+
+BACKENDS: dict[str, BackendInfo] = {
+    "c": BackendInfo("c", "c_backend", "C library (pthread worker, cffi)"),
+    "gl": BackendInfo("gl", "gl_backend", "OpenGL (worker thread with its own context)"),
+}
+
+
+def _module(name: str):
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
+    try:
+        return importlib.import_module(BACKENDS[name].module)
+    except ImportError as exc:
+        raise BackendUnavailableError(f"backend {name!r} cannot be imported: {exc}") from exc
+
+
+def why_not(name: str) -> str | None:
+    """None when backend ``name`` can run here, else the reason it cannot."""
+    try:
+        return _module(name).why_not()
+    except BackendUnavailableError as exc:
+        return str(exc)
+
+
+def open_manager(
+    backend: str,
+    shape: object,
+    fill: float = 0.0,
+    max_pending: int = DEFAULT_MAX_PENDING,
+    **options: object,
+) -> BufferManager:
+    """Open a buffer manager on ``backend`` ("c" or "gl"). See SPEC §3."""
+    if not isinstance(backend, str):
+        raise ValueError(f"backend must be a name, one of {', '.join(BACKENDS)}; got {backend!r}")
+    shp, f, mp = check_open_args(shape, fill, max_pending)
+    return _module(backend).open_manager(shp, f, mp, **options)

@@ -1,0 +1,311 @@
+"""``CBufferManager``: the Python face of the C library (``src/bufferscope.h``).
+
+A thin wrapper: every return code is checked and mapped to the exceptions of
+SPEC §3.7, using the message the library left for the calling thread. cffi
+releases the GIL during each call, so producers, the worker and synchronizers run
+in parallel; the GIL protects nothing in the C state, the library's own mutex does.
+
+The front buffer is exposed without a copy: ``front()`` is a read-only numpy view
+of the C memory. The view keeps this wrapper (and so the C buffers) alive, so a
+view outliving ``close()`` still reads valid memory.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Iterable
+
+import numpy as np
+
+from app.errors import BackendError, ManagerClosedError
+from app.manager import (
+    DEFAULT_EVENT_CAPACITY,
+    EVENT_KINDS,
+    OP_NAMES,
+    BufferManager,
+    Event,
+    ManagerStats,
+    as_sequence,
+)
+from app.updates import Set, Shape, Update, Write, _as_int, validate, validate_set_many
+
+from ._bufferscope_c import ffi, lib
+
+_ERRORS = {
+    lib.BS_EINVAL: ValueError,
+    lib.BS_ENOMEM: MemoryError,
+    lib.BS_ETIMEDOUT: TimeoutError,
+    lib.BS_EFULL: queue.Full,
+    lib.BS_ECLOSED: ManagerClosedError,
+    lib.BS_EWORKER: BackendError,
+    lib.BS_ETHREAD: RuntimeError,
+}
+_OPS = {"set": lib.BS_OP_SET, "fill": lib.BS_OP_FILL, "add": lib.BS_OP_ADD,
+        "scale": lib.BS_OP_SCALE, "write": lib.BS_OP_WRITE}
+
+
+def _raise(rc: int) -> None:
+    msg = ffi.string(lib.bs_last_error()).decode("utf-8", "replace")
+    raise _ERRORS.get(rc, RuntimeError)(msg or ffi.string(lib.bs_strerror(rc)).decode())
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+class _FrontView:
+    """Holds the manager alive for as long as a numpy view of its front exists."""
+
+    def __init__(self, owner: CBufferManager, ptr: int, shape: Shape) -> None:
+        self.owner = owner
+        self.__array_interface__ = {
+            "shape": shape,
+            "typestr": "<f4",
+            "data": (ptr, True),  # read-only
+            "version": 3,
+        }
+
+
+class CBufferManager(BufferManager):
+    backend = "c"
+
+    def __init__(
+        self,
+        shape: Shape,
+        fill: float = 0.0,
+        max_pending: int = 1 << 18,
+        event_capacity: int = DEFAULT_EVENT_CAPACITY,
+    ) -> None:
+        super().__init__(shape, fill, max_pending)
+        event_capacity = _as_int(event_capacity, "event_capacity")
+        if event_capacity < 0:
+            raise ValueError(f"event_capacity must be >= 0, got {event_capacity}")
+        nbytes = int(np.prod(self.shape, dtype=np.float64)) * 4
+        phys = _physical_memory()
+        if phys is not None and 2 * nbytes > phys:
+            raise MemoryError(
+                f"two buffers of shape {self.shape} need {2 * nbytes / 2**30:.1f} GiB; "
+                f"this machine has {phys / 2**30:.1f} GiB of memory"
+            )
+        cfg = ffi.new("bs_config *")
+        cfg.ndim = self.ndim
+        for d, n in enumerate(self.shape):
+            cfg.shape[d] = n
+        cfg.fill = self.fill
+        cfg.max_pending = self.max_pending
+        cfg.event_capacity = event_capacity
+        out = ffi.new("bs_manager **")
+        rc = lib.bs_create(cfg, out)
+        if rc:
+            _raise(rc)
+        # bs_destroy frees the buffers when the last reference (views included) is gone.
+        self._h = ffi.gc(out[0], lib.bs_destroy)
+        self._close_lock = threading.Lock()
+        self._tls = threading.local()
+        self._front_cache: tuple[int, int, np.ndarray] | None = None
+
+    # -- helpers -------------------------------------------------------------------
+    def _seq_ptr(self):
+        try:
+            return self._tls.seq
+        except AttributeError:
+            self._tls.seq = ffi.new("uint64_t *")
+            return self._tls.seq
+
+    def _fill_update(self, cu, u: Update, keep: list) -> None:
+        cu.op = _OPS[u.op]
+        if type(u) is Set:
+            for d, i in enumerate(u.index):
+                cu.start[d] = i
+            cu.value = u.value
+            return
+        for d, (a, b) in enumerate(u.region):
+            cu.start[d] = a
+            cu.stop[d] = b
+        if type(u) is Write:
+            buf = ffi.from_buffer("float[]", u.data)
+            keep.append(buf)
+            cu.data = buf
+        else:
+            cu.value = u.value
+
+    # -- the contract ---------------------------------------------------------------
+    def enqueue(self, update: Update, block: bool = True) -> int:
+        if self._closed:
+            self._check_open()
+        seqp = self._seq_ptr()
+        pid = self._producer_id()
+        # Fast path: a Set of plain ints and a plain number goes straight to C,
+        # which checks the bounds itself.
+        if type(update) is Set:
+            idx, v = update.index, update.value
+            if type(idx) is tuple and len(idx) == self.ndim and type(v) in (float, int):
+                try:
+                    i = idx + (0, 0)
+                    rc = lib.bs_enqueue_set(self._h, i[0], i[1], i[2], v, pid, block, seqp)
+                except (TypeError, OverflowError):
+                    rc = None  # not plain ints: the general path names the problem
+                if rc == 0:
+                    return seqp[0]
+                if rc is not None:
+                    _raise(rc)
+        u = validate(update, self.shape)
+        cu = ffi.new("bs_update *")
+        keep: list = []
+        self._fill_update(cu, u, keep)
+        rc = lib.bs_enqueue(self._h, cu, pid, block, seqp)
+        if rc:
+            _raise(rc)
+        return seqp[0]
+
+    def enqueue_many(self, updates: Iterable[Update], block: bool = True) -> list[int]:
+        self._check_open()
+        ups = as_sequence(updates)
+        valid = []
+        for k, up in enumerate(ups):
+            try:
+                valid.append(validate(up, self.shape))
+            except ValueError as exc:
+                raise ValueError(f"update {k}: {exc}") from None
+        n = len(valid)
+        if n == 0:
+            return []
+        cus = ffi.new("bs_update[]", n)
+        keep: list = []
+        for k, u in enumerate(valid):
+            self._fill_update(cus[k], u, keep)
+        seqs = ffi.new("uint64_t[]", n)
+        bad = ffi.new("size_t *")
+        rc = lib.bs_enqueue_batch(self._h, cus, n, self._producer_id(), block, seqs, bad)
+        if rc:
+            _raise(rc)
+        return list(seqs)
+
+    def set_many(self, indices: object, values: object, block: bool = True) -> np.ndarray:
+        self._check_open()
+        idx, vals = validate_set_many(indices, values, self.shape, check_bounds=False)
+        n = len(vals)
+        seqs = np.empty(n, dtype=np.uint64)
+        if n == 0:
+            return seqs
+        bad = ffi.new("size_t *")
+        rc = lib.bs_set_many(
+            self._h,
+            ffi.from_buffer("int64_t[]", idx),
+            ffi.from_buffer("float[]", vals),
+            n,
+            self._producer_id(),
+            block,
+            ffi.from_buffer("uint64_t[]", seqs),
+            bad,
+        )
+        if rc:
+            _raise(rc)
+        return seqs
+
+    def synchronize(self, timeout: float | None = None) -> int:
+        self._check_open()
+        if timeout is None:
+            t = -1.0
+        else:
+            try:
+                t = float(timeout)
+            except (TypeError, ValueError):
+                raise ValueError(f"timeout must be a number of seconds or None, got {timeout!r}") from None
+            if not t >= 0:
+                raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
+        epoch = ffi.new("uint64_t *")
+        rc = lib.bs_synchronize(self._h, t, epoch)
+        if rc:
+            _raise(rc)
+        return int(epoch[0])
+
+    def front(self) -> np.ndarray:
+        self._check_open()
+        data = ffi.new("const float **")
+        epoch = ffi.new("uint64_t *")
+        lib.bs_front(self._h, data, epoch)
+        ptr = int(ffi.cast("uintptr_t", data[0]))
+        cached = self._front_cache
+        if cached is not None and cached[0] == ptr and cached[1] == epoch[0]:
+            return cached[2]
+        arr = np.asarray(_FrontView(self, ptr, self.shape))
+        self._front_cache = (ptr, int(epoch[0]), arr)
+        return arr
+
+    def close(self) -> None:
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._front_cache = None
+            lib.bs_close(self._h)
+
+    def stats(self) -> ManagerStats:
+        self._check_open()
+        s = ffi.new("bs_stats *")
+        lib.bs_stats_get(self._h, s)
+        return ManagerStats(
+            epoch=s.epoch,
+            last_seq=s.last_seq,
+            applied_seq=s.applied_seq,
+            visible_seq=s.visible_seq,
+            pending=s.pending,
+            max_pending=s.max_pending,
+            paused=bool(s.paused),
+            events_recorded=s.events_recorded,
+        )
+
+    def events(self, since: int = 0) -> tuple[list[Event], int]:
+        self._check_open()
+        out: list[Event] = []
+        buf = ffi.new("bs_event[]", 4096)
+        n = ffi.new("size_t *")
+        nxt = ffi.new("uint64_t *")
+        cursor = max(0, int(since))
+        while True:
+            lib.bs_events_read(self._h, cursor, buf, 4096, n, nxt)
+            for k in range(n[0]):
+                e = buf[k]
+                out.append(Event(
+                    index=e.index,
+                    t_ns=e.t_ns,
+                    kind=EVENT_KINDS[e.kind],
+                    seq=e.seq,
+                    count=e.count,
+                    epoch=e.epoch,
+                    producer=self.producer_name(e.producer),
+                    slot=e.slot,
+                    op=OP_NAMES[e.op] if e.op >= 0 else "",
+                ))
+            cursor = nxt[0]
+            if n[0] < 4096:
+                return out, cursor
+
+    def pause(self) -> None:
+        self._check_open()
+        if rc := lib.bs_set_paused(self._h, 1):
+            _raise(rc)
+
+    def resume(self) -> None:
+        self._check_open()
+        if rc := lib.bs_set_paused(self._h, 0):
+            _raise(rc)
+
+    def step(self, n: int = 1) -> None:
+        self._check_open()
+        n = _as_int(n, "n")
+        if n < 0:
+            raise ValueError(f"step count must be >= 0, got {n}")
+        if rc := lib.bs_step(self._h, n):
+            _raise(rc)
+
+    def inject_worker_fault(self, after: int = 1) -> None:
+        """Testing aid: the ``after``-th next update fails in the worker (it is skipped)."""
+        self._check_open()
+        lib.bs_inject_worker_fault(self._h, after)

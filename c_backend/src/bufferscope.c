@@ -1,0 +1,934 @@
+/*
+ * bufferscope.c — the C buffer manager behind bufferscope.h.
+ *
+ * DESIGN
+ * One mutex (mu) guards all shared state: the queue, the counters, the event
+ * ring and the pause/step credits. Three condition variables hang off it, and
+ * every wait on them re-checks a predicate in a loop (no bare signals, so a
+ * signal sent before a wait is never lost and spurious wakeups are harmless):
+ *   work_cv   the worker waits for "something to apply or a sync to honour";
+ *   space_cv  producers wait for "room in the bounded queue";
+ *   sync_cv   synchronizers wait for "tickets_done >= my ticket".
+ *
+ * The queue is a growable ring of entries in FIFO order. An entry is one
+ * update, a chunk of element sets (from bs_set_many), or a sync marker. Sync
+ * markers carry a ticket; they do not count against the bound, which counts
+ * element updates. Each element update gets its own sequence number.
+ *
+ * The worker always holds mu except while it applies updates to the back
+ * buffer. It takes up to WORK_CHUNK entries at a time, applies them with the
+ * lock dropped, then records them. Reaching a sync marker it swaps (pointer
+ * exchange, O(1)), bumps the epoch, wakes the synchronizers and only then
+ * brings the new back up to date: it replays the batch applied since the
+ * previous swap onto it, left-right style, or copies the front when that batch
+ * touched more elements than the buffer holds (the batch is then dropped as it
+ * grows, so memory stays bounded). The catch-up always completes before any
+ * later update is applied, so the back is never stale.
+ *
+ * Ordering guarantee: updates are applied in the order they entered the queue,
+ * whichever thread enqueued them; a swap happens exactly at each sync marker.
+ * Not promised: fairness between blocked producers, or which of several
+ * concurrent synchronize() callers sees a worker failure (exactly one does).
+ *
+ * Payloads (write data, element sets) are copied at enqueue; the caller may
+ * reuse its memory at once. No function aborts: bad arguments return BS_EINVAL
+ * with a per-thread message.
+ */
+#define _GNU_SOURCE
+#include "bufferscope.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define WORK_CHUNK 64
+#define SETS_CHUNK 65536
+
+enum { ENTRY_UPDATE = 0, ENTRY_SETS = 1, ENTRY_SYNC = 2 };
+
+typedef struct entry {
+    int32_t kind;
+    int32_t op;
+    uint64_t seq;       /* first sequence number */
+    uint64_t count;     /* element updates (1 for a plain update) */
+    uint64_t producer;
+    uint64_t ticket;    /* ENTRY_SYNC */
+    uint64_t touched;   /* elements written: the cost of replaying it */
+    int64_t start[3], stop[3];  /* region, normalized to 3-d */
+    uint64_t offset;    /* BS_OP_SET: flat element offset */
+    float value;
+    float *data;        /* BS_OP_WRITE payload, or ENTRY_SETS values (owned) */
+    uint64_t *offsets;  /* ENTRY_SETS flat offsets (owned, same block as data) */
+} entry;
+
+typedef struct work_item {
+    entry e;
+    uint64_t from, n;   /* element range of e applied by this item */
+    int failed;
+} work_item;
+
+struct bs_manager {
+    int32_t ndim;
+    int64_t shape[BS_MAX_NDIM];   /* as given */
+    int64_t shape3[3];            /* padded to 3-d with leading 1s */
+    size_t nelem;
+    float *buf[2];
+    int front_slot;
+
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv, space_cv, sync_cv;
+    pthread_t worker;
+    int worker_started;
+    int closed;
+
+    entry *ring;
+    size_t ring_cap, ring_head, ring_len;
+    uint64_t pending, max_pending;
+
+    uint64_t last_seq, applied_seq, visible_seq, epoch;
+    uint64_t tickets_issued, tickets_done;
+
+    int paused;
+    uint64_t step_credits;
+
+    uint64_t fault_countdown;     /* 0: no fault armed */
+    int worker_err;
+    uint64_t worker_err_seq;
+    char worker_msg[256];
+
+    /* worker-private */
+    entry cur;
+    int has_cur;
+    uint64_t cur_done;
+    entry *batch;
+    size_t batch_len, batch_cap;
+    uint64_t batch_touched;
+    int batch_overflow;
+
+    bs_event *ev;
+    uint64_t ev_cap, ev_count;
+};
+
+/* ---------------------------------------------------------------- errors */
+
+static __thread char tl_err[320];
+
+static int fail(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tl_err, sizeof tl_err, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+uint32_t bs_abi_version(void) { return BS_ABI_VERSION; }
+
+const char *bs_strerror(int status)
+{
+    switch (status) {
+    case BS_OK: return "ok";
+    case BS_EINVAL: return "invalid argument";
+    case BS_ENOMEM: return "out of memory";
+    case BS_ETIMEDOUT: return "timed out";
+    case BS_EFULL: return "queue full";
+    case BS_ECLOSED: return "manager closed";
+    case BS_EWORKER: return "update failed in the worker";
+    case BS_ETHREAD: return "cannot start the worker thread";
+    default: return "unknown status";
+    }
+}
+
+const char *bs_last_error(void) { return tl_err; }
+
+#define CHECK_M(m) do { if (!(m)) return fail(BS_EINVAL, "manager is NULL"); } while (0)
+
+/* ---------------------------------------------------------------- helpers */
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Caller holds mu. */
+static void ev_record(bs_manager *m, int kind, uint64_t seq, uint64_t count,
+                      uint64_t producer, int slot, int op)
+{
+    if (!m->ev_cap) return;
+    bs_event *e = &m->ev[m->ev_count % m->ev_cap];
+    e->index = m->ev_count++;
+    e->t_ns = now_ns();
+    e->seq = seq;
+    e->count = count;
+    e->epoch = m->epoch;
+    e->producer = producer;
+    e->kind = kind;
+    e->slot = slot;
+    e->op = op;
+}
+
+static void entry_free(entry *e)
+{
+    free(e->data);       /* ENTRY_SETS: one block holds offsets and values */
+    if (e->kind == ENTRY_SETS) free(e->offsets);
+    e->data = NULL;
+    e->offsets = NULL;
+}
+
+/* Caller holds mu. Grows the ring when full (markers are not bounded). */
+static int ring_push(bs_manager *m, const entry *e)
+{
+    if (m->ring_len == m->ring_cap) {
+        size_t ncap = m->ring_cap ? m->ring_cap * 2 : 64;
+        entry *nr = malloc(ncap * sizeof *nr);
+        if (!nr) return fail(BS_ENOMEM, "cannot grow the update queue to %zu entries", ncap);
+        for (size_t i = 0; i < m->ring_len; i++)
+            nr[i] = m->ring[(m->ring_head + i) % m->ring_cap];
+        free(m->ring);
+        m->ring = nr;
+        m->ring_cap = ncap;
+        m->ring_head = 0;
+    }
+    m->ring[(m->ring_head + m->ring_len) % m->ring_cap] = *e;
+    m->ring_len++;
+    return BS_OK;
+}
+
+static entry *ring_peek(bs_manager *m) { return &m->ring[m->ring_head]; }
+
+static entry ring_pop(bs_manager *m)
+{
+    entry e = m->ring[m->ring_head];
+    m->ring_head = (m->ring_head + 1) % m->ring_cap;
+    m->ring_len--;
+    return e;
+}
+
+static uint64_t region_volume(const entry *e)
+{
+    uint64_t v = 1;
+    for (int d = 0; d < 3; d++) v *= (uint64_t)(e->stop[d] - e->start[d]);
+    return v;
+}
+
+/* Validates u against the manager's shape and fills e (no payload copy yet). */
+static int validate_update(const bs_manager *m, const bs_update *u, entry *e)
+{
+    if (!u) return fail(BS_EINVAL, "update is NULL");
+    memset(e, 0, sizeof *e);
+    e->kind = ENTRY_UPDATE;
+    e->op = u->op;
+    e->count = 1;
+    e->value = (float)u->value;
+    int pad = 3 - m->ndim;
+    for (int d = 0; d < pad; d++) { e->start[d] = 0; e->stop[d] = 1; }
+    switch (u->op) {
+    case BS_OP_SET: {
+        uint64_t off = 0;
+        for (int d = 0; d < m->ndim; d++) {
+            int64_t i = u->start[d];
+            if (i < 0 || i >= m->shape[d])
+                return fail(BS_EINVAL, "set: index %lld in dimension %d is out of bounds for size %lld",
+                            (long long)i, d, (long long)m->shape[d]);
+            e->start[pad + d] = i;
+            e->stop[pad + d] = i + 1;
+            off = off * (uint64_t)m->shape[d] + (uint64_t)i;
+        }
+        e->offset = off;
+        e->touched = 1;
+        return BS_OK;
+    }
+    case BS_OP_FILL:
+    case BS_OP_ADD:
+    case BS_OP_SCALE:
+    case BS_OP_WRITE: {
+        static const char *names[] = {"set", "fill", "add", "scale", "write"};
+        for (int d = 0; d < m->ndim; d++) {
+            int64_t a = u->start[d], b = u->stop[d];
+            if (a < 0)
+                return fail(BS_EINVAL, "%s: region start %lld in dimension %d is negative",
+                            names[u->op], (long long)a, d);
+            if (a > b)
+                return fail(BS_EINVAL, "%s: region start %lld > stop %lld in dimension %d",
+                            names[u->op], (long long)a, (long long)b, d);
+            if (b > m->shape[d])
+                return fail(BS_EINVAL, "%s: region stop %lld in dimension %d is beyond the size %lld",
+                            names[u->op], (long long)b, d, (long long)m->shape[d]);
+            e->start[pad + d] = a;
+            e->stop[pad + d] = b;
+        }
+        e->touched = region_volume(e);
+        if (u->op == BS_OP_WRITE && e->touched > 0 && !u->data)
+            return fail(BS_EINVAL, "write: data is NULL for a non-empty region");
+        return BS_OK;
+    }
+    default:
+        return fail(BS_EINVAL, "unknown update op %d", (int)u->op);
+    }
+}
+
+/* Copies a write payload into e (after validate_update). */
+static int copy_payload(entry *e, const bs_update *u)
+{
+    if (e->op != BS_OP_WRITE || e->touched == 0) return BS_OK;
+    e->data = malloc(e->touched * sizeof(float));
+    if (!e->data)
+        return fail(BS_ENOMEM, "write: cannot copy %llu elements",
+                    (unsigned long long)e->touched);
+    memcpy(e->data, u->data, e->touched * sizeof(float));
+    return BS_OK;
+}
+
+/* ---------------------------------------------------------------- apply */
+
+static void apply_region(const bs_manager *m, float *b, const entry *e)
+{
+    const int64_t s1 = m->shape3[1], s2 = m->shape3[2];
+    const int64_t w = e->stop[2] - e->start[2];
+    const float v = e->value;
+    const float *src = e->data;
+    if (w <= 0) return;
+    for (int64_t i0 = e->start[0]; i0 < e->stop[0]; i0++) {
+        for (int64_t i1 = e->start[1]; i1 < e->stop[1]; i1++) {
+            float *row = b + (i0 * s1 + i1) * s2 + e->start[2];
+            switch (e->op) {
+            case BS_OP_FILL:
+                for (int64_t k = 0; k < w; k++) row[k] = v;
+                break;
+            case BS_OP_ADD:
+                for (int64_t k = 0; k < w; k++) row[k] = row[k] + v;
+                break;
+            case BS_OP_SCALE:
+                for (int64_t k = 0; k < w; k++) row[k] = row[k] * v;
+                break;
+            case BS_OP_WRITE:
+                memcpy(row, src, (size_t)w * sizeof(float));
+                src += w;
+                break;
+            }
+        }
+    }
+}
+
+/* Applies elements [from, from+n) of e to buffer b. */
+static void apply_entry(const bs_manager *m, float *b, const entry *e, uint64_t from, uint64_t n)
+{
+    if (e->kind == ENTRY_SETS) {
+        const uint64_t *off = e->offsets;
+        const float *val = e->data;
+        for (uint64_t j = from; j < from + n; j++) b[off[j]] = val[j];
+    } else if (e->op == BS_OP_SET) {
+        b[e->offset] = e->value;
+    } else {
+        apply_region(m, b, e);
+    }
+}
+
+/* ---------------------------------------------------------------- worker */
+
+/* Caller holds mu: is there anything the worker may do now? */
+static int worker_has_work(const bs_manager *m)
+{
+    int may_apply = !m->paused || m->step_credits > 0;
+    if (m->has_cur) return may_apply;
+    if (m->ring_len == 0) return 0;
+    if (m->ring[m->ring_head].kind == ENTRY_SYNC) return 1;
+    return may_apply;
+}
+
+/* Worker-private: remember a fully applied entry for the catch-up replay. */
+static void batch_keep(bs_manager *m, entry *e)
+{
+    if (!m->batch_overflow) {
+        m->batch_touched += e->touched;
+        if (m->batch_touched > m->nelem) {
+            /* Replaying would cost more than copying the buffer: drop the batch. */
+            for (size_t i = 0; i < m->batch_len; i++) entry_free(&m->batch[i]);
+            m->batch_len = 0;
+            m->batch_overflow = 1;
+        } else {
+            if (m->batch_len == m->batch_cap) {
+                size_t ncap = m->batch_cap ? m->batch_cap * 2 : 256;
+                entry *nb = realloc(m->batch, ncap * sizeof *nb);
+                if (nb) {
+                    m->batch = nb;
+                    m->batch_cap = ncap;
+                } else {
+                    for (size_t i = 0; i < m->batch_len; i++) entry_free(&m->batch[i]);
+                    m->batch_len = 0;
+                    m->batch_overflow = 1;   /* fall back to a full copy */
+                }
+            }
+            if (!m->batch_overflow) {
+                m->batch[m->batch_len++] = *e;
+                return;
+            }
+        }
+    }
+    entry_free(e);
+}
+
+/* Worker-private, lock not held: bring the back (old front) up to date. */
+static void catch_up(bs_manager *m, uint64_t *replayed)
+{
+    float *back = m->buf[1 - m->front_slot];
+    const float *front = m->buf[m->front_slot];
+    if (m->batch_overflow) {
+        memcpy(back, front, m->nelem * sizeof(float));
+        *replayed = 0;
+    } else {
+        for (size_t i = 0; i < m->batch_len; i++) {
+            apply_entry(m, back, &m->batch[i], 0, m->batch[i].count);
+            entry_free(&m->batch[i]);
+        }
+        *replayed = m->batch_len;
+    }
+    m->batch_len = 0;
+    m->batch_touched = 0;
+    m->batch_overflow = 0;
+}
+
+static void *worker_main(void *arg)
+{
+    bs_manager *m = arg;
+    work_item work[WORK_CHUNK];
+
+    pthread_mutex_lock(&m->mu);
+    for (;;) {
+        while (!m->closed && !worker_has_work(m)) pthread_cond_wait(&m->work_cv, &m->mu);
+        if (m->closed) break;
+
+        if (!m->has_cur && ring_peek(m)->kind == ENTRY_SYNC) {
+            /* Consecutive markers share one swap. Everything before them is applied. */
+            uint64_t ticket = 0;
+            while (m->ring_len && ring_peek(m)->kind == ENTRY_SYNC) ticket = ring_pop(m).ticket;
+            m->front_slot = 1 - m->front_slot;
+            m->epoch++;
+            m->visible_seq = m->applied_seq;
+            m->tickets_done = ticket;
+            ev_record(m, BS_EV_SWAP, m->visible_seq, 0, 0, m->front_slot, -1);
+            ev_record(m, BS_EV_VISIBLE, m->visible_seq, 0, 0, m->front_slot, -1);
+            pthread_cond_broadcast(&m->sync_cv);
+            pthread_mutex_unlock(&m->mu);
+            uint64_t replayed;
+            catch_up(m, &replayed);
+            pthread_mutex_lock(&m->mu);
+            ev_record(m, BS_EV_CATCHUP, m->visible_seq, replayed, 0, 1 - m->front_slot, -1);
+            continue;
+        }
+
+        /* Take up to WORK_CHUNK pieces of work (stopping at a marker). */
+        size_t k = 0;
+        uint64_t budget = m->paused ? m->step_credits : UINT64_MAX;
+        uint64_t freed = 0;
+        while (k < WORK_CHUNK && budget > 0) {
+            if (!m->has_cur) {
+                if (m->ring_len == 0 || ring_peek(m)->kind == ENTRY_SYNC) break;
+                m->cur = ring_pop(m);
+                m->has_cur = 1;
+                m->cur_done = 0;
+                freed += m->cur.count;
+            }
+            uint64_t left = m->cur.count - m->cur_done;
+            uint64_t take = left < budget ? left : budget;
+            work_item *w = &work[k++];
+            w->e = m->cur;
+            w->from = m->cur_done;
+            w->n = take;
+            w->failed = 0;
+            if (w->from == 0 && m->fault_countdown && --m->fault_countdown == 0) w->failed = 1;
+            m->cur_done += take;
+            if (budget != UINT64_MAX) budget -= take;
+            if (m->cur_done == m->cur.count) m->has_cur = 0;
+            else break;   /* a partial entry (paused stepping) ends the chunk */
+        }
+        if (m->paused) m->step_credits = budget;
+        if (freed) {
+            m->pending -= freed;
+            pthread_cond_broadcast(&m->space_cv);
+        }
+        int back_slot = 1 - m->front_slot;
+        float *back = m->buf[back_slot];
+        pthread_mutex_unlock(&m->mu);
+
+        for (size_t i = 0; i < k; i++)
+            if (!work[i].failed) apply_entry(m, back, &work[i].e, work[i].from, work[i].n);
+
+        pthread_mutex_lock(&m->mu);
+        for (size_t i = 0; i < k; i++) {
+            work_item *w = &work[i];
+            uint64_t first = w->e.seq + w->from;
+            if (w->failed) {
+                if (!m->worker_err) {
+                    m->worker_err = 1;
+                    m->worker_err_seq = first;
+                    snprintf(m->worker_msg, sizeof m->worker_msg,
+                             "update seq %llu failed in the worker (injected fault); it was not applied",
+                             (unsigned long long)first);
+                }
+            } else {
+                ev_record(m, BS_EV_APPLY, first, w->n, w->e.producer, back_slot, w->e.op);
+            }
+            m->applied_seq = first + w->n - 1;
+            if (w->from + w->n == w->e.count) {
+                if (w->failed) entry_free(&w->e);
+                else batch_keep(m, &w->e);
+            }
+        }
+    }
+    pthread_mutex_unlock(&m->mu);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- create/close */
+
+int bs_create(const bs_config *c, bs_manager **out)
+{
+    if (!out) return fail(BS_EINVAL, "out is NULL");
+    *out = NULL;
+    if (!c) return fail(BS_EINVAL, "config is NULL");
+    if (c->ndim < 1 || c->ndim > BS_MAX_NDIM)
+        return fail(BS_EINVAL, "ndim must be 1, 2 or 3, got %d", (int)c->ndim);
+    if (c->max_pending < 1) return fail(BS_EINVAL, "max_pending must be >= 1");
+    uint64_t nelem = 1;
+    for (int d = 0; d < c->ndim; d++) {
+        if (c->shape[d] < 1)
+            return fail(BS_EINVAL, "shape[%d] must be >= 1, got %lld", d, (long long)c->shape[d]);
+        if ((uint64_t)c->shape[d] > (SIZE_MAX / 16) / nelem)
+            return fail(BS_ENOMEM, "shape is too large: the element count overflows");
+        nelem *= (uint64_t)c->shape[d];
+    }
+    if (c->event_capacity > ((uint64_t)1 << 26))
+        return fail(BS_EINVAL, "event_capacity must be <= %llu", 1ULL << 26);
+
+    bs_manager *m = calloc(1, sizeof *m);
+    if (!m) return fail(BS_ENOMEM, "cannot allocate the manager");
+    m->ndim = c->ndim;
+    for (int d = 0; d < 3; d++) m->shape3[d] = 1;
+    for (int d = 0; d < c->ndim; d++) {
+        m->shape[d] = c->shape[d];
+        m->shape3[3 - c->ndim + d] = c->shape[d];
+    }
+    m->nelem = (size_t)nelem;
+    m->max_pending = c->max_pending;
+    m->buf[0] = malloc(m->nelem * sizeof(float));
+    m->buf[1] = malloc(m->nelem * sizeof(float));
+    m->ev_cap = c->event_capacity;
+    if (m->ev_cap) m->ev = calloc(m->ev_cap, sizeof *m->ev);
+    if (!m->buf[0] || !m->buf[1] || (m->ev_cap && !m->ev)) {
+        free(m->buf[0]);
+        free(m->buf[1]);
+        free(m->ev);
+        free(m);
+        return fail(BS_ENOMEM, "cannot allocate two buffers of %llu bytes",
+                    (unsigned long long)(nelem * sizeof(float)));
+    }
+    for (size_t i = 0; i < m->nelem; i++) m->buf[0][i] = c->fill;
+    memcpy(m->buf[1], m->buf[0], m->nelem * sizeof(float));
+
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&m->mu, NULL);
+    pthread_cond_init(&m->work_cv, NULL);
+    pthread_cond_init(&m->space_cv, NULL);
+    pthread_cond_init(&m->sync_cv, &ca);
+    pthread_condattr_destroy(&ca);
+
+    int rc = pthread_create(&m->worker, NULL, worker_main, m);
+    if (rc != 0) {
+        m->closed = 1;
+        bs_destroy(m);
+        return fail(BS_ETHREAD, "pthread_create failed: %s", strerror(rc));
+    }
+    m->worker_started = 1;
+    *out = m;
+    return BS_OK;
+}
+
+int bs_close(bs_manager *m)
+{
+    CHECK_M(m);
+    pthread_mutex_lock(&m->mu);
+    if (m->closed && !m->worker_started) {
+        pthread_mutex_unlock(&m->mu);
+        return BS_OK;
+    }
+    m->closed = 1;
+    pthread_cond_broadcast(&m->work_cv);
+    pthread_cond_broadcast(&m->space_cv);
+    pthread_cond_broadcast(&m->sync_cv);
+    int join = m->worker_started;
+    m->worker_started = 0;
+    pthread_mutex_unlock(&m->mu);
+    if (join) pthread_join(m->worker, NULL);
+
+    /* The worker is gone: free what it and the queue held. */
+    pthread_mutex_lock(&m->mu);
+    while (m->ring_len) {
+        entry e = ring_pop(m);
+        entry_free(&e);
+    }
+    m->pending = 0;
+    if (m->has_cur) entry_free(&m->cur);
+    m->has_cur = 0;
+    for (size_t i = 0; i < m->batch_len; i++) entry_free(&m->batch[i]);
+    m->batch_len = 0;
+    pthread_mutex_unlock(&m->mu);
+    return BS_OK;
+}
+
+int bs_destroy(bs_manager *m)
+{
+    if (!m) return BS_OK;
+    bs_close(m);
+    pthread_mutex_destroy(&m->mu);
+    pthread_cond_destroy(&m->work_cv);
+    pthread_cond_destroy(&m->space_cv);
+    pthread_cond_destroy(&m->sync_cv);
+    free(m->ring);
+    free(m->batch);
+    free(m->ev);
+    free(m->buf[0]);
+    free(m->buf[1]);
+    free(m);
+    return BS_OK;
+}
+
+/* ---------------------------------------------------------------- enqueue */
+
+/* Caller holds mu: wait until `units` fit (or closed). */
+static int wait_for_room(bs_manager *m, uint64_t units, int block)
+{
+    for (;;) {
+        if (m->closed) return fail(BS_ECLOSED, "manager is closed");
+        if (m->pending + units <= m->max_pending) return BS_OK;
+        if (!block)
+            return fail(BS_EFULL, "queue full: %llu of %llu element updates pending",
+                        (unsigned long long)m->pending, (unsigned long long)m->max_pending);
+        pthread_cond_wait(&m->space_cv, &m->mu);
+    }
+}
+
+/* Caller holds mu and has room: push e with fresh sequence numbers. */
+static int push_entry(bs_manager *m, entry *e)
+{
+    e->seq = m->last_seq + 1;
+    int rc = ring_push(m, e);
+    if (rc) return rc;
+    m->last_seq += e->count;
+    m->pending += e->count;
+    ev_record(m, BS_EV_ENQUEUE, e->seq, e->count, e->producer,
+              1 - m->front_slot, e->kind == ENTRY_SETS ? BS_OP_SET : e->op);
+    pthread_cond_signal(&m->work_cv);
+    return BS_OK;
+}
+
+int bs_enqueue(bs_manager *m, const bs_update *u, uint64_t producer, int block, uint64_t *seq_out)
+{
+    CHECK_M(m);
+    entry e;
+    int rc = validate_update(m, u, &e);
+    if (rc) return rc;
+    e.producer = producer;
+    if ((rc = copy_payload(&e, u))) return rc;
+    pthread_mutex_lock(&m->mu);
+    rc = wait_for_room(m, 1, block);
+    if (!rc) rc = push_entry(m, &e);
+    if (!rc && seq_out) *seq_out = e.seq;
+    pthread_mutex_unlock(&m->mu);
+    if (rc) entry_free(&e);
+    return rc;
+}
+
+int bs_enqueue_set(bs_manager *m, int64_t i0, int64_t i1, int64_t i2, double value,
+                   uint64_t producer, int block, uint64_t *seq_out)
+{
+    bs_update u;
+    u.op = BS_OP_SET;
+    u.start[0] = i0;
+    u.start[1] = i1;
+    u.start[2] = i2;
+    u.value = value;
+    u.data = NULL;
+    return bs_enqueue(m, &u, producer, block, seq_out);
+}
+
+int bs_enqueue_batch(bs_manager *m, const bs_update *u, size_t n, uint64_t producer,
+                     int block, uint64_t *seqs_out, size_t *bad_index_out)
+{
+    CHECK_M(m);
+    if (n == 0) return BS_OK;
+    if (!u) return fail(BS_EINVAL, "updates is NULL");
+    entry *es = malloc(n * sizeof *es);
+    if (!es) return fail(BS_ENOMEM, "cannot allocate %zu updates", n);
+    int rc = BS_OK;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        if ((rc = validate_update(m, &u[i], &es[i]))) break;
+        es[i].producer = producer;
+    }
+    if (!rc) {
+        for (i = 0; i < n; i++)
+            if ((rc = copy_payload(&es[i], &u[i]))) break;
+        if (rc) {
+            for (size_t j = 0; j < i; j++) entry_free(&es[j]);
+        }
+    }
+    if (rc) {
+        if (bad_index_out) *bad_index_out = i;
+        char msg[sizeof tl_err];
+        snprintf(msg, sizeof msg, "update %zu: %.280s", i, tl_err);
+        free(es);
+        return fail(rc, "%s", msg);
+    }
+    pthread_mutex_lock(&m->mu);
+    /* Whole batch at once when it fits the bound; otherwise in order as room appears. */
+    uint64_t whole = n <= m->max_pending ? n : 1;
+    if (!block && n > m->max_pending) rc = fail(BS_EFULL, "batch of %zu exceeds the queue bound", n);
+    size_t pushed = 0;
+    while (!rc && pushed < n) {
+        uint64_t want = pushed == 0 ? whole : 1;
+        if ((rc = wait_for_room(m, want, block))) break;
+        for (uint64_t j = 0; j < want && !rc; j++) {
+            rc = push_entry(m, &es[pushed]);
+            if (!rc) {
+                if (seqs_out) seqs_out[pushed] = es[pushed].seq;
+                pushed++;
+            }
+        }
+    }
+    pthread_mutex_unlock(&m->mu);
+    for (size_t j = pushed; j < n; j++) entry_free(&es[j]);
+    free(es);
+    return rc;
+}
+
+int bs_set_many(bs_manager *m, const int64_t *indices, const float *values, size_t n,
+                uint64_t producer, int block, uint64_t *seqs_out, size_t *bad_index_out)
+{
+    CHECK_M(m);
+    if (n == 0) return BS_OK;
+    if (!indices || !values) return fail(BS_EINVAL, "indices or values is NULL");
+    const int nd = m->ndim;
+    uint64_t chunk = m->max_pending < SETS_CHUNK ? m->max_pending : SETS_CHUNK;
+    if (!block && n > m->max_pending)
+        return fail(BS_EFULL, "%zu sets exceed the queue bound of %llu", n,
+                    (unsigned long long)m->max_pending);
+    size_t nchunks = (n + chunk - 1) / chunk;
+    entry *es = calloc(nchunks, sizeof *es);
+    if (!es) return fail(BS_ENOMEM, "cannot allocate %zu chunks", nchunks);
+    int rc = BS_OK;
+    size_t c;
+    /* Validate and copy every chunk before anything is queued. */
+    for (c = 0; c < nchunks && !rc; c++) {
+        size_t lo = c * chunk, cnt = (n - lo) < chunk ? (n - lo) : chunk;
+        entry *e = &es[c];
+        e->kind = ENTRY_SETS;
+        e->op = BS_OP_SET;
+        e->count = cnt;
+        e->touched = cnt;
+        e->producer = producer;
+        e->offsets = malloc(cnt * sizeof(uint64_t));
+        e->data = malloc(cnt * sizeof(float));
+        if (!e->offsets || !e->data) {
+            rc = fail(BS_ENOMEM, "cannot copy %zu element sets", cnt);
+            break;
+        }
+        const int64_t *ix = indices + lo * nd;
+        for (size_t j = 0; j < cnt; j++, ix += nd) {
+            uint64_t off = 0;
+            for (int d = 0; d < nd; d++) {
+                int64_t i = ix[d];
+                if (i < 0 || i >= m->shape[d]) {
+                    if (bad_index_out) *bad_index_out = lo + j;
+                    rc = fail(BS_EINVAL, "set_many: element %zu has index %lld in dimension %d, out of bounds for size %lld",
+                              lo + j, (long long)i, d, (long long)m->shape[d]);
+                    break;
+                }
+                off = off * (uint64_t)m->shape[d] + (uint64_t)i;
+            }
+            if (rc) break;
+            e->offsets[j] = off;
+        }
+        if (!rc) memcpy(e->data, values + lo, cnt * sizeof(float));
+    }
+    size_t pushed = 0;
+    if (!rc) {
+        pthread_mutex_lock(&m->mu);
+        uint64_t total = n;
+        int whole = total <= m->max_pending;
+        for (; pushed < nchunks; pushed++) {
+            /* When the whole call fits the bound it goes in at once, unsplit by others. */
+            uint64_t want = (whole && pushed == 0) ? total : es[pushed].count;
+            if (!(whole && pushed > 0) && (rc = wait_for_room(m, want, block))) break;
+            if ((rc = push_entry(m, &es[pushed]))) break;
+            if (seqs_out) {
+                uint64_t *so = seqs_out + pushed * chunk;
+                for (uint64_t j = 0; j < es[pushed].count; j++) so[j] = es[pushed].seq + j;
+            }
+        }
+        pthread_mutex_unlock(&m->mu);
+    }
+    for (size_t j = pushed; j < nchunks; j++) entry_free(&es[j]);
+    free(es);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- sync & front */
+
+int bs_synchronize(bs_manager *m, double timeout_s, uint64_t *epoch_out)
+{
+    CHECK_M(m);
+    if (timeout_s != timeout_s) return fail(BS_EINVAL, "timeout is NaN");
+    struct timespec deadline;
+    int timed = timeout_s >= 0;
+    if (timed) {
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        double secs = timeout_s > 1e9 ? 1e9 : timeout_s;
+        time_t whole = (time_t)secs;
+        long nsec = (long)((secs - (double)whole) * 1e9);
+        deadline.tv_sec += whole;
+        deadline.tv_nsec += nsec;
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000L;
+        }
+    }
+    pthread_mutex_lock(&m->mu);
+    if (m->closed) {
+        pthread_mutex_unlock(&m->mu);
+        return fail(BS_ECLOSED, "manager is closed");
+    }
+    entry marker;
+    memset(&marker, 0, sizeof marker);
+    marker.kind = ENTRY_SYNC;
+    marker.op = -1;
+    marker.ticket = ++m->tickets_issued;
+    marker.seq = m->last_seq;
+    int rc = ring_push(m, &marker);
+    if (rc) {
+        m->tickets_issued--;
+        pthread_mutex_unlock(&m->mu);
+        return rc;
+    }
+    ev_record(m, BS_EV_SYNC_BEGIN, m->last_seq, 0, 0, m->front_slot, -1);
+    pthread_cond_signal(&m->work_cv);
+    const uint64_t ticket = marker.ticket;
+    while (!m->closed && m->tickets_done < ticket) {
+        int w = timed ? pthread_cond_timedwait(&m->sync_cv, &m->mu, &deadline)
+                      : pthread_cond_wait(&m->sync_cv, &m->mu);
+        if (w == ETIMEDOUT && m->tickets_done < ticket) {
+            uint64_t pend = m->pending;
+            pthread_mutex_unlock(&m->mu);
+            return fail(BS_ETIMEDOUT,
+                        "synchronize timed out after %.3f s (%llu updates still pending%s); "
+                        "the sync stays queued",
+                        timeout_s, (unsigned long long)pend, m->paused ? ", worker paused" : "");
+        }
+    }
+    if (m->tickets_done < ticket) {
+        pthread_mutex_unlock(&m->mu);
+        return fail(BS_ECLOSED, "manager was closed during synchronize");
+    }
+    if (epoch_out) *epoch_out = m->epoch;
+    if (m->worker_err && m->worker_err_seq <= m->visible_seq) {
+        m->worker_err = 0;
+        char msg[sizeof m->worker_msg];
+        memcpy(msg, m->worker_msg, sizeof msg);
+        pthread_mutex_unlock(&m->mu);
+        return fail(BS_EWORKER, "%s", msg);
+    }
+    pthread_mutex_unlock(&m->mu);
+    return BS_OK;
+}
+
+int bs_front(bs_manager *m, const float **data_out, uint64_t *epoch_out)
+{
+    CHECK_M(m);
+    if (!data_out) return fail(BS_EINVAL, "data_out is NULL");
+    pthread_mutex_lock(&m->mu);
+    *data_out = m->buf[m->front_slot];
+    if (epoch_out) *epoch_out = m->epoch;
+    pthread_mutex_unlock(&m->mu);
+    return BS_OK;
+}
+
+int bs_stats_get(bs_manager *m, bs_stats *out)
+{
+    CHECK_M(m);
+    if (!out) return fail(BS_EINVAL, "out is NULL");
+    pthread_mutex_lock(&m->mu);
+    out->epoch = m->epoch;
+    out->last_seq = m->last_seq;
+    out->applied_seq = m->applied_seq;
+    out->visible_seq = m->visible_seq;
+    out->pending = m->pending;
+    out->max_pending = m->max_pending;
+    out->events_recorded = m->ev_count;
+    out->paused = m->paused;
+    out->front_slot = m->front_slot;
+    pthread_mutex_unlock(&m->mu);
+    return BS_OK;
+}
+
+int bs_set_paused(bs_manager *m, int paused)
+{
+    CHECK_M(m);
+    pthread_mutex_lock(&m->mu);
+    int closed = m->closed;
+    if (!closed) {
+        m->paused = paused ? 1 : 0;
+        m->step_credits = 0;
+        pthread_cond_signal(&m->work_cv);
+    }
+    pthread_mutex_unlock(&m->mu);
+    return closed ? fail(BS_ECLOSED, "manager is closed") : BS_OK;
+}
+
+int bs_step(bs_manager *m, uint64_t n)
+{
+    CHECK_M(m);
+    pthread_mutex_lock(&m->mu);
+    int closed = m->closed;
+    if (!closed && m->paused) {
+        m->step_credits += n;
+        pthread_cond_signal(&m->work_cv);
+    }
+    int paused = m->paused;
+    pthread_mutex_unlock(&m->mu);
+    if (closed) return fail(BS_ECLOSED, "manager is closed");
+    if (!paused) return fail(BS_EINVAL, "step needs a paused worker");
+    return BS_OK;
+}
+
+int bs_events_read(bs_manager *m, uint64_t since, bs_event *out, size_t cap,
+                   size_t *n_out, uint64_t *next_out)
+{
+    CHECK_M(m);
+    if (!n_out || !next_out || (cap && !out)) return fail(BS_EINVAL, "NULL output argument");
+    pthread_mutex_lock(&m->mu);
+    uint64_t oldest = m->ev_count > m->ev_cap ? m->ev_count - m->ev_cap : 0;
+    uint64_t i = since < oldest ? oldest : since;
+    size_t n = 0;
+    for (; i < m->ev_count && n < cap; i++, n++) out[n] = m->ev[i % m->ev_cap];
+    *n_out = n;
+    *next_out = i;
+    pthread_mutex_unlock(&m->mu);
+    return BS_OK;
+}
+
+int bs_inject_worker_fault(bs_manager *m, uint64_t after)
+{
+    CHECK_M(m);
+    pthread_mutex_lock(&m->mu);
+    m->fault_countdown = after;
+    pthread_mutex_unlock(&m->mu);
+    return BS_OK;
+}

@@ -1,0 +1,157 @@
+/*
+ * bufferscope.h — the stable C interface of the bufferscope buffer manager.
+ *
+ * A manager owns two float32 buffers (front and back) of the same N-d shape
+ * (1 <= ndim <= 3) and one persistent worker thread. Producers enqueue updates
+ * (set, fill, add, scale, write, and batches of sets); the worker applies them to
+ * the back buffer in FIFO order. bs_synchronize() waits until everything queued
+ * before the call is applied, then the worker swaps front and back (a pointer
+ * exchange) and brings the new back up to date by replaying the last batch onto
+ * it (or copying the front when the batch touched more than the whole buffer).
+ *
+ * Every function returns a bs_status code; none aborts on bad input. After a
+ * non-zero return, bs_last_error() gives a message for the calling thread.
+ *
+ * This header is the ABI: bump BS_ABI_VERSION on any incompatible change.
+ */
+#ifndef BUFFERSCOPE_H
+#define BUFFERSCOPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BS_ABI_VERSION 1
+#define BS_MAX_NDIM 3
+
+typedef enum bs_status {
+    BS_OK = 0,
+    BS_EINVAL = 1,      /* a bad argument: the message names it */
+    BS_ENOMEM = 2,      /* allocation failed */
+    BS_ETIMEDOUT = 3,   /* synchronize() did not finish in time; nothing is lost */
+    BS_EFULL = 4,       /* queue full and the call asked not to block */
+    BS_ECLOSED = 5,     /* the manager was closed */
+    BS_EWORKER = 6,     /* an update failed inside the worker (reported once) */
+    BS_ETHREAD = 7      /* a thread could not be created */
+} bs_status;
+
+typedef enum bs_op {
+    BS_OP_SET = 0,
+    BS_OP_FILL = 1,
+    BS_OP_ADD = 2,
+    BS_OP_SCALE = 3,
+    BS_OP_WRITE = 4
+} bs_op;
+
+/* One update. Regions are half-open boxes [start, stop) per dimension; for
+ * BS_OP_SET only start[] is read (the index). For BS_OP_WRITE, data points to
+ * the region's elements in C order; it is copied before bs_enqueue returns. */
+typedef struct bs_update {
+    int32_t op;
+    int64_t start[BS_MAX_NDIM];
+    int64_t stop[BS_MAX_NDIM];
+    double value;
+    const float *data;
+} bs_update;
+
+typedef struct bs_config {
+    int32_t ndim;
+    int64_t shape[BS_MAX_NDIM];
+    float fill;
+    uint64_t max_pending;      /* queue bound, in element updates (>= 1) */
+    uint64_t event_capacity;   /* ring of ordering events (0: none kept) */
+} bs_config;
+
+typedef enum bs_event_kind {
+    BS_EV_ENQUEUE = 0,     /* seq..seq+count-1 entered the queue */
+    BS_EV_APPLY = 1,       /* seq..seq+count-1 applied to buffer `slot` */
+    BS_EV_SYNC_BEGIN = 2,  /* a synchronize() call; seq = last seq it covers */
+    BS_EV_SWAP = 3,        /* front/back exchanged; slot = new front, epoch = new epoch */
+    BS_EV_VISIBLE = 4,     /* updates up to seq visible at epoch */
+    BS_EV_CATCHUP = 5      /* new back brought up to date (count = updates replayed, 0 = full copy) */
+} bs_event_kind;
+
+typedef struct bs_event {
+    uint64_t index;        /* position in the stream of all events ever recorded */
+    int64_t t_ns;          /* CLOCK_MONOTONIC */
+    uint64_t seq;
+    uint64_t count;
+    uint64_t epoch;
+    uint64_t producer;
+    int32_t kind;
+    int32_t slot;          /* which of the two buffers (0 or 1) */
+    int32_t op;            /* bs_op of an enqueue/apply event, -1 otherwise */
+} bs_event;
+
+typedef struct bs_stats {
+    uint64_t epoch;
+    uint64_t last_seq;      /* last sequence number handed out */
+    uint64_t applied_seq;   /* every update up to here has been applied to the back */
+    uint64_t visible_seq;   /* every update up to here is in the front */
+    uint64_t pending;       /* element updates in the queue */
+    uint64_t max_pending;
+    uint64_t events_recorded;
+    int32_t paused;
+    int32_t front_slot;
+} bs_stats;
+
+typedef struct bs_manager bs_manager;
+
+uint32_t bs_abi_version(void);
+const char *bs_strerror(int status);
+/* The message of the calling thread's last error (never NULL). */
+const char *bs_last_error(void);
+
+int bs_create(const bs_config *config, bs_manager **out);
+/* Stops and joins the worker; pending updates are dropped. Idempotent. Every
+ * later call except bs_front/bs_stats/bs_destroy returns BS_ECLOSED. */
+int bs_close(bs_manager *m);
+/* Closes if needed and frees everything. No other call may be in flight. */
+int bs_destroy(bs_manager *m);
+
+/* block = 0: return BS_EFULL instead of waiting for room in the queue. */
+int bs_enqueue(bs_manager *m, const bs_update *u, uint64_t producer, int block,
+               uint64_t *seq_out);
+/* All n updates are validated first: on an invalid one nothing is queued and
+ * *bad_index_out names it. They get consecutive sequence numbers when the queue
+ * has room for them all; larger batches are queued in order as room appears.
+ * seqs_out (n entries, may be NULL) receives each one's sequence number. */
+int bs_enqueue_batch(bs_manager *m, const bs_update *u, size_t n, uint64_t producer,
+                     int block, uint64_t *seqs_out, size_t *bad_index_out);
+/* Shorthand for bs_enqueue with BS_OP_SET (the common per-element call). */
+int bs_enqueue_set(bs_manager *m, int64_t i0, int64_t i1, int64_t i2, double value,
+                   uint64_t producer, int block, uint64_t *seq_out);
+/* n element sets: indices is n x ndim (C order), values n floats. Copied.
+ * seqs_out (n entries, may be NULL) receives each one's sequence number. */
+int bs_set_many(bs_manager *m, const int64_t *indices, const float *values, size_t n,
+                uint64_t producer, int block, uint64_t *seqs_out, size_t *bad_index_out);
+
+/* Waits until everything enqueued before the call is applied and swapped into
+ * the front. timeout_s < 0 waits forever. */
+int bs_synchronize(bs_manager *m, double timeout_s, uint64_t *epoch_out);
+/* The front buffer (valid until the next synchronize) and its epoch. */
+int bs_front(bs_manager *m, const float **data_out, uint64_t *epoch_out);
+int bs_stats_get(bs_manager *m, bs_stats *out);
+
+/* Pause: the worker applies nothing until resumed or stepped; swaps of already
+ * applied work still happen. bs_step lets it apply n more element updates. */
+int bs_set_paused(bs_manager *m, int paused);
+int bs_step(bs_manager *m, uint64_t n);
+
+/* Copies events with index >= since into out (at most cap). *n_out gets the
+ * number copied, *next_out the index to ask for next time. Events older than the
+ * ring's capacity are gone: the first copied index then exceeds `since`. */
+int bs_events_read(bs_manager *m, uint64_t since, bs_event *out, size_t cap,
+                   size_t *n_out, uint64_t *next_out);
+
+/* Testing aid: the next `after`-th update the worker applies fails (is skipped)
+ * with BS_EWORKER, reported by the next bs_synchronize. */
+int bs_inject_worker_fault(bs_manager *m, uint64_t after);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* BUFFERSCOPE_H */
