@@ -1,0 +1,82 @@
+"""Shared fixtures: the backend parameter, manager factory, thread-leak guard.
+
+GL tests need an OpenGL context (Xvfb + Mesa in CI, started by pytest-xvfb).
+Where none can be made they are skipped locally but FAIL when CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+import app
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+ALL_BACKENDS = ["c", "gl"]
+
+
+def pytest_configure(config):
+    # The viewer and the GL backend's worker share GL objects: Qt needs this set
+    # before the (pytest-qt) QApplication is created.
+    try:
+        from PyQt6.QtCore import QCoreApplication, Qt
+    except ImportError:
+        return
+    QCoreApplication.setAttribute(Qt.ApplicationAttribute.AA_ShareOpenGLContexts)
+
+
+def require_backend(name: str) -> None:
+    """Skip (locally) or fail (in CI) when backend ``name`` cannot run here."""
+    reason = app.why_not(name)
+    if reason is None:
+        return
+    if IN_CI:
+        pytest.fail(f"backend {name!r} unavailable in CI: {reason}")
+    pytest.skip(f"backend {name!r} unavailable: {reason}")
+
+
+@pytest.fixture(params=ALL_BACKENDS)
+def backend(request) -> str:
+    name = request.param
+    if name == "gl":
+        # pytest-qt's QApplication must exist before the GL backend would make
+        # a bare QGuiApplication of its own.
+        request.getfixturevalue("qapp")
+    require_backend(name)
+    return name
+
+
+@pytest.fixture
+def open_mgr(backend):
+    """Factory: ``open_mgr(shape, **kw)`` on the test's backend; closed at teardown."""
+    made = []
+
+    def make(shape, **kw):
+        m = app.open_manager(backend, shape, **kw)
+        made.append(m)
+        return m
+
+    yield make
+    for m in made:
+        m.close()
+
+
+def _live_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if not isinstance(t, threading._DummyThread)}
+
+
+@pytest.fixture(autouse=True)
+def no_thread_left_behind():
+    """Fail any test that leaves a Python thread running (napari does the same)."""
+    before = _live_threads()
+    yield
+    deadline = time.monotonic() + 5.0
+    while True:
+        extra = [t for t in _live_threads() - before if t.is_alive()]
+        if not extra or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    assert not extra, f"test left threads running: {[t.name for t in extra]}"
