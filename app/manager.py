@@ -162,5 +162,17 @@ def check_open_args(shape: object, fill: object, max_pending: object) -> tuple[S
     return shp, f, mp
 
 
+def check_timeout(timeout: object) -> float | None:
+    """A ``synchronize`` timeout: None (wait forever) or seconds >= 0."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise ValueError(f"timeout must be a number of seconds or None, got {timeout!r}")
+    t = float(timeout)
+    if not t >= 0:
+        raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
+    return t
+
+
 def as_sequence(updates: Iterable[Update]) -> Sequence[Update]:
     return updates if isinstance(updates, Sequence) else list(updates)

@@ -8,7 +8,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from .updates import Add, Fill, Scale, Set, Shape, Update, Write, region_slices, validate, validate_set_many
+from .updates import (
+    Add,
+    Fill,
+    Scale,
+    Set,
+    Shape,
+    Update,
+    Write,
+    region_slices,
+    validate,
+    validate_set_many,
+)
 
 
 class ReferenceModel:

@@ -28,6 +28,7 @@ from app.manager import (
     Event,
     ManagerStats,
     as_sequence,
+    check_timeout,
 )
 from app.updates import Set, Shape, Update, Write, _as_int, validate, validate_set_many
 
@@ -210,17 +211,9 @@ class CBufferManager(BufferManager):
 
     def synchronize(self, timeout: float | None = None) -> int:
         self._check_open()
-        if timeout is None:
-            t = -1.0
-        else:
-            try:
-                t = float(timeout)
-            except (TypeError, ValueError):
-                raise ValueError(f"timeout must be a number of seconds or None, got {timeout!r}") from None
-            if not t >= 0:
-                raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
+        t = check_timeout(timeout)
         epoch = ffi.new("uint64_t *")
-        rc = lib.bs_synchronize(self._h, t, epoch)
+        rc = lib.bs_synchronize(self._h, -1.0 if t is None else t, epoch)
         if rc:
             _raise(rc)
         return int(epoch[0])

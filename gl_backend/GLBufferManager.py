@@ -1,0 +1,951 @@
+"""``GLBufferManager``: the buffer-manager contract (SPEC §3) on the GPU through OpenGL.
+
+DESIGN
+A persistent Python worker thread owns an OpenGL 4.3 core context of its own
+(Qt's ``QOpenGLContext`` on a ``QOffscreenSurface``, both created on the GUI
+thread; the context is moved to the worker, which alone makes it current, and
+moved back when the worker ends). Front and back are two ``R32UI`` textures
+holding float32 bit patterns, with ``R32F`` views for viewers (see ``_gpu``).
+
+One lock guards all shared state: the FIFO queue, the counters, the event ring,
+pause/step credits and the front read-back cache. Three conditions hang off it
+and every wait re-checks a predicate in a loop (no bare signals):
+  work_cv   the worker waits for "something to apply, a sync or a read-back";
+  space_cv  producers wait for "room in the bounded queue";
+  sync_cv   synchronizers wait for "tickets_done >= my ticket", ``front()`` for
+            "reads_done >= my request", ``__init__`` for the worker's start.
+
+Queue entries are one update, a chunk of element sets (``set_many``) or a sync
+marker with a ticket; the bound counts element updates, markers are free. Every
+element update has its own sequence number, starting at 1.
+
+The worker takes a chunk of entries under the lock, drops it and applies them
+on the GPU, merging neighbours into few GL calls: a run of sets (``Set`` and
+``set_many`` alike) becomes one draw of points into the back texture's
+framebuffer — points of one draw land in primitive order, so a repeated index
+keeps its last value; a run of Fill/Add/Scale (and Writes that are not plain
+rectangles of the texture) becomes one compute dispatch per group of pairwise
+disjoint boxes (a box overlapping an earlier one of the group starts a new
+group, so read-modify-write never races); a Write that is a rectangle of the
+texture is uploaded with ``glTexSubImage2D``. Then it records the ``apply``
+events under the lock.
+
+At a sync marker the worker waits for the GPU (a fence), swaps the two slots
+(O(1)), bumps the epoch, wakes the synchronizers, and only then brings the new
+back up to date: it replays the GL operations it applied since the previous
+swap (their vertex and box buffers are kept for this, left-right style), or,
+when those touched more elements than the buffer holds, copies the whole front
+with ``glCopyImageSubData`` (the kept operations are dropped as soon as that
+happens, so memory stays bounded). The catch-up completes before any later
+update is applied, so the back is never stale.
+
+``front()`` asks the worker to read the front texture back (``glGetTexImage``)
+once per epoch and caches the read-only copy. ``front_texture()`` gives a viewer
+in a context that shares objects with ours the front's ``R32F`` view, without
+any read-back.
+
+Ordering guarantee: updates are applied in the order they entered the queue,
+whichever thread enqueued them; a swap happens exactly at each sync marker.
+Not promised: fairness between blocked producers, or which of several
+concurrent synchronize() callers sees a worker failure (exactly one does).
+The semantics mirror the C backend (``c_backend/src/bufferscope.c``) line for line.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import queue
+import threading
+import time
+import weakref
+from collections.abc import Iterable
+
+import numpy as np
+
+from app.errors import BackendError, BackendUnavailableError, ManagerClosedError
+from app.manager import (
+    DEFAULT_EVENT_CAPACITY,
+    DEFAULT_MAX_PENDING,
+    BufferManager,
+    Event,
+    ManagerStats,
+    as_sequence,
+)
+from app.updates import Set, Shape, Update, Write, _as_int, validate, validate_set_many
+
+from . import _context
+
+_UPDATE, _SETS, _SYNC = 0, 1, 2
+_OP_CODES = {"fill": 1, "add": 2, "scale": 3, "write": 4}
+
+WORK_CHUNK = 1024            # entries taken by the worker at a time
+WORK_ELEMENTS = 1 << 21      # element updates taken at a time (whole entries beyond the first)
+SETS_CHUNK = 65536           # element sets per queue entry
+GROUP_BOXES = 4096           # boxes per compute dispatch
+GROUP_TOTAL = (1 << 31) - 1  # elements per compute dispatch (uint arithmetic in the shader)
+RECT_SLICES = 16             # a Write of more slices than this goes through the compute path
+MAX_EVENT_CAPACITY = 1 << 26
+START_TIMEOUT_S = 60.0
+
+
+class _Entry:
+    """One queue entry. ``pairs`` (n, 2) uint32 (flat offset, value bits) for sets;
+    ``start``/``stop`` (padded to 3-d), ``bits`` (value bits) and ``data`` (a Write's
+    uint32 block) for region updates; ``ticket`` for a sync marker."""
+
+    __slots__ = ("kind", "op", "seq", "count", "producer", "ticket", "touched",
+                 "pairs", "start", "stop", "bits", "data")
+
+    def __init__(self, kind: int, op: str, count: int, producer: int) -> None:
+        self.kind = kind
+        self.op = op
+        self.seq = 0
+        self.count = count
+        self.producer = producer
+        self.ticket = 0
+        self.touched = 0
+        self.pairs = None
+        self.start = self.stop = None
+        self.bits = 0
+        self.data = None
+
+
+def _float_bits(value: float) -> int:
+    with np.errstate(over="ignore", invalid="ignore"):
+        return int(np.array([value], dtype=np.float64).astype(np.float32).view(np.uint32)[0])
+
+
+class _BoxGroup:
+    """Disjoint boxes collected for one compute dispatch."""
+
+    def __init__(self) -> None:
+        self.starts = np.empty((GROUP_BOXES, 3), dtype=np.int64)
+        self.stops = np.empty((GROUP_BOXES, 3), dtype=np.int64)
+        self.records = np.empty((GROUP_BOXES, 8), dtype=np.uint32)
+        self.clear()
+
+    def clear(self) -> None:
+        self.k = 0
+        self.total = 0
+        self.payload: list[np.ndarray] = []
+        self.payload_len = 0
+
+    def fits(self, start: tuple, stop: tuple, volume: int) -> bool:
+        k = self.k
+        if k == 0:
+            return True
+        if k == GROUP_BOXES or self.total + volume > GROUP_TOTAL:
+            return False
+        if k <= 8:  # a few boxes: plain Python is quicker than numpy
+            for j in range(k):
+                s, t = self.starts[j], self.stops[j]
+                if (s[0] < stop[0] and start[0] < t[0] and s[1] < stop[1] and start[1] < t[1]
+                        and s[2] < stop[2] and start[2] < t[2]):
+                    return False
+            return True
+        hit = (self.starts[:k] < stop) & (self.stops[:k] > start)
+        return not bool(np.any(np.all(hit, axis=1)))
+
+    def add(self, e: _Entry, volume: int) -> None:
+        k = self.k
+        self.starts[k] = e.start
+        self.stops[k] = e.stop
+        if e.op == "write":
+            arg = self.payload_len
+            block = e.data.reshape(-1)
+            self.payload.append(block)
+            self.payload_len += block.size
+        else:
+            arg = e.bits
+        self.records[k] = (self.total, e.start[0], e.start[1], e.start[2],
+                           e.stop[1] - e.start[1], e.stop[2] - e.start[2], _OP_CODES[e.op], arg)
+        self.total += volume
+        self.k = k + 1
+
+
+class _Core:
+    """The shared state and the worker of one GL manager (no reference to the manager,
+    so that a forgotten manager is collected and its finalizer closes this)."""
+
+    def __init__(self, shape: Shape, fill: float, max_pending: int, event_capacity: int,
+                 share_context) -> None:
+        from PyQt6.QtCore import QThread
+
+        self.shape = shape
+        self.shape3 = (1,) * (3 - len(shape)) + tuple(shape)
+        self.nelem = int(np.prod(shape, dtype=np.int64))
+        self.fill = fill
+        self.max_pending = max_pending
+
+        self.lock = threading.Lock()
+        self.work_cv = threading.Condition(self.lock)
+        self.space_cv = threading.Condition(self.lock)
+        self.sync_cv = threading.Condition(self.lock)
+
+        self.queue: collections.deque[_Entry] = collections.deque()
+        self.pending = 0
+        self.closed = False
+        self.front_slot = 0
+        self.last_seq = self.applied_seq = self.visible_seq = self.epoch = 0
+        self.tickets_issued = self.tickets_done = 0
+        self.paused = False
+        self.step_credits = 0
+        self.fault_countdown = 0
+        self.worker_err = False
+        self.worker_err_seq = 0
+        self.worker_msg = ""
+        self.dead: str | None = None
+        self.reads_requested = self.reads_done = 0
+        self.front_cache: tuple[int, np.ndarray] | None = None
+
+        self.ev_cap = event_capacity
+        self.ev: collections.deque = collections.deque(maxlen=max(1, event_capacity))
+        self.ev_count = 0
+
+        # worker-private
+        self.cur: _Entry | None = None
+        self.cur_done = 0
+        self.batch_ops: list = []
+        self.batch_entries = 0
+        self.batch_touched = 0
+        self.batch_overflow = False
+        self.gpu = None
+        self.group = _BoxGroup()
+
+        # start-up hand-shake (guarded by lock, waited on with sync_cv)
+        self.worker_qthread = None
+        self.moved = False
+        self.ready = False
+        self.init_error: BaseException | None = None
+        self.gl_info: dict[str, object] = {}
+        self.object_names: dict[str, list[int]] = {}
+
+        self.home_thread = QThread.currentThread()
+        self.surface, self.ctx = _context.create_offscreen(share_context)
+        self.shared = self.ctx.shareContext() is not None
+        self.thread = threading.Thread(target=self._run, name="bufferscope-gl-worker",
+                                       daemon=True)
+        try:
+            self.thread.start()
+            self._hand_over_context()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- start-up --------------------------------------------------------------------
+    def _hand_over_context(self) -> None:
+        """On the creating thread: move the context to the worker, wait until it is ready."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        with self.lock:
+            while self.worker_qthread is None and self.init_error is None:
+                if not self.sync_cv.wait(max(0.0, deadline - time.monotonic())):
+                    raise BackendUnavailableError("the GL worker thread did not start")
+            if self.init_error is None:
+                self.ctx.moveToThread(self.worker_qthread)
+            self.moved = True
+            self.sync_cv.notify_all()
+            while not self.ready and self.init_error is None:
+                if not self.sync_cv.wait(max(0.0, deadline - time.monotonic())):
+                    raise BackendUnavailableError(
+                        f"the GL worker did not set up its buffers within {START_TIMEOUT_S:.0f} s"
+                    )
+            err = self.init_error
+        if err is not None:
+            self.close()
+            raise err
+
+    def _run(self) -> None:
+        from PyQt6.QtCore import QThread
+
+        with self.lock:
+            self.worker_qthread = QThread.currentThread()
+            self.sync_cv.notify_all()
+            while not self.moved:
+                self.sync_cv.wait()
+        current = False
+        try:
+            if not self.ctx.makeCurrent(self.surface):
+                raise BackendUnavailableError(
+                    "cannot make the OpenGL context current on the GL worker thread"
+                )
+            current = True
+            from OpenGL import GL
+
+            from ._gpu import Gpu
+
+            self.gpu = Gpu(self.shape3, self.fill)
+            self.gl_info = {
+                "vendor": GL.glGetString(GL.GL_VENDOR).decode(),
+                "renderer": GL.glGetString(GL.GL_RENDERER).decode(),
+                "version": GL.glGetString(GL.GL_VERSION).decode(),
+                "max_texture_size": self.gpu.max_texture_size,
+            }
+        except BaseException as exc:
+            self._finish(current)
+            with self.lock:
+                self.init_error = exc
+                self.sync_cv.notify_all()
+            return
+        with self.lock:
+            self.ready = True
+            self.sync_cv.notify_all()
+        try:
+            self._loop()
+        except BaseException as exc:  # a bug, not a GL error: no more work can be done
+            with self.lock:
+                self.dead = f"the GL worker stopped: {type(exc).__name__}: {exc}"
+                self.sync_cv.notify_all()
+                self.space_cv.notify_all()
+        finally:
+            self._finish(current)
+
+    def _finish(self, current: bool) -> None:
+        """On the worker: free every GL object, release the context, hand it back."""
+        try:
+            if current:
+                if self.gpu is not None:
+                    self._drop_batch()
+                    if self.cur is not None:
+                        self.cur = None
+                    self.gpu.delete()
+                    from OpenGL import GL
+
+                    GL.glFinish()
+                    self.object_names = {}
+                self.ctx.doneCurrent()
+        finally:
+            self.gpu = None
+            self.ctx.moveToThread(self.home_thread)
+
+    # -- events ------------------------------------------------------------------------
+    def ev_record(self, kind: str, seq: int, count: int, producer: int, slot: int, op: str) -> None:
+        """Caller holds the lock."""
+        if not self.ev_cap:
+            return
+        self.ev.append((self.ev_count, time.monotonic_ns(), kind, seq, count, self.epoch,
+                        producer, slot, op))
+        self.ev_count += 1
+
+    # -- producers ----------------------------------------------------------------------
+    def wait_for_room(self, units: int, block: bool) -> None:
+        """Caller holds the lock."""
+        while True:
+            if self.closed:
+                raise ManagerClosedError("manager is closed")
+            if self.dead:
+                raise BackendError(self.dead)
+            if self.pending + units <= self.max_pending:
+                return
+            if not block:
+                raise queue.Full(
+                    f"queue full: {self.pending} of {self.max_pending} element updates pending"
+                )
+            self.space_cv.wait()
+
+    def push(self, e: _Entry) -> int:
+        """Caller holds the lock and has room."""
+        e.seq = self.last_seq + 1
+        self.queue.append(e)
+        self.last_seq += e.count
+        self.pending += e.count
+        self.ev_record("enqueue", e.seq, e.count, e.producer, 1 - self.front_slot, e.op)
+        self.work_cv.notify()
+        return e.seq
+
+    # -- worker --------------------------------------------------------------------------
+    def _has_work(self) -> bool:
+        if self.reads_requested > self.reads_done:
+            return True
+        may_apply = not self.paused or self.step_credits > 0
+        if self.cur is not None:
+            return may_apply
+        if not self.queue:
+            return False
+        if self.queue[0].kind == _SYNC:
+            return True
+        return may_apply
+
+    def _loop(self) -> None:
+        self.lock.acquire()
+        try:
+            while True:
+                while not self.closed and not self._has_work():
+                    self.work_cv.wait()
+                if self.closed:
+                    return
+                if self.reads_requested > self.reads_done:
+                    self._serve_read()
+                elif self.cur is None and self.queue[0].kind == _SYNC:
+                    self._swap()
+                else:
+                    self._apply_chunk()
+        finally:
+            self.lock.release()
+
+    def _serve_read(self) -> None:
+        """Lock held on entry and exit; dropped while reading."""
+        want, slot, epoch = self.reads_requested, self.front_slot, self.epoch
+        self.lock.release()
+        try:
+            arr = self.gpu.read(slot, self.shape)
+            arr.flags.writeable = False
+            err = None
+        except Exception as exc:
+            arr, err = None, exc
+        finally:
+            self.lock.acquire()
+        if arr is not None:
+            self.front_cache = (epoch, arr)
+        elif not self.worker_err:
+            self._set_error(self.visible_seq, f"reading the front back failed: {err}")
+        self.reads_done = want
+        self.sync_cv.notify_all()
+
+    def _swap(self) -> None:
+        """Lock held on entry and exit. Consecutive markers share one swap."""
+        ticket = 0
+        while self.queue and self.queue[0].kind == _SYNC:
+            ticket = self.queue.popleft().ticket
+        self.lock.release()
+        try:
+            self.gpu.wait()
+            err = None
+        except Exception as exc:
+            err = exc
+        finally:
+            self.lock.acquire()
+        if err is not None and not self.worker_err:
+            self._set_error(self.applied_seq, f"waiting for the GPU failed: {err}")
+        self.front_slot = 1 - self.front_slot
+        self.epoch += 1
+        self.visible_seq = self.applied_seq
+        self.tickets_done = ticket
+        self.ev_record("swap", self.visible_seq, 0, 0, self.front_slot, "")
+        self.ev_record("visible", self.visible_seq, 0, 0, self.front_slot, "")
+        self.sync_cv.notify_all()
+        front, back = self.front_slot, 1 - self.front_slot
+        self.lock.release()
+        try:
+            replayed = self._catch_up(front, back)
+            err = None
+        except Exception as exc:
+            replayed, err = 0, exc
+        finally:
+            self.lock.acquire()
+        if err is not None and not self.worker_err:
+            self._set_error(self.visible_seq, f"bringing the new back up to date failed: {err}")
+        self.ev_record("catch-up", self.visible_seq, replayed, 0, back, "")
+
+    def _catch_up(self, front: int, back: int) -> int:
+        """Lock not held: make the new back equal the front."""
+        try:
+            if self.batch_overflow:
+                self.gpu.copy(front, back)
+                return 0
+            for op in self.batch_ops:
+                op.apply(self.gpu, back)
+            return self.batch_entries
+        except Exception:
+            # The back may now be half replayed: copy the front over it.
+            self.gpu.copy(front, back)
+            raise
+        finally:
+            self._drop_batch()
+
+    def _drop_batch(self) -> None:
+        names = [b for op in self.batch_ops for b in op.buffers()]
+        self.batch_ops = []
+        self.batch_entries = 0
+        self.batch_touched = 0
+        self.batch_overflow = False
+        self.gpu.delete_buffers(names)
+
+    def _apply_chunk(self) -> None:
+        """Lock held on entry and exit; dropped while the GPU work is issued."""
+        items: list[tuple[_Entry, int, int, bool]] = []
+        budget = self.step_credits if self.paused else -1   # -1: unlimited
+        freed = 0
+        taken = 0
+        while len(items) < WORK_CHUNK and budget != 0:
+            if self.cur is None:
+                if not self.queue or self.queue[0].kind == _SYNC:
+                    break
+                if items and taken + self.queue[0].count > WORK_ELEMENTS:
+                    break
+                self.cur = self.queue.popleft()
+                self.cur_done = 0
+                freed += self.cur.count
+            cur = self.cur
+            left = cur.count - self.cur_done
+            take = left if budget < 0 else min(left, budget)
+            failed = False
+            if self.cur_done == 0 and self.fault_countdown:
+                self.fault_countdown -= 1
+                failed = self.fault_countdown == 0
+            items.append((cur, self.cur_done, take, failed))
+            taken += take
+            self.cur_done += take
+            if budget > 0:
+                budget -= take
+            if self.cur_done == cur.count:
+                self.cur = None
+            else:
+                break  # a partial entry (paused stepping) ends the chunk
+        if self.paused:
+            self.step_credits = max(budget, 0)
+        if freed:
+            self.pending -= freed
+            self.space_cv.notify_all()
+        back = 1 - self.front_slot
+        self.lock.release()
+        try:
+            err = self._apply_items(items, back)
+        finally:
+            self.lock.acquire()
+        for e, frm, n, failed in items:
+            first = e.seq + frm
+            if failed:
+                if not self.worker_err:
+                    self._set_error(first, f"update seq {first} failed in the worker "
+                                           "(injected fault); it was not applied")
+            else:
+                self.ev_record("apply", first, n, e.producer, back, e.op)
+            self.applied_seq = first + n - 1
+        if err is not None and not self.worker_err:
+            first = items[0][0].seq + items[0][1]
+            self._set_error(first, f"updates from seq {first} on failed on the GPU: {err}")
+
+    def _set_error(self, seq: int, msg: str) -> None:
+        """Caller holds the lock."""
+        self.worker_err = True
+        self.worker_err_seq = seq
+        self.worker_msg = msg
+
+    def _apply_items(self, items, slot: int) -> Exception | None:
+        """Lock not held: issue the GL work of ``items`` on texture ``slot``, merged."""
+        from ._gpu import BoxesOp, RectsOp, SetsOp
+
+        gpu = self.gpu
+        ops: list = []
+        sets: list[np.ndarray] = []
+        group = self.group
+        group.clear()
+        done_entries = 0
+
+        def flush_sets() -> None:
+            if sets:
+                pairs = sets[0] if len(sets) == 1 else np.concatenate(sets)
+                sets.clear()
+                op = SetsOp(gpu, pairs)
+                ops.append((op, len(pairs)))
+                op.apply(gpu, slot)
+
+        def flush_group() -> None:
+            if group.k:
+                op = BoxesOp(gpu, group.records[: group.k].copy(), group.payload, group.total)
+                ops.append((op, group.total))
+                group.clear()
+                op.apply(gpu, slot)
+
+        try:
+            for e, frm, n, failed in items:
+                if failed:
+                    continue
+                if frm + n == e.count:
+                    done_entries += 1
+                if e.pairs is not None:
+                    flush_group()
+                    sets.append(e.pairs if n == e.count else e.pairs[frm: frm + n])
+                    continue
+                flush_sets()
+                volume = e.touched
+                if volume == 0:
+                    continue
+                rects = self._rects(e) if e.op == "write" else None
+                if rects is not None:
+                    flush_group()
+                    op = RectsOp(rects)
+                    ops.append((op, volume))
+                    op.apply(gpu, slot)
+                    continue
+                if not group.fits(e.start, e.stop, volume):
+                    flush_group()
+                group.add(e, volume)
+            flush_sets()
+            flush_group()
+            err = None
+        except Exception as exc:
+            err = exc
+        self._keep(ops, done_entries, failed=err is not None)
+        return err
+
+    def _rects(self, e: _Entry):
+        """A Write as texture rectangles ``(x, y, w, h, bits)``, or None for the compute path."""
+        gpu = self.gpu
+        if not gpu.natural:
+            return None
+        (d0, r0, c0), (d1, r1, c1) = e.start, e.stop
+        rows = self.shape3[1]
+        w = c1 - c0
+        if r0 == 0 and r1 == rows:
+            return [(c0, d0 * rows, w, (d1 - d0) * rows, e.data.reshape(-1, w))]
+        if d1 - d0 > RECT_SLICES:
+            return None
+        return [(c0, d * rows + r0, w, r1 - r0, e.data[d - d0]) for d in range(d0, d1)]
+
+    def _keep(self, ops, entries: int, failed: bool) -> None:
+        """Worker-private: remember applied operations for the catch-up replay."""
+        if failed:
+            self.batch_overflow = True
+        if not self.batch_overflow:
+            self.batch_touched += sum(t for _, t in ops)
+            if self.batch_touched > self.nelem:
+                # Replaying would cost more than copying the buffer: drop the batch.
+                self.batch_overflow = True
+        self.batch_ops.extend(op for op, _ in ops)
+        self.batch_entries += entries
+        if self.batch_overflow:
+            overflow = True
+            self._drop_batch()
+            self.batch_overflow = overflow
+
+    # -- closing ------------------------------------------------------------------------
+    def close(self) -> None:
+        """Idempotent: stop and join the worker (it frees the GL objects), then drop Qt's."""
+        with self.lock:
+            already = self.closed
+            self.closed = True
+            self.work_cv.notify_all()
+            self.space_cv.notify_all()
+            self.sync_cv.notify_all()
+        if already:
+            return
+        if self.thread.ident is not None and self.thread is not threading.current_thread():
+            self.thread.join()
+        if self.thread is not threading.current_thread():
+            _context.dispose(self.surface, self.ctx)
+        self.front_cache = None
+        self.queue.clear()
+
+
+class GLBufferManager(BufferManager):
+    """The GL backend's buffer manager. See the module docstring for the design.
+
+    Parameters
+    ----------
+    shape, fill, max_pending
+        As for ``app.open_manager``.
+    event_capacity
+        Size of the ring of ordering events (0 keeps none).
+    share_context
+        A ``QOpenGLContext`` (a viewer's) to share textures with; without it the
+        application's global share context is used when there is one.
+    """
+
+    backend = "gl"
+
+    def __init__(
+        self,
+        shape: Shape,
+        fill: float = 0.0,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        event_capacity: int = DEFAULT_EVENT_CAPACITY,
+        share_context=None,
+    ) -> None:
+        super().__init__(shape, fill, max_pending)
+        event_capacity = _as_int(event_capacity, "event_capacity")
+        if event_capacity < 0:
+            raise ValueError(f"event_capacity must be >= 0, got {event_capacity}")
+        if event_capacity > MAX_EVENT_CAPACITY:
+            raise ValueError(f"event_capacity must be <= {MAX_EVENT_CAPACITY}")
+        if share_context is not None:
+            from PyQt6.QtGui import QOpenGLContext
+
+            if not isinstance(share_context, QOpenGLContext):
+                raise ValueError(f"share_context must be a QOpenGLContext, got {share_context!r}")
+        self._strides = np.array(
+            [int(np.prod(self.shape[d + 1:], dtype=np.int64)) for d in range(self.ndim)],
+            dtype=np.int64,
+        )
+        self._core = _Core(self.shape, self.fill, self.max_pending, event_capacity, share_context)
+        self._finalizer = weakref.finalize(self, self._core.close)
+
+    # -- building entries -----------------------------------------------------------------
+    def _entry(self, u: Update, producer: int) -> _Entry:
+        t = type(u)
+        if t is Set:
+            off = 0
+            for i, s in zip(u.index, self._strides):
+                off += i * int(s)
+            e = _Entry(_UPDATE, "set", 1, producer)
+            e.pairs = np.array([[off, _float_bits(u.value)]], dtype=np.uint32)
+            e.touched = 1
+            return e
+        e = _Entry(_UPDATE, u.op, 1, producer)
+        pad = 3 - self.ndim
+        e.start = (0,) * pad + tuple(a for a, _ in u.region)
+        e.stop = (1,) * pad + tuple(b for _, b in u.region)
+        e.touched = int(np.prod([b - a for a, b in zip(e.start, e.stop)], dtype=np.int64))
+        if t is Write:
+            ext = tuple(b - a for a, b in zip(e.start, e.stop))
+            e.data = u.data.view(np.uint32).reshape(ext)
+        else:
+            e.bits = _float_bits(u.value)
+        return e
+
+    # -- the contract ---------------------------------------------------------------------
+    def enqueue(self, update: Update, block: bool = True) -> int:
+        self._check_open()
+        e = self._entry(validate(update, self.shape), self._producer_id())
+        core = self._core
+        with core.lock:
+            core.wait_for_room(1, block)
+            return core.push(e)
+
+    def enqueue_many(self, updates: Iterable[Update], block: bool = True) -> list[int]:
+        self._check_open()
+        ups = as_sequence(updates)
+        valid = []
+        for k, up in enumerate(ups):
+            try:
+                valid.append(validate(up, self.shape))
+            except ValueError as exc:
+                raise ValueError(f"update {k}: {exc}") from None
+        n = len(valid)
+        if n == 0:
+            return []
+        pid = self._producer_id()
+        entries = [self._entry(u, pid) for u in valid]
+        core = self._core
+        seqs: list[int] = []
+        with core.lock:
+            if not block and n > core.max_pending:
+                raise queue.Full(f"batch of {n} exceeds the queue bound")
+            # The whole batch at once when it fits the bound; otherwise in order as room appears.
+            whole = n if n <= core.max_pending else 1
+            pushed = 0
+            while pushed < n:
+                want = whole if pushed == 0 else 1
+                core.wait_for_room(want, block)
+                for _ in range(want):
+                    seqs.append(core.push(entries[pushed]))
+                    pushed += 1
+        return seqs
+
+    def set_many(self, indices: object, values: object, block: bool = True) -> np.ndarray:
+        self._check_open()
+        idx, vals = validate_set_many(indices, values, self.shape)
+        n = len(vals)
+        seqs = np.empty(n, dtype=np.uint64)
+        if n == 0:
+            return seqs
+        core = self._core
+        if not block and n > core.max_pending:
+            raise queue.Full(f"{n} sets exceed the queue bound of {core.max_pending}")
+        pairs = np.empty((n, 2), dtype=np.uint32)
+        flat = idx[:, -1].copy() if self.ndim > 1 else idx[:, 0]
+        for d in range(self.ndim - 1):
+            flat += idx[:, d] * self._strides[d]
+        pairs[:, 0] = flat
+        pairs[:, 1] = vals.view(np.uint32)
+        chunk = min(core.max_pending, SETS_CHUNK)
+        pid = self._producer_id()
+        entries = []
+        for lo in range(0, n, chunk):
+            part = pairs[lo: lo + chunk]
+            e = _Entry(_SETS, "set", len(part), pid)
+            e.pairs = part
+            e.touched = len(part)
+            entries.append(e)
+        whole = n <= core.max_pending
+        with core.lock:
+            pos = 0
+            for k, e in enumerate(entries):
+                # When the whole call fits the bound it goes in at once, unsplit by others.
+                if k == 0:
+                    core.wait_for_room(n if whole else e.count, block)
+                elif not whole:
+                    core.wait_for_room(e.count, block)
+                first = core.push(e)
+                seqs[pos: pos + e.count] = np.arange(first, first + e.count, dtype=np.uint64)
+                pos += e.count
+        return seqs
+
+    def synchronize(self, timeout: float | None = None) -> int:
+        self._check_open()
+        if timeout is None:
+            t = None
+        else:
+            try:
+                t = float(timeout)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"timeout must be a number of seconds or None, got {timeout!r}"
+                ) from None
+            if not t >= 0:
+                raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
+        core = self._core
+        deadline = None if t is None else time.monotonic() + min(t, 1e9)
+        with core.lock:
+            if core.closed:
+                raise ManagerClosedError("manager is closed")
+            marker = _Entry(_SYNC, "", 0, 0)
+            core.tickets_issued += 1
+            marker.ticket = ticket = core.tickets_issued
+            marker.seq = core.last_seq
+            core.queue.append(marker)
+            core.ev_record("sync-begin", core.last_seq, 0, 0, core.front_slot, "")
+            core.work_cv.notify()
+            while not core.closed and core.tickets_done < ticket:
+                if core.dead:
+                    raise BackendError(core.dead)
+                if deadline is None:
+                    core.sync_cv.wait()
+                    continue
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(
+                        f"synchronize timed out after {t:.3f} s ({core.pending} updates still "
+                        f"pending{', worker paused' if core.paused else ''}); the sync stays queued"
+                    )
+                core.sync_cv.wait(left)
+            if core.tickets_done < ticket:
+                raise ManagerClosedError("manager was closed during synchronize")
+            epoch = core.epoch
+            if core.worker_err and core.worker_err_seq <= core.visible_seq:
+                core.worker_err = False
+                raise BackendError(core.worker_msg)
+            return epoch
+
+    def front(self) -> np.ndarray:
+        self._check_open()
+        core = self._core
+        with core.lock:
+            cached = core.front_cache
+            if cached is not None and cached[0] == core.epoch:
+                return cached[1]
+            core.reads_requested += 1
+            want = core.reads_requested
+            core.work_cv.notify()
+            while not core.closed and core.dead is None and core.reads_done < want:
+                core.sync_cv.wait()
+            if core.closed:
+                raise ManagerClosedError("manager was closed while reading the front")
+            if core.dead:
+                raise BackendError(core.dead)
+            if core.front_cache is None:
+                raise BackendError(core.worker_msg or "reading the front back failed")
+            return core.front_cache[1]
+
+    def front_texture(self) -> tuple[int, int]:
+        """``(texture, epoch)``: the front as a ``GL_TEXTURE_2D`` with ``GL_R32F`` format.
+
+        For a viewer whose context shares objects with this manager's
+        (``share_context`` or the global share context). Texel ``(x, y)`` holds
+        flat element ``y * width + x`` where ``(width, height) = texture_size``;
+        sample it with ``texelFetch(sampler2D, ivec2(x, y), 0).r``. Like ``front()``
+        it is valid until the next ``synchronize()``.
+        """
+        self._check_open()
+        core = self._core
+        with core.lock:
+            return core.gpu.views[core.front_slot], core.epoch
+
+    @property
+    def texture_size(self) -> tuple[int, int]:
+        """``(width, height)`` of the buffer textures (see ``front_texture``)."""
+        self._check_open()
+        return self._core.gpu.width, self._core.gpu.height
+
+    @property
+    def shares_context(self) -> bool:
+        """Whether this manager's context shares objects with another (a viewer's)."""
+        return self._core.shared
+
+    def gl_info(self) -> dict[str, object]:
+        """Vendor, renderer, version and the texture size limit of this manager's context."""
+        return dict(self._core.gl_info)
+
+    def gl_objects(self) -> dict[str, list[int]]:
+        """Names of the GL objects this manager holds (all freed by ``close()``)."""
+        self._check_open()
+        core = self._core
+        with core.lock:
+            gpu = core.gpu
+            return {**gpu.object_names(), "buffers_live": [gpu.buffers_live]}
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._finalizer()
+
+    def stats(self) -> ManagerStats:
+        self._check_open()
+        core = self._core
+        with core.lock:
+            return ManagerStats(
+                epoch=core.epoch,
+                last_seq=core.last_seq,
+                applied_seq=core.applied_seq,
+                visible_seq=core.visible_seq,
+                pending=core.pending,
+                max_pending=core.max_pending,
+                paused=core.paused,
+                events_recorded=core.ev_count,
+            )
+
+    def events(self, since: int = 0) -> tuple[list[Event], int]:
+        self._check_open()
+        core = self._core
+        with core.lock:
+            oldest = core.ev_count - len(core.ev) if core.ev_cap else core.ev_count
+            start = max(int(since), oldest)
+            raw = list(itertools.islice(core.ev, start - oldest, None)) if core.ev_cap else []
+            nxt = max(start, core.ev_count)
+        out = [
+            Event(index=i, t_ns=t, kind=k, seq=s, count=c, epoch=ep,
+                  producer=self.producer_name(p), slot=sl, op=op)
+            for (i, t, k, s, c, ep, p, sl, op) in raw
+        ]
+        return out, nxt
+
+    def pause(self) -> None:
+        self._set_paused(True)
+
+    def resume(self) -> None:
+        self._set_paused(False)
+
+    def _set_paused(self, paused: bool) -> None:
+        self._check_open()
+        core = self._core
+        with core.lock:
+            if core.closed:
+                raise ManagerClosedError("manager is closed")
+            core.paused = paused
+            core.step_credits = 0
+            core.work_cv.notify()
+
+    def step(self, n: int = 1) -> None:
+        self._check_open()
+        n = _as_int(n, "n")
+        if n < 0:
+            raise ValueError(f"step count must be >= 0, got {n}")
+        core = self._core
+        with core.lock:
+            if core.closed:
+                raise ManagerClosedError("manager is closed")
+            if not core.paused:
+                raise ValueError("step needs a paused worker")
+            core.step_credits += n
+            core.work_cv.notify()
+
+    def inject_worker_fault(self, after: int = 1) -> None:
+        """Testing aid: the ``after``-th next update fails in the worker (it is skipped)."""
+        self._check_open()
+        after = _as_int(after, "after")
+        if after < 0:
+            raise ValueError(f"after must be >= 0, got {after}")
+        with self._core.lock:
+            self._core.fault_countdown = after

@@ -1,0 +1,354 @@
+"""The GL objects of one GL manager and the operations that change them.
+
+Used only by the manager's worker thread, with its context current. The two
+buffers are ``GL_TEXTURE_2D`` textures with immutable ``GL_R32UI`` storage that
+hold float32 *bit patterns*: sets, fills and writes move bits without ever
+becoming floats, so NaN, ±Inf, -0.0 and subnormals stay exact; only Add and
+Scale turn them into floats (``precise`` arithmetic in the compute shader). Each
+texture also has a ``GL_R32F`` texture view over the same storage, which is what
+a viewer samples.
+
+Element ``k`` of the buffer (C order, flat) is texel ``(k % width, k // width)``.
+When the buffer's last dimension and the product of the others both fit
+``GL_MAX_TEXTURE_SIZE``, ``width`` is the last dimension, so a 2-D buffer is the
+texture itself (row r, column c is texel (c, r)) and a 3-D one stacks its slices
+vertically; otherwise rows of ``GL_MAX_TEXTURE_SIZE`` elements wrap.
+
+Three kinds of replayable operation (``SetsOp``, ``BoxesOp``, ``RectsOp``) are
+built from queue entries by the worker and kept until the catch-up after the
+next swap replays them onto the other texture.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from OpenGL import GL
+from OpenGL.raw.GL.VERSION.GL_1_1 import glGetTexImage as _raw_get_tex_image
+
+OP_FILL, OP_ADD, OP_SCALE, OP_WRITE = 1, 2, 3, 4
+BOX_FIELDS = 8
+LOCAL_SIZE = 64
+MAX_GROUPS = 65535
+FENCE_STEP_NS = 1_000_000_000
+
+
+def _shader_source(name: str) -> str:
+    try:
+        return resources.files("assets").joinpath("shaders", name).read_text("utf-8")
+    except (ModuleNotFoundError, FileNotFoundError, TypeError):
+        path = Path(__file__).resolve().parent.parent / "assets" / "shaders" / name
+        return path.read_text("utf-8")
+
+
+def _compile(stages: list[tuple[int, str]]) -> int:
+    shaders = []
+    try:
+        for kind, name in stages:
+            sh = GL.glCreateShader(kind)
+            shaders.append(sh)
+            GL.glShaderSource(sh, _shader_source(name))
+            GL.glCompileShader(sh)
+            if not GL.glGetShaderiv(sh, GL.GL_COMPILE_STATUS):
+                log = GL.glGetShaderInfoLog(sh).decode("utf-8", "replace")
+                raise RuntimeError(f"shader {name} does not compile: {log}")
+        prog = GL.glCreateProgram()
+        for sh in shaders:
+            GL.glAttachShader(prog, sh)
+        GL.glLinkProgram(prog)
+        if not GL.glGetProgramiv(prog, GL.GL_LINK_STATUS):
+            log = GL.glGetProgramInfoLog(prog).decode("utf-8", "replace")
+            GL.glDeleteProgram(prog)
+            raise RuntimeError(f"program {[n for _, n in stages]} does not link: {log}")
+        return prog
+    finally:
+        for sh in shaders:
+            GL.glDeleteShader(sh)
+
+
+def texture_layout(shape3: tuple[int, int, int], max_size: int) -> tuple[int, int]:
+    """``(width, height)`` of the texture that holds a buffer of ``shape3``.
+
+    Raises ValueError naming ``GL_MAX_TEXTURE_SIZE`` when it cannot hold it.
+    """
+    nelem = shape3[0] * shape3[1] * shape3[2]
+    rows = shape3[0] * shape3[1]
+    if shape3[2] <= max_size and rows <= max_size:
+        return shape3[2], rows
+    if nelem > max_size * max_size:
+        raise ValueError(
+            f"a buffer of {nelem} elements exceeds this OpenGL implementation's limit: "
+            f"GL_MAX_TEXTURE_SIZE is {max_size}, so a texture holds at most "
+            f"{max_size} x {max_size} = {max_size * max_size} elements"
+        )
+    return max_size, -(-nelem // max_size)
+
+
+def physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _gl_error_check(what: str) -> None:
+    err = GL.glGetError()
+    if err == GL.GL_OUT_OF_MEMORY:
+        raise MemoryError(f"{what}: the OpenGL implementation is out of memory")
+    if err != GL.GL_NO_ERROR:
+        raise RuntimeError(f"{what}: OpenGL error 0x{int(err):04x}")
+
+
+class Gpu:
+    """Two R32UI textures (front and back, by slot), their views, FBOs and programs."""
+
+    def __init__(self, shape3: tuple[int, int, int], fill: float) -> None:
+        self.shape3 = shape3
+        self.nelem = shape3[0] * shape3[1] * shape3[2]
+        self.max_texture_size = int(GL.glGetIntegerv(GL.GL_MAX_TEXTURE_SIZE))
+        self.width, self.height = texture_layout(shape3, self.max_texture_size)
+        self.natural = self.width == shape3[2]
+        nbytes = self.width * self.height * 4
+        phys = physical_memory()
+        if phys is not None and 2 * nbytes > phys:
+            raise MemoryError(
+                f"two {self.width}x{self.height} float32 textures need "
+                f"{2 * nbytes / 2**30:.1f} GiB; this machine has {phys / 2**30:.1f} GiB of memory"
+            )
+        self.textures: list[int] = []
+        self.views: list[int] = []
+        self.fbos: list[int] = []
+        self.programs: list[int] = []
+        self.buffers_live = 0
+        self.vao = 0
+        self.empty_payload = 0
+        try:
+            self._create(fill)
+        except BaseException:
+            self.delete()
+            raise
+
+    # -- creation / destruction ----------------------------------------------------------
+    def _create(self, fill: float) -> None:
+        while GL.glGetError() != GL.GL_NO_ERROR:
+            pass
+        bits = np.array([fill], dtype=np.float32).view(np.uint32)
+        for _ in range(2):
+            tex = int(GL.glGenTextures(1))
+            self.textures.append(tex)
+            GL.glBindTexture(GL.GL_TEXTURE_2D, tex)
+            GL.glTexStorage2D(GL.GL_TEXTURE_2D, 1, GL.GL_R32UI, self.width, self.height)
+            _gl_error_check(f"allocating a {self.width}x{self.height} R32UI texture")
+            self._nearest(GL.GL_TEXTURE_2D)
+            GL.glClearTexImage(tex, 0, GL.GL_RED_INTEGER, GL.GL_UNSIGNED_INT, bits)
+            view = int(GL.glGenTextures(1))
+            self.views.append(view)
+            GL.glTextureView(view, GL.GL_TEXTURE_2D, tex, GL.GL_R32F, 0, 1, 0, 1)
+            GL.glBindTexture(GL.GL_TEXTURE_2D, view)
+            self._nearest(GL.GL_TEXTURE_2D)
+            fbo = int(GL.glGenFramebuffers(1))
+            self.fbos.append(fbo)
+            GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, fbo)
+            GL.glFramebufferTexture2D(
+                GL.GL_FRAMEBUFFER, GL.GL_COLOR_ATTACHMENT0, GL.GL_TEXTURE_2D, tex, 0
+            )
+            status = GL.glCheckFramebufferStatus(GL.GL_FRAMEBUFFER)
+            if status != GL.GL_FRAMEBUFFER_COMPLETE:
+                raise RuntimeError(f"the R32UI framebuffer is incomplete (0x{int(status):04x})")
+        GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
+        GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, 0)
+        self.sets_program = _compile([
+            (GL.GL_VERTEX_SHADER, "gl_sets.vert.glsl"),
+            (GL.GL_FRAGMENT_SHADER, "gl_sets.frag.glsl"),
+        ])
+        self.programs.append(self.sets_program)
+        self.boxes_program = _compile([(GL.GL_COMPUTE_SHADER, "gl_boxes.comp.glsl")])
+        self.programs.append(self.boxes_program)
+        p = self.sets_program
+        GL.glUseProgram(p)
+        GL.glUniform1ui(GL.glGetUniformLocation(p, "tex_width"), self.width)
+        GL.glUniform2f(GL.glGetUniformLocation(p, "texel_ndc"), 2.0 / self.width, 2.0 / self.height)
+        p = self.boxes_program
+        GL.glUseProgram(p)
+        GL.glUniform1ui(GL.glGetUniformLocation(p, "tex_width"), self.width)
+        GL.glUniform2ui(GL.glGetUniformLocation(p, "dims"), self.shape3[1], self.shape3[2])
+        self.loc_n_boxes = GL.glGetUniformLocation(p, "n_boxes")
+        self.loc_total = GL.glGetUniformLocation(p, "total")
+        GL.glUseProgram(0)
+        self.vao = int(GL.glGenVertexArrays(1))
+        self.empty_payload = self.new_buffer(np.zeros(1, dtype=np.uint32))
+        GL.glDisable(GL.GL_BLEND)
+        GL.glDisable(GL.GL_DEPTH_TEST)
+        GL.glDisable(GL.GL_DITHER)
+        GL.glDisable(GL.GL_PROGRAM_POINT_SIZE)
+        GL.glPixelStorei(GL.GL_UNPACK_ALIGNMENT, 4)
+        GL.glPixelStorei(GL.GL_PACK_ALIGNMENT, 4)
+        _gl_error_check("creating the GL objects")
+
+    @staticmethod
+    def _nearest(target: int) -> None:
+        GL.glTexParameteri(target, GL.GL_TEXTURE_MIN_FILTER, GL.GL_NEAREST)
+        GL.glTexParameteri(target, GL.GL_TEXTURE_MAG_FILTER, GL.GL_NEAREST)
+        GL.glTexParameteri(target, GL.GL_TEXTURE_WRAP_S, GL.GL_CLAMP_TO_EDGE)
+        GL.glTexParameteri(target, GL.GL_TEXTURE_WRAP_T, GL.GL_CLAMP_TO_EDGE)
+
+    def delete(self) -> None:
+        """Delete every GL object (idempotent)."""
+        if self.empty_payload:
+            self.delete_buffers([self.empty_payload])
+            self.empty_payload = 0
+        if self.vao:
+            GL.glDeleteVertexArrays(1, [self.vao])
+            self.vao = 0
+        for prog in self.programs:
+            GL.glDeleteProgram(prog)
+        self.programs = []
+        if self.fbos:
+            GL.glDeleteFramebuffers(len(self.fbos), self.fbos)
+            self.fbos = []
+        names = self.views + self.textures
+        if names:
+            GL.glDeleteTextures(len(names), names)
+        self.views, self.textures = [], []
+
+    def object_names(self) -> dict[str, list[int]]:
+        return {"textures": self.textures + self.views, "framebuffers": list(self.fbos),
+                "programs": list(self.programs)}
+
+    # -- buffers ---------------------------------------------------------------------------
+    def new_buffer(self, data: np.ndarray) -> int:
+        buf = int(GL.glGenBuffers(1))
+        GL.glBindBuffer(GL.GL_COPY_WRITE_BUFFER, buf)
+        GL.glBufferData(GL.GL_COPY_WRITE_BUFFER, data.nbytes, data, GL.GL_STATIC_DRAW)
+        GL.glBindBuffer(GL.GL_COPY_WRITE_BUFFER, 0)
+        self.buffers_live += 1
+        return buf
+
+    def delete_buffers(self, names: list[int]) -> None:
+        if names:
+            GL.glDeleteBuffers(len(names), names)
+            self.buffers_live -= len(names)
+
+    # -- operations --------------------------------------------------------------------------
+    def draw_sets(self, slot: int, vbo: int, n: int) -> None:
+        GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self.fbos[slot])
+        GL.glViewport(0, 0, self.width, self.height)
+        GL.glUseProgram(self.sets_program)
+        GL.glBindVertexArray(self.vao)
+        GL.glBindBuffer(GL.GL_ARRAY_BUFFER, vbo)
+        GL.glEnableVertexAttribArray(0)
+        GL.glEnableVertexAttribArray(1)
+        GL.glVertexAttribIPointer(0, 1, GL.GL_UNSIGNED_INT, 8, ctypes.c_void_p(0))
+        GL.glVertexAttribIPointer(1, 1, GL.GL_UNSIGNED_INT, 8, ctypes.c_void_p(4))
+        GL.glDrawArrays(GL.GL_POINTS, 0, n)
+        GL.glBindVertexArray(0)
+        GL.glBindBuffer(GL.GL_ARRAY_BUFFER, 0)
+        GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, 0)
+
+    def run_boxes(self, slot: int, boxes: int, payload: int, n_boxes: int, total: int) -> None:
+        GL.glUseProgram(self.boxes_program)
+        GL.glUniform1ui(self.loc_n_boxes, n_boxes)
+        GL.glUniform1ui(self.loc_total, total)
+        GL.glBindImageTexture(0, self.textures[slot], 0, GL.GL_FALSE, 0, GL.GL_READ_WRITE,
+                              GL.GL_R32UI)
+        GL.glBindBufferBase(GL.GL_SHADER_STORAGE_BUFFER, 1, boxes)
+        GL.glBindBufferBase(GL.GL_SHADER_STORAGE_BUFFER, 2, payload or self.empty_payload)
+        groups = min(MAX_GROUPS, -(-total // LOCAL_SIZE))
+        GL.glDispatchCompute(groups, 1, 1)
+        # Later dispatches, draws, uploads and copies see these image stores.
+        GL.glMemoryBarrier(GL.GL_ALL_BARRIER_BITS)
+
+    def write_rect(self, slot: int, x: int, y: int, w: int, h: int, bits: np.ndarray) -> None:
+        GL.glBindTexture(GL.GL_TEXTURE_2D, self.textures[slot])
+        GL.glTexSubImage2D(GL.GL_TEXTURE_2D, 0, x, y, w, h, GL.GL_RED_INTEGER,
+                           GL.GL_UNSIGNED_INT, bits)
+        GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
+
+    def copy(self, src: int, dst: int) -> None:
+        GL.glCopyImageSubData(self.textures[src], GL.GL_TEXTURE_2D, 0, 0, 0, 0,
+                              self.textures[dst], GL.GL_TEXTURE_2D, 0, 0, 0, 0,
+                              self.width, self.height, 1)
+        GL.glMemoryBarrier(GL.GL_ALL_BARRIER_BITS)
+
+    def wait(self) -> None:
+        """Block until the GPU has finished every command issued so far."""
+        sync = GL.glFenceSync(GL.GL_SYNC_GPU_COMMANDS_COMPLETE, 0)
+        try:
+            while True:
+                r = GL.glClientWaitSync(sync, GL.GL_SYNC_FLUSH_COMMANDS_BIT, FENCE_STEP_NS)
+                if r in (GL.GL_ALREADY_SIGNALED, GL.GL_CONDITION_SATISFIED):
+                    return
+                if r == GL.GL_WAIT_FAILED:
+                    raise RuntimeError("glClientWaitSync failed while waiting for the GPU")
+        finally:
+            GL.glDeleteSync(sync)
+
+    def read(self, slot: int, shape: tuple[int, ...]) -> np.ndarray:
+        """A float32 copy of texture ``slot`` as an array of ``shape``."""
+        out = np.empty((self.height, self.width), dtype=np.uint32)
+        GL.glBindTexture(GL.GL_TEXTURE_2D, self.textures[slot])
+        _raw_get_tex_image(GL.GL_TEXTURE_2D, 0, GL.GL_RED_INTEGER, GL.GL_UNSIGNED_INT,
+                           out.ctypes.data_as(ctypes.c_void_p))
+        GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
+        _gl_error_check("reading the front texture back")
+        flat = out.reshape(-1)
+        if flat.size != self.nelem:
+            flat = flat[: self.nelem]
+        return flat.view(np.float32).reshape(shape)
+
+
+# ------------------------------------------------------------------ replayable operations
+
+
+class SetsOp:
+    """Element sets as one draw of points; ``pairs`` is (n, 2) uint32 (offset, bits)."""
+
+    __slots__ = ("vbo", "n")
+
+    def __init__(self, gpu: Gpu, pairs: np.ndarray) -> None:
+        self.vbo = gpu.new_buffer(pairs)
+        self.n = len(pairs)
+
+    def apply(self, gpu: Gpu, slot: int) -> None:
+        gpu.draw_sets(slot, self.vbo, self.n)
+
+    def buffers(self) -> list[int]:
+        return [self.vbo]
+
+
+class BoxesOp:
+    """A group of disjoint Fill/Add/Scale/Write boxes as one compute dispatch."""
+
+    __slots__ = ("boxes", "payload", "n_boxes", "total")
+
+    def __init__(self, gpu: Gpu, boxes: np.ndarray, payload: list[np.ndarray], total: int) -> None:
+        self.boxes = gpu.new_buffer(boxes)
+        self.payload = gpu.new_buffer(np.concatenate(payload)) if payload else 0
+        self.n_boxes = len(boxes)
+        self.total = total
+
+    def apply(self, gpu: Gpu, slot: int) -> None:
+        gpu.run_boxes(slot, self.boxes, self.payload, self.n_boxes, self.total)
+
+    def buffers(self) -> list[int]:
+        return [b for b in (self.boxes, self.payload) if b]
+
+
+class RectsOp:
+    """A Write uploaded as texture rectangles: ``[(x, y, w, h, bits), ...]``."""
+
+    __slots__ = ("rects",)
+
+    def __init__(self, rects: list[tuple[int, int, int, int, np.ndarray]]) -> None:
+        self.rects = rects
+
+    def apply(self, gpu: Gpu, slot: int) -> None:
+        for x, y, w, h, bits in self.rects:
+            gpu.write_rect(slot, x, y, w, h, bits)
+
+    def buffers(self) -> list[int]:
+        return []

@@ -1,0 +1,309 @@
+"""``Session``: the app's live state — one manager, its scenario, the auto-sync clock.
+
+Widgets never call a manager directly: they ask the session, which guards every
+call, turns a failure into ``sigMessage`` (shown in the status bar) and keeps the
+app usable. The session owns
+
+* the manager (wrapped in an ``UpdateRecorder``), reopened for a backend switch
+  (contents kept) or a new shape;
+* the running scenario's producer threads, stopped and joined around any reopen and
+  on ``close()``;
+* the auto-sync ``QTimer``: at each tick it synchronizes (unless paused or a sync is
+  still queued) and polls the epoch, emitting ``sigFrontChanged`` when a new front
+  is visible, whoever swapped it.
+
+Signals
+-------
+sigManagerChanged()          a manager was opened (new backend or shape)
+sigFrontChanged(int)         a new epoch is visible in ``front()``
+sigMessage(str)              something the user should read (errors included)
+sigScenarioChanged(str)      the running scenario's name, "" when none
+sigPausedChanged(bool)
+sigAutoSyncChanged(bool, float)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PyQt6.QtCore import QObject, Qt, QTimer, pyqtSignal
+
+from app import BACKENDS, Write, open_manager
+from app import why_not as _why_not
+from app.manager import BufferManager, ManagerStats
+from app.scenarios import SCENARIOS, ScenarioRun, get_scenario
+from app.updates import Update
+
+from .UpdateRecorder import UpdateRecorder
+
+MAX_PENDING = 1 << 16
+SYNC_TIMEOUT_S = 1.0
+SWITCH_TIMEOUT_S = 10.0
+
+
+def backend_problem(name: str) -> str | None:
+    """Why backend ``name`` cannot run here (None when it can). Never raises."""
+    if name not in BACKENDS:
+        return f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}"
+    try:
+        return _why_not(name)
+    except Exception as exc:  # a half-written backend module must not take the app down
+        return f"backend {name!r} is not usable: {type(exc).__name__}: {exc}"
+
+
+class Session(QObject):
+    sigManagerChanged = pyqtSignal()
+    sigFrontChanged = pyqtSignal(int)
+    sigMessage = pyqtSignal(str)
+    sigScenarioChanged = pyqtSignal(str)
+    sigPausedChanged = pyqtSignal(bool)
+    sigAutoSyncChanged = pyqtSignal(bool, float)
+
+    def __init__(self, parent: QObject | None = None, share_context: object = None) -> None:
+        super().__init__(parent)
+        self.share_context = share_context   # QOpenGLContext handed to the GL backend
+        self.backend = ""
+        self.shape: tuple[int, ...] = ()
+        self.manager: UpdateRecorder | None = None
+        self.run: ScenarioRun | None = None
+        self.scenario_name = ""
+        self.scenario_rate: float | None = None
+        self.paused = False
+        self.epoch = 0
+        self.last_stats: ManagerStats | None = None
+        self.last_error = ""
+        self._sync_queued_at: int | None = None   # epoch when a sync timed out (still queued)
+        self._timer = QTimer(self)
+        self._timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self._timer.timeout.connect(self._tick)
+        self.autosync = True
+        self.autosync_hz = 60.0
+        self._timer.start(self._interval_ms())
+
+    # -- messages --------------------------------------------------------------------
+    def _report(self, what: str, exc: BaseException) -> None:
+        text = f"{what}: {type(exc).__name__}: {exc}"
+        self.last_error = text
+        self.sigMessage.emit(text)
+
+    def say(self, text: str) -> None:
+        self.sigMessage.emit(text)
+
+    # -- opening managers --------------------------------------------------------------
+    def _open_raw(self, backend: str, shape: tuple[int, ...]) -> BufferManager:
+        problem = backend_problem(backend)
+        if problem:
+            raise RuntimeError(problem)
+        options: dict[str, object] = {}
+        if backend == "gl" and self.share_context is not None:
+            options["share_context"] = self.share_context
+        try:
+            return open_manager(backend, shape, max_pending=MAX_PENDING, **options)
+        except TypeError:
+            if not options:
+                raise
+            return open_manager(backend, shape, max_pending=MAX_PENDING)  # no sharing offered
+
+    def open(self, backend: str, shape: tuple[int, ...]) -> bool:
+        """Replace the manager by a new, empty one (the scenario restarts on it)."""
+        scenario, rate = self.scenario_name, self.scenario_rate
+        self.stop_scenario()
+        try:
+            new = self._open_raw(backend, tuple(shape))
+        except Exception as exc:
+            self._report(f"cannot open the {backend} backend with shape {tuple(shape)}", exc)
+            if scenario and self.manager is not None:
+                self.start_scenario(scenario, rate)
+            return False
+        self._replace(new, backend)
+        if scenario:
+            self.start_scenario(scenario, rate)
+        return True
+
+    def switch_backend(self, backend: str) -> bool:
+        """Move to ``backend`` keeping the visible contents (SPEC §7)."""
+        if self.manager is None:
+            return self.open(backend, self.shape)
+        if backend == self.backend:
+            return True
+        scenario, rate = self.scenario_name, self.scenario_rate
+        self.stop_scenario()
+        try:
+            contents = np.array(self.manager.front(), copy=True)
+            new = self._open_raw(backend, self.shape)
+        except Exception as exc:
+            self._report(f"cannot switch to the {backend} backend", exc)
+            if scenario:
+                self.start_scenario(scenario, rate)
+            return False
+        try:
+            new.enqueue(Write(tuple((0, n) for n in self.shape), contents))
+            new.synchronize(SWITCH_TIMEOUT_S)
+        except Exception as exc:
+            new.close()
+            self._report(f"cannot copy the buffer into the {backend} backend", exc)
+            if scenario:
+                self.start_scenario(scenario, rate)
+            return False
+        self._replace(new, backend)
+        if scenario:
+            self.start_scenario(scenario, rate)
+        return True
+
+    def _replace(self, new: BufferManager, backend: str) -> None:
+        old = self.manager
+        self.manager = UpdateRecorder(new)
+        self.backend = backend
+        self.shape = tuple(new.shape)
+        self._sync_queued_at = None
+        if old is not None:
+            try:
+                old.close()
+            except Exception as exc:
+                self._report("closing the previous manager", exc)
+        if self.paused:
+            self._call("pause", lambda m: m.pause())
+        self.last_stats = None
+        self.epoch = self._call("stats", lambda m: m.stats().epoch) or 0
+        self.sigManagerChanged.emit()
+        self.sigFrontChanged.emit(self.epoch)
+
+    def _call(self, what: str, fn):
+        """``fn(manager)`` with every failure reported, never raised."""
+        if self.manager is None:
+            self.sigMessage.emit(f"{what}: no buffer manager is open")
+            return None
+        try:
+            return fn(self.manager)
+        except Exception as exc:
+            self._report(what, exc)
+            return None
+
+    # -- the buffer ----------------------------------------------------------------------
+    def front(self) -> np.ndarray | None:
+        if self.manager is None:
+            return None
+        try:
+            return self.manager.front()
+        except Exception as exc:
+            self._report("reading the front buffer", exc)
+            return None
+
+    def enqueue(self, update: Update) -> int | None:
+        return self._call(f"enqueue {type(update).__name__}", lambda m: m.enqueue(update, block=False))
+
+    def synchronize(self, timeout: float = SYNC_TIMEOUT_S) -> int | None:
+        """Synchronize now; a timeout leaves the sync queued and is reported."""
+        if self.manager is None:
+            return None
+        try:
+            self.manager.synchronize(timeout)
+        except TimeoutError as exc:
+            self._sync_queued_at = self.epoch
+            hint = " (paused: Step or Resume to reach it)" if self.paused else ""
+            self.sigMessage.emit(f"synchronize: {exc}{hint}")
+        except Exception as exc:
+            self._report("synchronize", exc)
+        self.poll()
+        return self.epoch
+
+    def poll(self) -> None:
+        """Read the stats; emit sigFrontChanged when the epoch moved."""
+        if self.manager is None:
+            return
+        try:
+            st = self.manager.stats()
+        except Exception as exc:
+            self._report("stats", exc)
+            return
+        self.last_stats = st
+        if st.epoch != self.epoch:
+            self.epoch = st.epoch
+            if self._sync_queued_at is not None and st.epoch > self._sync_queued_at:
+                self._sync_queued_at = None
+            self.sigFrontChanged.emit(st.epoch)
+
+    def _tick(self) -> None:
+        if self.manager is None:
+            return
+        if self.autosync and not self.paused and self._sync_queued_at is None:
+            self.synchronize(SYNC_TIMEOUT_S)
+        else:
+            self.poll()
+
+    # -- auto-sync -------------------------------------------------------------------------
+    def _interval_ms(self) -> int:
+        return max(1, int(round(1000.0 / self.autosync_hz)))
+
+    def set_autosync(self, on: bool, hz: float | None = None) -> None:
+        """Auto-sync on/off and its rate (Hz). When off the timer still polls the epoch."""
+        self.autosync = bool(on)
+        if hz is not None:
+            self.autosync_hz = float(min(max(hz, 0.5), 1000.0))
+        self._timer.setInterval(self._interval_ms() if self.autosync else 50)
+        self.sigAutoSyncChanged.emit(self.autosync, self.autosync_hz)
+
+    # -- pause / step ------------------------------------------------------------------------
+    def set_paused(self, paused: bool) -> None:
+        if self.manager is not None:
+            try:
+                self.manager.pause() if paused else self.manager.resume()
+            except Exception as exc:
+                self._report("pause" if paused else "resume", exc)
+                return
+        self.paused = bool(paused)
+        self.sigPausedChanged.emit(self.paused)
+
+    def step(self, n: int = 1) -> None:
+        """While paused: the worker applies exactly ``n`` more element updates."""
+        if not self.paused:
+            self.sigMessage.emit("step: pause first (Step applies one update of a paused queue)")
+            return
+        self._call("step", lambda m: m.step(n))
+
+    # -- scenarios -----------------------------------------------------------------------------
+    def start_scenario(self, name: str, rate: float | None = None) -> bool:
+        try:
+            scenario = get_scenario(name)
+        except ValueError as exc:
+            self._report("scenario", exc)
+            return False
+        self.stop_scenario()
+        if self.manager is None:
+            self.sigMessage.emit("scenario: no buffer manager is open")
+            return False
+        try:
+            self.run = scenario.start(self.manager, rate=rate)
+        except Exception as exc:
+            self._report(f"starting scenario {name!r}", exc)
+            return False
+        self.scenario_name, self.scenario_rate = name, rate
+        self.sigScenarioChanged.emit(name)
+        return True
+
+    def stop_scenario(self, timeout: float = 5.0) -> bool:
+        run, self.run = self.run, None
+        self.scenario_name = ""
+        if run is None:
+            return True
+        ok = run.stop(timeout)
+        if not ok:
+            self.sigMessage.emit(f"scenario {run.scenario.name!r}: producers did not stop in {timeout} s")
+        for exc in run.errors:
+            self._report(f"scenario {run.scenario.name!r} producer failed", exc)
+        self.sigScenarioChanged.emit("")
+        return ok
+
+    # -- teardown --------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the clock and the producers, close the manager. Idempotent."""
+        self._timer.stop()
+        self.stop_scenario()
+        m, self.manager = self.manager, None
+        if m is not None:
+            try:
+                m.close()
+            except Exception as exc:
+                self._report("closing the manager", exc)
+
+
+SCENARIO_NAMES = tuple(SCENARIOS)
