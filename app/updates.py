@@ -190,8 +190,10 @@ def region_slices(region: Region) -> tuple[slice, ...]:
     return tuple(slice(a, b) for a, b in region)
 
 
-def as_float32_block(data: object, shape: Shape, what: str = "data") -> np.ndarray:
-    """``data`` as a C-contiguous float32 array of exactly ``shape`` (a copy)."""
+def as_float32_block(data: object, shape: Shape, what: str = "data", copy: bool = True) -> np.ndarray:
+    """``data`` as a C-contiguous float32 array of exactly ``shape``: a private copy,
+    or with ``copy=False`` the caller's own array when it already is one (for a
+    backend that copies the payload itself)."""
     try:
         arr = np.asarray(data)
     except Exception as exc:  # ragged nested lists and the like
@@ -201,14 +203,18 @@ def as_float32_block(data: object, shape: Shape, what: str = "data") -> np.ndarr
     if arr.shape != tuple(shape):
         raise ValueError(f"{what} shape {arr.shape} does not match the region shape {tuple(shape)}")
     with np.errstate(over="ignore", invalid="ignore"):
-        return np.array(arr, dtype=np.float32, order="C", copy=True)
+        if copy:
+            return np.array(arr, dtype=np.float32, order="C", copy=True)
+        return np.ascontiguousarray(arr, dtype=np.float32)
 
 
-def validate(update: object, shape: Shape) -> Update:
+def validate(update: object, shape: Shape, copy: bool = True) -> Update:
     """A normalized copy of ``update`` checked against ``shape``.
 
     Indices and regions become tuples of ints, values Python floats, write data
     a private float32 array: the caller may change its own objects afterwards.
+    ``copy=False`` may leave write data shared with the caller (see
+    ``as_float32_block``).
     """
     t = type(update)
     if t is Set:
@@ -217,7 +223,7 @@ def validate(update: object, shape: Shape) -> Update:
         return t(validate_region(update.region, shape), as_value(update.value))
     if t is Write:
         region = validate_region(update.region, shape)
-        return Write(region, as_float32_block(update.data, region_shape(region)))
+        return Write(region, as_float32_block(update.data, region_shape(region), copy=copy))
     raise ValueError(
         f"not an update: {update!r} (expected one of Set, Fill, Add, Scale, Write)"
     )

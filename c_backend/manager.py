@@ -47,6 +47,9 @@ _OPS = {"set": lib.BS_OP_SET, "fill": lib.BS_OP_FILL, "add": lib.BS_OP_ADD,
         "scale": lib.BS_OP_SCALE, "write": lib.BS_OP_WRITE}
 
 
+_enqueue_set = lib.bs_enqueue_set
+
+
 def _raise(rc: int) -> None:
     msg = ffi.string(lib.bs_last_error()).decode("utf-8", "replace")
     raise _ERRORS.get(rc, RuntimeError)(msg or ffi.string(lib.bs_strerror(rc)).decode())
@@ -111,12 +114,13 @@ class CBufferManager(BufferManager):
         self._front_cache: tuple[int, int, np.ndarray] | None = None
 
     # -- helpers -------------------------------------------------------------------
-    def _seq_ptr(self):
+    def _thread_state(self):
+        """Per-thread (seq out-pointer, producer id), made once per thread."""
         try:
-            return self._tls.seq
+            return self._tls.state
         except AttributeError:
-            self._tls.seq = ffi.new("uint64_t *")
-            return self._tls.seq
+            self._tls.state = (ffi.new("uint64_t *"), self._producer_id())
+            return self._tls.state
 
     def _fill_update(self, cu, u: Update, keep: list) -> None:
         cu.op = _OPS[u.op]
@@ -137,25 +141,26 @@ class CBufferManager(BufferManager):
 
     # -- the contract ---------------------------------------------------------------
     def enqueue(self, update: Update, block: bool = True) -> int:
-        if self._closed:
-            self._check_open()
-        seqp = self._seq_ptr()
-        pid = self._producer_id()
+        try:
+            seqp, pid = self._tls.state
+        except AttributeError:
+            seqp, pid = self._thread_state()
         # Fast path: a Set of plain ints and a plain number goes straight to C,
-        # which checks the bounds itself.
+        # which checks the bounds (and whether the manager is closed) itself.
         if type(update) is Set:
             idx, v = update.index, update.value
-            if type(idx) is tuple and len(idx) == self.ndim and type(v) in (float, int):
+            if type(idx) is tuple and len(idx) == self.ndim and (type(v) is float or type(v) is int):
                 try:
                     i = idx + (0, 0)
-                    rc = lib.bs_enqueue_set(self._h, i[0], i[1], i[2], v, pid, block, seqp)
+                    rc = _enqueue_set(self._h, i[0], i[1], i[2], v, pid, block, seqp)
                 except (TypeError, OverflowError):
                     rc = None  # not plain ints: the general path names the problem
                 if rc == 0:
                     return seqp[0]
                 if rc is not None:
                     _raise(rc)
-        u = validate(update, self.shape)
+        self._check_open()
+        u = validate(update, self.shape, copy=False)  # the library copies the payload
         cu = ffi.new("bs_update *")
         keep: list = []
         self._fill_update(cu, u, keep)
@@ -170,7 +175,7 @@ class CBufferManager(BufferManager):
         valid = []
         for k, up in enumerate(ups):
             try:
-                valid.append(validate(up, self.shape))
+                valid.append(validate(up, self.shape, copy=False))
             except ValueError as exc:
                 raise ValueError(f"update {k}: {exc}") from None
         n = len(valid)
@@ -182,7 +187,7 @@ class CBufferManager(BufferManager):
             self._fill_update(cus[k], u, keep)
         seqs = ffi.new("uint64_t[]", n)
         bad = ffi.new("size_t *")
-        rc = lib.bs_enqueue_batch(self._h, cus, n, self._producer_id(), block, seqs, bad)
+        rc = lib.bs_enqueue_batch(self._h, cus, n, self._thread_state()[1], block, seqs, bad)
         if rc:
             _raise(rc)
         return list(seqs)
@@ -200,7 +205,7 @@ class CBufferManager(BufferManager):
             ffi.from_buffer("int64_t[]", idx),
             ffi.from_buffer("float[]", vals),
             n,
-            self._producer_id(),
+            self._thread_state()[1],
             block,
             ffi.from_buffer("uint64_t[]", seqs),
             bad,

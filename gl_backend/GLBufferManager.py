@@ -186,6 +186,7 @@ class _Core:
         self.queue: collections.deque[_Entry] = collections.deque()
         self.pending = 0
         self.closed = False
+        self.close_done = False
         self.front_slot = 0
         self.last_seq = self.applied_seq = self.visible_seq = self.epoch = 0
         self.tickets_issued = self.tickets_done = 0
@@ -261,8 +262,10 @@ class _Core:
         with self.lock:
             self.worker_qthread = QThread.currentThread()
             self.sync_cv.notify_all()
-            while not self.moved:
+            while not self.moved and not self.closed:
                 self.sync_cv.wait()
+            if not self.moved:
+                return  # closed before the context was handed over: it is not ours
         current = False
         try:
             if not self.ctx.makeCurrent(self.surface):
@@ -613,20 +616,30 @@ class _Core:
     # -- closing ------------------------------------------------------------------------
     def close(self) -> None:
         """Idempotent: stop and join the worker (it frees the GL objects), then drop Qt's."""
+        on_worker = self.thread is threading.current_thread()
         with self.lock:
             already = self.closed
             self.closed = True
             self.work_cv.notify_all()
             self.space_cv.notify_all()
             self.sync_cv.notify_all()
-        if already:
-            return
-        if self.thread.ident is not None and self.thread is not threading.current_thread():
-            self.thread.join()
-        if self.thread is not threading.current_thread():
-            _context.dispose(self.surface, self.ctx)
-        self.front_cache = None
-        self.queue.clear()
+            if already:
+                # Another thread is closing: return when it is done.
+                while not self.close_done and not on_worker:
+                    self.sync_cv.wait()
+                return
+        try:
+            if self.thread.ident is not None and not on_worker:
+                self.thread.join()
+            if not on_worker:
+                _context.dispose(self.surface, self.ctx)
+        finally:
+            with self.lock:
+                self.front_cache = None
+                self.queue.clear()
+                self.pending = 0
+                self.close_done = True
+                self.sync_cv.notify_all()
 
 
 class GLBufferManager(BufferManager):
@@ -876,10 +889,9 @@ class GLBufferManager(BufferManager):
             return {**gpu.object_names(), "buffers_live": [gpu.buffers_live]}
 
     def close(self) -> None:
-        if self._closed:
-            return
         self._closed = True
-        self._finalizer()
+        self._finalizer()   # the first call closes the core; later ones do nothing
+        self._core.close()  # returns once the core is closed, whoever closed it
 
     def stats(self) -> ManagerStats:
         self._check_open()

@@ -42,7 +42,14 @@ def ensure_app():
     problem = display_problem()
     if problem:
         raise BackendUnavailableError(f"cannot start Qt for the GL backend: {problem}")
-    return QGuiApplication([sys.argv[0] if sys.argv and sys.argv[0] else "bufferscope"])
+    # Kept for the life of the process: Qt objects must not outlive their application.
+    _created_app.append(
+        QGuiApplication([sys.argv[0] if sys.argv and sys.argv[0] else "bufferscope"])
+    )
+    return _created_app[0]
+
+
+_created_app: list = []
 
 
 def surface_format():

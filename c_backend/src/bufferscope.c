@@ -16,7 +16,12 @@
  * element updates. Each element update gets its own sequence number.
  *
  * The worker always holds mu except while it applies updates to the back
- * buffer. It takes up to WORK_CHUNK entries at a time, applies them with the
+ * buffer, catches up, or spins briefly (SPIN_NS) for new work before it goes to
+ * sleep, so a steady stream of producers never pays for a wakeup: producers
+ * signal work_cv only when the worker really sleeps (worker_waiting). When
+ * only a few updates are queued and nobody waits (no sync marker, no blocked
+ * producer, no step), the worker gathers for up to GATHER_NS so it takes many
+ * updates per lock round trip instead of fighting the producers for the lock. It takes up to WORK_CHUNK entries at a time, applies them with the
  * lock dropped, then records them. Reaching a sync marker it swaps (pointer
  * exchange, O(1)), bumps the epoch, wakes the synchronizers and only then
  * brings the new back up to date: it replays the batch applied since the
@@ -39,6 +44,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +52,9 @@
 #include <time.h>
 
 #define WORK_CHUNK 64
+#define SPIN_NS 50000
+#define GATHER_NS 20000
+#define GATHER_MIN 64
 #define SETS_CHUNK 65536
 
 enum { ENTRY_UPDATE = 0, ENTRY_SETS = 1, ENTRY_SYNC = 2 };
@@ -94,6 +103,15 @@ struct bs_manager {
 
     int paused;
     uint64_t step_credits;
+
+    int worker_waiting;           /* the worker sleeps on work_cv: wake it with a signal */
+    int worker_busy;              /* the worker applies a chunk with the lock dropped */
+    int catchup_pending;          /* a swap happened; the new back is not caught up yet */
+    uint64_t kick;                /* bumped (atomically) whenever there may be new work */
+    uint64_t urgent;              /* bumped (atomically) when the worker must not dawdle */
+    uint64_t queued_units;        /* atomic mirror of `pending`, read while spinning */
+    uint64_t markers_queued;      /* sync markers in the ring */
+    uint64_t space_waiters;       /* producers blocked for room */
 
     uint64_t fault_countdown;     /* 0: no fault armed */
     int worker_err;
@@ -157,13 +175,13 @@ static int64_t now_ns(void)
 }
 
 /* Caller holds mu. */
-static void ev_record(bs_manager *m, int kind, uint64_t seq, uint64_t count,
-                      uint64_t producer, int slot, int op)
+static void ev_record_at(bs_manager *m, int64_t t, int kind, uint64_t seq, uint64_t count,
+                         uint64_t producer, int slot, int op)
 {
     if (!m->ev_cap) return;
     bs_event *e = &m->ev[m->ev_count % m->ev_cap];
     e->index = m->ev_count++;
-    e->t_ns = now_ns();
+    e->t_ns = t;
     e->seq = seq;
     e->count = count;
     e->epoch = m->epoch;
@@ -173,12 +191,41 @@ static void ev_record(bs_manager *m, int kind, uint64_t seq, uint64_t count,
     e->op = op;
 }
 
+static void ev_record(bs_manager *m, int kind, uint64_t seq, uint64_t count,
+                      uint64_t producer, int slot, int op)
+{
+    if (m->ev_cap) ev_record_at(m, now_ns(), kind, seq, count, producer, slot, op);
+}
+
 static void entry_free(entry *e)
 {
     free(e->data);       /* ENTRY_SETS: one block holds offsets and values */
     if (e->kind == ENTRY_SETS) free(e->offsets);
     e->data = NULL;
     e->offsets = NULL;
+}
+
+/* Caller holds mu: there may be new work for the worker. */
+static void wake_worker(bs_manager *m)
+{
+    if (m->paused && !m->step_credits) return;  /* nothing it may do until resumed or stepped */
+    __atomic_add_fetch(&m->kick, 1, __ATOMIC_RELEASE);
+    if (m->worker_waiting) pthread_cond_signal(&m->work_cv);
+}
+
+/* Caller holds mu: someone waits on the worker; it must not gather. */
+static void wake_worker_now(bs_manager *m)
+{
+    __atomic_add_fetch(&m->urgent, 1, __ATOMIC_RELEASE);
+    __atomic_add_fetch(&m->kick, 1, __ATOMIC_RELEASE);
+    if (m->worker_waiting) pthread_cond_signal(&m->work_cv);
+}
+
+/* Caller holds mu: keep the lock-free mirror of `pending` current. */
+static void set_pending(bs_manager *m, uint64_t pending)
+{
+    m->pending = pending;
+    __atomic_store_n(&m->queued_units, pending, __ATOMIC_RELEASE);
 }
 
 /* Caller holds mu. Grows the ring when full (markers are not bounded). */
@@ -335,6 +382,7 @@ static void apply_entry(const bs_manager *m, float *b, const entry *e, uint64_t 
 /* Caller holds mu: is there anything the worker may do now? */
 static int worker_has_work(const bs_manager *m)
 {
+    if (m->catchup_pending) return 1;
     int may_apply = !m->paused || m->step_credits > 0;
     if (m->has_cur) return may_apply;
     if (m->ring_len == 0) return 0;
@@ -394,34 +442,109 @@ static void catch_up(bs_manager *m, uint64_t *replayed)
     m->batch_overflow = 0;
 }
 
+/* Caller holds mu; everything up to applied_seq is applied and caught up. */
+static void swap_buffers(bs_manager *m, uint64_t ticket)
+{
+    m->front_slot = 1 - m->front_slot;
+    m->epoch++;
+    m->visible_seq = m->applied_seq;
+    if (ticket > m->tickets_done) m->tickets_done = ticket;
+    m->catchup_pending = 1;
+    ev_record(m, BS_EV_SWAP, m->visible_seq, 0, 0, m->front_slot, -1);
+    ev_record(m, BS_EV_VISIBLE, m->visible_seq, 0, 0, m->front_slot, -1);
+    pthread_cond_broadcast(&m->sync_cv);
+    __atomic_add_fetch(&m->kick, 1, __ATOMIC_RELEASE);
+}
+
+static void cpu_relax(int n)
+{
+    for (int i = 0; i < n; i++) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#elif defined(__aarch64__)
+        __asm__ __volatile__("yield");
+#endif
+    }
+}
+
+/* Worker, lock not held: wait up to GATHER_NS for GATHER_MIN queued updates,
+ * unless something urgent comes up. */
+static void gather(bs_manager *m, uint64_t urgent_seen)
+{
+    int64_t t0 = now_ns();
+    for (;;) {
+        if (__atomic_load_n(&m->queued_units, __ATOMIC_ACQUIRE) >= GATHER_MIN) return;
+        if (__atomic_load_n(&m->urgent, __ATOMIC_ACQUIRE) != urgent_seen) return;
+        if (now_ns() - t0 > GATHER_NS) return;
+        cpu_relax(64);   /* poll gently: the producers write these lines */
+    }
+}
+
+/* Worker, lock not held: spin a little for new work before sleeping. */
+static void spin_for_work(bs_manager *m, uint64_t seen)
+{
+    int64_t t0 = now_ns();
+    for (;;) {
+        if (__atomic_load_n(&m->kick, __ATOMIC_ACQUIRE) != seen) return;
+        if (now_ns() - t0 > SPIN_NS) return;
+        cpu_relax(64);
+    }
+}
+
 static void *worker_main(void *arg)
 {
     bs_manager *m = arg;
     work_item work[WORK_CHUNK];
+    int gathered = 0;
 
     pthread_mutex_lock(&m->mu);
     for (;;) {
-        while (!m->closed && !worker_has_work(m)) pthread_cond_wait(&m->work_cv, &m->mu);
+        if (!m->closed && !worker_has_work(m)) {
+            uint64_t seen = __atomic_load_n(&m->kick, __ATOMIC_ACQUIRE);
+            pthread_mutex_unlock(&m->mu);
+            spin_for_work(m, seen);
+            pthread_mutex_lock(&m->mu);
+            while (!m->closed && !worker_has_work(m)) {
+                m->worker_waiting = 1;
+                pthread_cond_wait(&m->work_cv, &m->mu);
+                m->worker_waiting = 0;
+            }
+        }
         if (m->closed) break;
 
-        if (!m->has_cur && ring_peek(m)->kind == ENTRY_SYNC) {
-            /* Consecutive markers share one swap. Everything before them is applied. */
-            uint64_t ticket = 0;
-            while (m->ring_len && ring_peek(m)->kind == ENTRY_SYNC) ticket = ring_pop(m).ticket;
-            m->front_slot = 1 - m->front_slot;
-            m->epoch++;
-            m->visible_seq = m->applied_seq;
-            m->tickets_done = ticket;
-            ev_record(m, BS_EV_SWAP, m->visible_seq, 0, 0, m->front_slot, -1);
-            ev_record(m, BS_EV_VISIBLE, m->visible_seq, 0, 0, m->front_slot, -1);
-            pthread_cond_broadcast(&m->sync_cv);
+        if (m->catchup_pending) {
+            m->worker_busy = 1;
             pthread_mutex_unlock(&m->mu);
             uint64_t replayed;
             catch_up(m, &replayed);
             pthread_mutex_lock(&m->mu);
+            m->worker_busy = 0;
+            m->catchup_pending = 0;
             ev_record(m, BS_EV_CATCHUP, m->visible_seq, replayed, 0, 1 - m->front_slot, -1);
             continue;
         }
+
+        if (!m->has_cur && ring_peek(m)->kind == ENTRY_SYNC) {
+            /* Consecutive markers share one swap. Everything before them is applied. */
+            uint64_t ticket = 0;
+            while (m->ring_len && ring_peek(m)->kind == ENTRY_SYNC) {
+                ticket = ring_pop(m).ticket;
+                m->markers_queued--;
+            }
+            swap_buffers(m, ticket);
+            continue;   /* the catch-up comes first on the next turn */
+        }
+
+        if (!gathered && !m->paused && !m->has_cur && m->pending < GATHER_MIN &&
+            m->markers_queued == 0 && m->space_waiters == 0) {
+            uint64_t urgent_seen = __atomic_load_n(&m->urgent, __ATOMIC_ACQUIRE);
+            pthread_mutex_unlock(&m->mu);
+            gather(m, urgent_seen);
+            pthread_mutex_lock(&m->mu);
+            gathered = 1;
+            continue;
+        }
+        gathered = 0;
 
         /* Take up to WORK_CHUNK pieces of work (stopping at a marker). */
         size_t k = 0;
@@ -450,17 +573,20 @@ static void *worker_main(void *arg)
         }
         if (m->paused) m->step_credits = budget;
         if (freed) {
-            m->pending -= freed;
-            pthread_cond_broadcast(&m->space_cv);
+            set_pending(m, m->pending - freed);
+            if (m->space_waiters) pthread_cond_broadcast(&m->space_cv);
         }
         int back_slot = 1 - m->front_slot;
         float *back = m->buf[back_slot];
+        m->worker_busy = 1;
         pthread_mutex_unlock(&m->mu);
 
         for (size_t i = 0; i < k; i++)
             if (!work[i].failed) apply_entry(m, back, &work[i].e, work[i].from, work[i].n);
 
+        int64_t t_applied = now_ns();
         pthread_mutex_lock(&m->mu);
+        m->worker_busy = 0;
         for (size_t i = 0; i < k; i++) {
             work_item *w = &work[i];
             uint64_t first = w->e.seq + w->from;
@@ -473,7 +599,7 @@ static void *worker_main(void *arg)
                              (unsigned long long)first);
                 }
             } else {
-                ev_record(m, BS_EV_APPLY, first, w->n, w->e.producer, back_slot, w->e.op);
+                ev_record_at(m, t_applied, BS_EV_APPLY, first, w->n, w->e.producer, back_slot, w->e.op);
             }
             m->applied_seq = first + w->n - 1;
             if (w->from + w->n == w->e.count) {
@@ -535,7 +661,15 @@ int bs_create(const bs_config *c, bs_manager **out)
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_mutex_init(&m->mu, NULL);
+    /* Adaptive: critical sections are short, so a contended lock spins a
+     * little before it sleeps in the kernel. */
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+#ifdef PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+#endif
+    pthread_mutex_init(&m->mu, &ma);
+    pthread_mutexattr_destroy(&ma);
     pthread_cond_init(&m->work_cv, NULL);
     pthread_cond_init(&m->space_cv, NULL);
     pthread_cond_init(&m->sync_cv, &ca);
@@ -561,6 +695,8 @@ int bs_close(bs_manager *m)
         return BS_OK;
     }
     m->closed = 1;
+    __atomic_add_fetch(&m->kick, 1, __ATOMIC_RELEASE);
+    __atomic_add_fetch(&m->urgent, 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&m->work_cv);
     pthread_cond_broadcast(&m->space_cv);
     pthread_cond_broadcast(&m->sync_cv);
@@ -575,7 +711,8 @@ int bs_close(bs_manager *m)
         entry e = ring_pop(m);
         entry_free(&e);
     }
-    m->pending = 0;
+    m->markers_queued = 0;
+    set_pending(m, 0);
     if (m->has_cur) entry_free(&m->cur);
     m->has_cur = 0;
     for (size_t i = 0; i < m->batch_len; i++) entry_free(&m->batch[i]);
@@ -612,7 +749,10 @@ static int wait_for_room(bs_manager *m, uint64_t units, int block)
         if (!block)
             return fail(BS_EFULL, "queue full: %llu of %llu element updates pending",
                         (unsigned long long)m->pending, (unsigned long long)m->max_pending);
+        m->space_waiters++;
+        wake_worker_now(m);
         pthread_cond_wait(&m->space_cv, &m->mu);
+        m->space_waiters--;
     }
 }
 
@@ -623,10 +763,10 @@ static int push_entry(bs_manager *m, entry *e)
     int rc = ring_push(m, e);
     if (rc) return rc;
     m->last_seq += e->count;
-    m->pending += e->count;
+    set_pending(m, m->pending + e->count);
     ev_record(m, BS_EV_ENQUEUE, e->seq, e->count, e->producer,
               1 - m->front_slot, e->kind == ENTRY_SETS ? BS_OP_SET : e->op);
-    pthread_cond_signal(&m->work_cv);
+    wake_worker(m);
     return BS_OK;
 }
 
@@ -783,6 +923,21 @@ int bs_set_many(bs_manager *m, const int64_t *indices, const float *values, size
 
 /* ---------------------------------------------------------------- sync & front */
 
+/* Caller holds mu, which this releases: the end of a completed synchronize. */
+static int sync_done(bs_manager *m, uint64_t *epoch_out)
+{
+    if (epoch_out) *epoch_out = m->epoch;
+    if (m->worker_err && m->worker_err_seq <= m->visible_seq) {
+        m->worker_err = 0;
+        char msg[sizeof m->worker_msg];
+        memcpy(msg, m->worker_msg, sizeof msg);
+        pthread_mutex_unlock(&m->mu);
+        return fail(BS_EWORKER, "%s", msg);
+    }
+    pthread_mutex_unlock(&m->mu);
+    return BS_OK;
+}
+
 int bs_synchronize(bs_manager *m, double timeout_s, uint64_t *epoch_out)
 {
     CHECK_M(m);
@@ -806,6 +961,15 @@ int bs_synchronize(bs_manager *m, double timeout_s, uint64_t *epoch_out)
         pthread_mutex_unlock(&m->mu);
         return fail(BS_ECLOSED, "manager is closed");
     }
+    ev_record(m, BS_EV_SYNC_BEGIN, m->last_seq, 0, 0, m->front_slot, -1);
+    if (m->ring_len == 0 && !m->has_cur && !m->worker_busy && !m->catchup_pending &&
+        m->applied_seq == m->last_seq) {
+        /* Idle worker, everything applied: swap here, no round trip. */
+        uint64_t ticket = ++m->tickets_issued;
+        swap_buffers(m, ticket);
+        wake_worker(m);   /* for the catch-up */
+        return sync_done(m, epoch_out);
+    }
     entry marker;
     memset(&marker, 0, sizeof marker);
     marker.kind = ENTRY_SYNC;
@@ -818,8 +982,8 @@ int bs_synchronize(bs_manager *m, double timeout_s, uint64_t *epoch_out)
         pthread_mutex_unlock(&m->mu);
         return rc;
     }
-    ev_record(m, BS_EV_SYNC_BEGIN, m->last_seq, 0, 0, m->front_slot, -1);
-    pthread_cond_signal(&m->work_cv);
+    m->markers_queued++;
+    wake_worker_now(m);
     const uint64_t ticket = marker.ticket;
     while (!m->closed && m->tickets_done < ticket) {
         int w = timed ? pthread_cond_timedwait(&m->sync_cv, &m->mu, &deadline)
@@ -837,16 +1001,7 @@ int bs_synchronize(bs_manager *m, double timeout_s, uint64_t *epoch_out)
         pthread_mutex_unlock(&m->mu);
         return fail(BS_ECLOSED, "manager was closed during synchronize");
     }
-    if (epoch_out) *epoch_out = m->epoch;
-    if (m->worker_err && m->worker_err_seq <= m->visible_seq) {
-        m->worker_err = 0;
-        char msg[sizeof m->worker_msg];
-        memcpy(msg, m->worker_msg, sizeof msg);
-        pthread_mutex_unlock(&m->mu);
-        return fail(BS_EWORKER, "%s", msg);
-    }
-    pthread_mutex_unlock(&m->mu);
-    return BS_OK;
+    return sync_done(m, epoch_out);
 }
 
 int bs_front(bs_manager *m, const float **data_out, uint64_t *epoch_out)
@@ -886,7 +1041,7 @@ int bs_set_paused(bs_manager *m, int paused)
     if (!closed) {
         m->paused = paused ? 1 : 0;
         m->step_credits = 0;
-        pthread_cond_signal(&m->work_cv);
+        wake_worker_now(m);
     }
     pthread_mutex_unlock(&m->mu);
     return closed ? fail(BS_ECLOSED, "manager is closed") : BS_OK;
@@ -899,7 +1054,7 @@ int bs_step(bs_manager *m, uint64_t n)
     int closed = m->closed;
     if (!closed && m->paused) {
         m->step_credits += n;
-        pthread_cond_signal(&m->work_cv);
+        wake_worker_now(m);
     }
     int paused = m->paused;
     pthread_mutex_unlock(&m->mu);
