@@ -113,6 +113,7 @@ class BufferView(QOpenGLWidget):
         self.gl_info: dict[str, str] = {}
         self._program = 0
         self._vao = 0
+        self._sampler = 0
         self._data_tex = 0
         self._lut_tex = 0
         self._lut_dirty = True
@@ -346,6 +347,14 @@ class BufferView(QOpenGLWidget):
             self._program = self._build_program(GL)
             self._vao = GL.glGenVertexArrays(1)
             self._data_tex, self._lut_tex = (int(t) for t in GL.glGenTextures(2))
+            # A sampler object makes any texture sampled nearest and complete, the GL
+            # backend's shared texture included, whatever its own parameters are.
+            self._sampler = int(GL.glGenSamplers(1))
+            for pname, value in ((GL.GL_TEXTURE_MIN_FILTER, GL.GL_NEAREST),
+                                 (GL.GL_TEXTURE_MAG_FILTER, GL.GL_NEAREST),
+                                 (GL.GL_TEXTURE_WRAP_S, GL.GL_CLAMP_TO_EDGE),
+                                 (GL.GL_TEXTURE_WRAP_T, GL.GL_CLAMP_TO_EDGE)):
+                GL.glSamplerParameteri(self._sampler, pname, value)
             for tex in (self._data_tex, self._lut_tex):
                 GL.glBindTexture(GL.GL_TEXTURE_2D, tex)
                 GL.glTexParameteri(GL.GL_TEXTURE_2D, GL.GL_TEXTURE_MIN_FILTER, GL.GL_NEAREST)
@@ -402,6 +411,7 @@ class BufferView(QOpenGLWidget):
         try:
             GL.glDeleteTextures(2, [self._data_tex, self._lut_tex])
             GL.glDeleteVertexArrays(1, [self._vao])
+            GL.glDeleteSamplers(1, [self._sampler])
             GL.glDeleteProgram(self._program)
         except Exception:
             pass  # the context is going away anyway
@@ -488,6 +498,8 @@ class BufferView(QOpenGLWidget):
         GL.glBindTexture(GL.GL_TEXTURE_2D, data_tex)
         GL.glActiveTexture(GL.GL_TEXTURE1)
         GL.glBindTexture(GL.GL_TEXTURE_2D, self._lut_tex)
+        GL.glBindSampler(0, self._sampler)
+        GL.glBindSampler(1, self._sampler)
 
         def set1i(name, *v):
             if name in u:
@@ -524,6 +536,8 @@ class BufferView(QOpenGLWidget):
         GL.glBindVertexArray(self._vao)
         GL.glDrawArrays(GL.GL_TRIANGLES, 0, 3)
         GL.glBindVertexArray(0)
+        GL.glBindSampler(0, 0)
+        GL.glBindSampler(1, 0)
         GL.glActiveTexture(GL.GL_TEXTURE1)
         GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
         GL.glActiveTexture(GL.GL_TEXTURE0)

@@ -21,14 +21,23 @@
  * signal work_cv only when the worker really sleeps (worker_waiting). When
  * only a few updates are queued and nobody waits (no sync marker, no blocked
  * producer, no step), the worker gathers for up to GATHER_NS so it takes many
- * updates per lock round trip instead of fighting the producers for the lock. It takes up to WORK_CHUNK entries at a time, applies them with the
- * lock dropped, then records them. Reaching a sync marker it swaps (pointer
- * exchange, O(1)), bumps the epoch, wakes the synchronizers and only then
- * brings the new back up to date: it replays the batch applied since the
- * previous swap onto it, left-right style, or copies the front when that batch
- * touched more elements than the buffer holds (the batch is then dropped as it
- * grows, so memory stays bounded). The catch-up always completes before any
- * later update is applied, so the back is never stale.
+ * updates per lock round trip instead of fighting the producers for the lock.
+ * It takes up to WORK_CHUNK entries at a time, applies them with the lock
+ * dropped, then records them.
+ *
+ * Reaching a sync marker it swaps (pointer exchange, O(1)), bumps the epoch and
+ * wakes the synchronizers; then, before it applies anything else, it brings the
+ * new back (the old front) up to date. It remembers where the batch applied
+ * since the previous swap wrote (regions, element offsets: no payloads) and
+ * copies just those elements from the new front, left-right style; when the
+ * batch touched more elements than the buffer holds it copies the whole buffer
+ * instead (and stops remembering, so memory stays bounded). Both buffers are
+ * equal after every catch-up, so the back is never stale.
+ *
+ * A synchronize() that finds the worker idle and everything applied swaps by
+ * itself under the lock (no round trip through the worker) and leaves the
+ * catch-up to the worker, which does it before anything else. A second swap
+ * waits for that catch-up (catchup_pending), so the front is always complete.
  *
  * Ordering guarantee: updates are applied in the order they entered the queue,
  * whichever thread enqueued them; a swap happens exactly at each sync marker.
@@ -66,7 +75,7 @@ typedef struct entry {
     uint64_t count;     /* element updates (1 for a plain update) */
     uint64_t producer;
     uint64_t ticket;    /* ENTRY_SYNC */
-    uint64_t touched;   /* elements written: the cost of replaying it */
+    uint64_t touched;   /* elements written: the cost of catching up on it */
     int64_t start[3], stop[3];  /* region, normalized to 3-d */
     uint64_t offset;    /* BS_OP_SET: flat element offset */
     float value;
@@ -390,13 +399,18 @@ static int worker_has_work(const bs_manager *m)
     return may_apply;
 }
 
-/* Worker-private: remember a fully applied entry for the catch-up replay. */
+/* Worker-private: remember where a fully applied entry wrote, for the catch-up.
+ * Its payload is no longer needed: the catch-up copies from the front. */
 static void batch_keep(bs_manager *m, entry *e)
 {
+    if (e->kind != ENTRY_SETS) {
+        free(e->data);
+        e->data = NULL;
+    }
     if (!m->batch_overflow) {
         m->batch_touched += e->touched;
         if (m->batch_touched > m->nelem) {
-            /* Replaying would cost more than copying the buffer: drop the batch. */
+            /* Copying piecewise would cost more than copying the buffer: drop the batch. */
             for (size_t i = 0; i < m->batch_len; i++) entry_free(&m->batch[i]);
             m->batch_len = 0;
             m->batch_overflow = 1;
@@ -422,20 +436,43 @@ static void batch_keep(bs_manager *m, entry *e)
     entry_free(e);
 }
 
-/* Worker-private, lock not held: bring the back (old front) up to date. */
-static void catch_up(bs_manager *m, uint64_t *replayed)
+/* Copies the elements entry e wrote from src to dst. */
+static void copy_written(const bs_manager *m, float *dst, const float *src, const entry *e)
+{
+    if (e->kind == ENTRY_SETS) {
+        for (uint64_t j = 0; j < e->count; j++) dst[e->offsets[j]] = src[e->offsets[j]];
+        return;
+    }
+    if (e->op == BS_OP_SET) {
+        dst[e->offset] = src[e->offset];
+        return;
+    }
+    const int64_t s1 = m->shape3[1], s2 = m->shape3[2];
+    const int64_t w = e->stop[2] - e->start[2];
+    if (w <= 0) return;
+    for (int64_t i0 = e->start[0]; i0 < e->stop[0]; i0++)
+        for (int64_t i1 = e->start[1]; i1 < e->stop[1]; i1++) {
+            int64_t at = (i0 * s1 + i1) * s2 + e->start[2];
+            memcpy(dst + at, src + at, (size_t)w * sizeof(float));
+        }
+}
+
+/* Worker-private, lock not held: bring the back (old front) up to date by
+ * copying what the last batch wrote from the front. *pieces gets the number of
+ * entries copied, 0 for a whole-buffer copy. */
+static void catch_up(bs_manager *m, uint64_t *pieces)
 {
     float *back = m->buf[1 - m->front_slot];
     const float *front = m->buf[m->front_slot];
     if (m->batch_overflow) {
         memcpy(back, front, m->nelem * sizeof(float));
-        *replayed = 0;
+        *pieces = 0;
     } else {
         for (size_t i = 0; i < m->batch_len; i++) {
-            apply_entry(m, back, &m->batch[i], 0, m->batch[i].count);
+            copy_written(m, back, front, &m->batch[i]);
             entry_free(&m->batch[i]);
         }
-        *replayed = m->batch_len;
+        *pieces = m->batch_len;
     }
     m->batch_len = 0;
     m->batch_touched = 0;
@@ -515,12 +552,12 @@ static void *worker_main(void *arg)
         if (m->catchup_pending) {
             m->worker_busy = 1;
             pthread_mutex_unlock(&m->mu);
-            uint64_t replayed;
-            catch_up(m, &replayed);
+            uint64_t pieces;
+            catch_up(m, &pieces);
             pthread_mutex_lock(&m->mu);
             m->worker_busy = 0;
             m->catchup_pending = 0;
-            ev_record(m, BS_EV_CATCHUP, m->visible_seq, replayed, 0, 1 - m->front_slot, -1);
+            ev_record(m, BS_EV_CATCHUP, m->visible_seq, pieces, 0, 1 - m->front_slot, -1);
             continue;
         }
 

@@ -5,9 +5,10 @@
  * (1 <= ndim <= 3) and one persistent worker thread. Producers enqueue updates
  * (set, fill, add, scale, write, and batches of sets); the worker applies them to
  * the back buffer in FIFO order. bs_synchronize() waits until everything queued
- * before the call is applied, then the worker swaps front and back (a pointer
- * exchange) and brings the new back up to date by replaying the last batch onto
- * it (or copying the front when the batch touched more than the whole buffer).
+ * before the call is applied, then front and back are swapped (a pointer
+ * exchange) and the worker brings the new back up to date by copying from the
+ * front just the elements the last batch wrote (the whole buffer when the batch
+ * touched more than that) before it applies anything else.
  *
  * Every function returns a bs_status code; none aborts on bad input. After a
  * non-zero return, bs_last_error() gives a message for the calling thread.
@@ -71,7 +72,7 @@ typedef enum bs_event_kind {
     BS_EV_SYNC_BEGIN = 2,  /* a synchronize() call; seq = last seq it covers */
     BS_EV_SWAP = 3,        /* front/back exchanged; slot = new front, epoch = new epoch */
     BS_EV_VISIBLE = 4,     /* updates up to seq visible at epoch */
-    BS_EV_CATCHUP = 5      /* new back brought up to date (count = updates replayed, 0 = full copy) */
+    BS_EV_CATCHUP = 5      /* new back brought up to date (count = entries copied, 0 = whole buffer) */
 } bs_event_kind;
 
 typedef struct bs_event {

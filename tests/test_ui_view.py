@@ -1,0 +1,227 @@
+"""The buffer view (ui/BufferView.py): rendered pixels read back for known values.
+
+GL tests: skipped locally where no OpenGL 3.3 context can be made, FAIL on CI.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from ui.testing import close_enough, pixel, require_gl, wait_threads_gone  # prepares Qt first
+
+from ui import colormaps  # noqa: I001
+from ui.BufferView import BufferView
+
+pytestmark = pytest.mark.gl
+
+VIRIDIS = colormaps.lut("viridis")
+
+
+@pytest.fixture
+def view(qtbot):
+    before = set(threading.enumerate())
+    require_gl()
+    v = BufferView()
+    qtbot.addWidget(v)
+    v.resize(400, 400)
+    v.show()
+    qtbot.waitExposed(v)
+    yield v
+    v.close()
+    assert wait_threads_gone(before) == []
+
+
+def known_values() -> np.ndarray:
+    """8x8: left half 0, right half 1, a NaN, a +Inf and a -Inf cell."""
+    a = np.zeros((8, 8), np.float32)
+    a[:, 4:] = 1.0
+    a[2, 5] = np.nan
+    a[6, 1] = np.inf
+    a[6, 2] = -np.inf
+    return a
+
+
+def color_at(img, v: BufferView, row: int, col: int):
+    x, y = v.texelCenter(row, col)
+    return pixel(img, x, y)
+
+
+def test_known_values_render_as_the_colormap(view):
+    view.setLevels(0.0, 1.0)
+    view.setFront(known_values(), epoch=1)
+    img = view.grabFramebuffer()
+    assert view.gl_info["renderer"]
+    for row in range(8):
+        for col in range(8):
+            got = color_at(img, view, row, col)
+            if (row, col) == (2, 5):
+                want = colormaps.NAN_COLOR
+            elif (row, col) == (6, 1):
+                want = colormaps.POSINF_COLOR
+            elif (row, col) == (6, 2):
+                want = colormaps.NEGINF_COLOR
+            else:
+                want = tuple(VIRIDIS[255 if col >= 4 else 0])
+            assert close_enough(got, want), ((row, col), got, want)
+    # Outside the image: the background.
+    assert close_enough(pixel(img, 1, 1), colormaps.BACKGROUND_COLOR) or view.texelAt(1, 1)
+
+
+def test_auto_levels_are_the_exact_finite_min_max(view):
+    a = known_values() * 3.0 - 1.0        # -1 .. 2, with NaN and ±Inf
+    view.setAutoLevels(True)
+    view.setFront(a, epoch=1)
+    assert view.levels() == (-1.0, 2.0)
+    img = view.grabFramebuffer()
+    assert close_enough(color_at(img, view, 0, 0), VIRIDIS[0])
+    assert close_enough(color_at(img, view, 0, 7), VIRIDIS[255])
+
+
+def test_other_colormaps_and_mid_values(view):
+    a = np.array([[0.0, 0.5, 1.0]], np.float32)
+    view.setLevels(0.0, 1.0)
+    for name in colormaps.COLORMAPS:
+        view.setColormap(name)
+        view.setFront(a, epoch=1)
+        img = view.grabFramebuffer()
+        want = colormaps.apply(a, (0.0, 1.0), name)[0]
+        for col in range(3):
+            assert close_enough(color_at(img, view, 0, col), want[col]), (name, col)
+
+
+def test_only_changed_rows_are_uploaded(view):
+    a = known_values()
+    view.setLevels(0.0, 1.0)
+    view.setFront(a, epoch=1)
+    view.grabFramebuffer()
+    b = a.copy()
+    b[3, :] = 1.0
+    view.setFront(b, epoch=2)
+    img = view.grabFramebuffer()
+    assert view.uploaded_rows == 1
+    assert close_enough(color_at(img, view, 3, 0), VIRIDIS[255])
+    view.setFront(b.copy(), epoch=3)      # nothing changed: nothing uploaded
+    view.grabFramebuffer()
+    assert view.uploaded_rows == 0
+
+
+def test_zoom_about_the_cursor_and_pan(view):
+    view.setFront(known_values(), epoch=1)
+    view.grabFramebuffer()
+    from PyQt6.QtCore import QPointF
+
+    p = QPointF(150.0, 220.0)
+    cell = view.texelAt(p.x(), p.y())
+    view.zoomBy(4.0, p)
+    assert view.texelAt(p.x(), p.y()) == cell       # the texel under the cursor stays put
+    before = view.texelAt(200, 200)
+    view.panBy(view.scale()[0], 0)                   # one texel to the right
+    after = view.texelAt(200, 200)
+    assert after == (before[0], before[1] - 1)
+
+
+def test_grid_appears_when_zoomed_in(view):
+    a = np.zeros((4, 4), np.float32)
+    view.setLevels(0.0, 1.0)
+    view.setFront(a, epoch=1)
+    view.grabFramebuffer()
+    assert view.scale()[0] > 50                      # 4 texels fill 400 px
+    img = view.grabFramebuffer()
+    x, y = view.texelCenter(1, 1)
+    edge_x = int(view._offset[0] + 1 * view.scale()[0])  # left edge of column 1
+    assert close_enough(pixel(img, x, y), VIRIDIS[0])
+    assert not close_enough(pixel(img, edge_x, y), VIRIDIS[0])   # a darker grid line
+    view.setGridVisible(False)
+    img = view.grabFramebuffer()
+    assert close_enough(pixel(img, edge_x, y), VIRIDIS[0])
+
+
+def test_3d_buffer_shows_the_selected_slice(view):
+    a = np.zeros((3, 4, 5), np.float32)
+    a[2] = 1.0
+    view.setLevels(0.0, 1.0)
+    view.setFront(a, epoch=1)
+    img = view.grabFramebuffer()
+    assert close_enough(color_at(img, view, 1, 1), VIRIDIS[0])
+    view.setSlice(2)
+    img = view.grabFramebuffer()
+    assert close_enough(color_at(img, view, 1, 1), VIRIDIS[255])
+    assert view.elementIndex(1, 3) == (2, 1, 3)
+
+
+def test_1d_buffer_is_one_row(view):
+    a = np.array([0, 1, 0, 1], np.float32)
+    view.setLevels(0.0, 1.0)
+    view.setFront(a, epoch=1)
+    img = view.grabFramebuffer()
+    assert close_enough(color_at(img, view, 0, 1), VIRIDIS[255])
+    assert view.elementIndex(0, 3) == (3,)
+
+
+def test_shift_drag_selects_a_region(view, qtbot):
+    from PyQt6.QtCore import QPoint, Qt
+
+    view.setFront(np.zeros((8, 8), np.float32), epoch=1)
+    view.grabFramebuffer()
+    x0, y0 = view.texelCenter(1, 2)
+    x1, y1 = view.texelCenter(4, 6)
+    with qtbot.waitSignal(view.sigRegionSelected, timeout=2000) as sig:
+        qtbot.mousePress(view, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ShiftModifier,
+                         QPoint(x0, y0))
+        qtbot.mouseMove(view, QPoint(x1, y1))
+        qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ShiftModifier,
+                           QPoint(x1, y1))
+    assert sig.args[0] == ((1, 5), (2, 7))
+
+
+def test_samples_a_shared_texture_without_upload(view):
+    """The GL backend path: the view draws a texture made in another, shared context."""
+    from OpenGL import GL
+    from PyQt6.QtGui import QOffscreenSurface, QOpenGLContext
+
+    share = QOpenGLContext.globalShareContext()
+    if share is None or view.gl_info.get("shared") != "True":
+        pytest.skip("contexts are not shared (AA_ShareOpenGLContexts was not set in time)")
+    values = known_values()
+    surface = QOffscreenSurface()
+    surface.setFormat(share.format())
+    surface.create()
+    ctx = QOpenGLContext()
+    ctx.setFormat(share.format())
+    ctx.setShareContext(share)
+    assert ctx.create()
+    assert ctx.makeCurrent(surface)
+    tex = int(GL.glGenTextures(1))
+    GL.glBindTexture(GL.GL_TEXTURE_2D, tex)
+    GL.glTexImage2D(GL.GL_TEXTURE_2D, 0, GL.GL_R32F, 8, 8, 0, GL.GL_RED, GL.GL_FLOAT, values)
+    GL.glFinish()
+    ctx.doneCurrent()
+    try:
+        view.setLevels(0.0, 1.0)
+        view.setFront(np.full((8, 8), 0.5, np.float32), epoch=1)  # what a readback would give
+        view.setTextureProvider(lambda: (tex, 1))
+        img = view.grabFramebuffer()
+        assert view.usingSharedTexture
+        assert close_enough(color_at(img, view, 0, 0), VIRIDIS[0])
+        assert close_enough(color_at(img, view, 0, 7), VIRIDIS[255])
+        assert close_enough(color_at(img, view, 2, 5), colormaps.NAN_COLOR)
+        # A provider that fails falls back to uploading, with a message, no exception.
+        def broken():
+            raise RuntimeError("texture gone")
+
+        messages = []
+        view.sigGLError.connect(messages.append)
+        view.setTextureProvider(broken)
+        img = view.grabFramebuffer()
+        assert not view.usingSharedTexture
+        assert messages and "texture gone" in messages[0]
+        assert close_enough(color_at(img, view, 0, 0), VIRIDIS[128])
+    finally:
+        ctx.makeCurrent(surface)
+        GL.glDeleteTextures(1, [tex])
+        ctx.doneCurrent()
+        surface.destroy()
+

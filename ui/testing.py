@@ -1,0 +1,75 @@
+"""Test helpers for the Qt side (used by ``tests/test_ui_*.py``; imports pytest lazily).
+
+Importing this module prepares Qt (shared GL contexts, GL 3.3 core) so it must be
+imported before pytest-qt creates the QApplication — test modules import it at the
+top, which happens at collection time.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from .launch import prepare_qt
+
+prepare_qt()
+
+
+def gl_problem() -> str | None:
+    """None when an OpenGL 3.3 core context can be made and used here, else why not."""
+    from PyQt6.QtGui import QGuiApplication, QOffscreenSurface, QOpenGLContext
+
+    from .BufferView import view_format
+
+    if QGuiApplication.instance() is None:
+        return "no QGuiApplication"
+    ctx = QOpenGLContext()
+    ctx.setFormat(view_format())
+    if not ctx.create():
+        return "QOpenGLContext.create() failed"
+    surface = QOffscreenSurface()
+    surface.setFormat(ctx.format())
+    surface.create()
+    try:
+        if not ctx.makeCurrent(surface):
+            return "cannot make an OpenGL context current"
+        fmt = ctx.format()
+        if (fmt.majorVersion(), fmt.minorVersion()) < (3, 3):
+            return f"OpenGL {fmt.majorVersion()}.{fmt.minorVersion()} < 3.3"
+        ctx.doneCurrent()
+    finally:
+        surface.destroy()
+    return None
+
+
+def require_gl() -> None:
+    """Skip a GL test where no context can be made — but FAIL on CI (CI=true)."""
+    import pytest
+
+    problem = gl_problem()
+    if problem is None:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true but no OpenGL 3.3 context: {problem}")
+    pytest.skip(f"no OpenGL 3.3 context: {problem}")
+
+
+def wait_threads_gone(before: set[threading.Thread], timeout: float = 5.0) -> list[str]:
+    """Names of threads started since ``before`` still alive after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+        if not left or time.monotonic() > deadline:
+            return [t.name for t in left]
+        time.sleep(0.02)
+
+
+def pixel(image, x: int, y: int) -> tuple[int, int, int]:
+    """RGB of a QImage pixel."""
+    c = image.pixelColor(x, y)
+    return c.red(), c.green(), c.blue()
+
+
+def close_enough(a, b, tol: int = 2) -> bool:
+    return all(abs(int(p) - int(q)) <= tol for p, q in zip(a, b))
