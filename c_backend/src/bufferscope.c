@@ -887,6 +887,36 @@ int bs_enqueue_batch(bs_manager *m, const bs_update *u, size_t n, uint64_t produ
     return rc;
 }
 
+/* Flat offsets of cnt n-d indices; returns 0 when any is out of bounds. */
+static int flat_offsets(const bs_manager *m, const int64_t *ix, size_t cnt, uint64_t *out)
+{
+    const int nd = m->ndim;
+    const uint64_t s0 = (uint64_t)m->shape[0];
+    const uint64_t s1 = nd > 1 ? (uint64_t)m->shape[1] : 1;
+    const uint64_t s2 = nd > 2 ? (uint64_t)m->shape[2] : 1;
+    uint64_t bad = 0;
+    if (nd == 1) {
+        for (size_t j = 0; j < cnt; j++) {
+            uint64_t a = (uint64_t)ix[j];
+            bad |= a >= s0;
+            out[j] = a;
+        }
+    } else if (nd == 2) {
+        for (size_t j = 0; j < cnt; j++) {
+            uint64_t a = (uint64_t)ix[2 * j], b = (uint64_t)ix[2 * j + 1];
+            bad |= (a >= s0) | (b >= s1);
+            out[j] = a * s1 + b;
+        }
+    } else {
+        for (size_t j = 0; j < cnt; j++) {
+            uint64_t a = (uint64_t)ix[3 * j], b = (uint64_t)ix[3 * j + 1], c = (uint64_t)ix[3 * j + 2];
+            bad |= (a >= s0) | (b >= s1) | (c >= s2);
+            out[j] = (a * s1 + b) * s2 + c;
+        }
+    }
+    return !bad;
+}
+
 int bs_set_many(bs_manager *m, const int64_t *indices, const float *values, size_t n,
                 uint64_t producer, int block, uint64_t *seqs_out, size_t *bad_index_out)
 {
@@ -919,20 +949,21 @@ int bs_set_many(bs_manager *m, const int64_t *indices, const float *values, size
             break;
         }
         const int64_t *ix = indices + lo * nd;
-        for (size_t j = 0; j < cnt; j++, ix += nd) {
-            uint64_t off = 0;
-            for (int d = 0; d < nd; d++) {
-                int64_t i = ix[d];
-                if (i < 0 || i >= m->shape[d]) {
-                    if (bad_index_out) *bad_index_out = lo + j;
-                    rc = fail(BS_EINVAL, "set_many: element %zu has index %lld in dimension %d, out of bounds for size %lld",
-                              lo + j, (long long)i, d, (long long)m->shape[d]);
-                    break;
+        /* Fast pass without branches (a negative index wraps to a huge unsigned
+         * one); only when it finds a bad index does the checked pass name it. */
+        if (!flat_offsets(m, ix, cnt, e->offsets)) {
+            for (size_t j = 0; j < cnt && !rc; j++, ix += nd) {
+                for (int d = 0; d < nd; d++) {
+                    int64_t i = ix[d];
+                    if (i < 0 || i >= m->shape[d]) {
+                        if (bad_index_out) *bad_index_out = lo + j;
+                        rc = fail(BS_EINVAL,
+                                  "set_many: element %zu has index %lld in dimension %d, out of bounds for size %lld",
+                                  lo + j, (long long)i, d, (long long)m->shape[d]);
+                        break;
+                    }
                 }
-                off = off * (uint64_t)m->shape[d] + (uint64_t)i;
             }
-            if (rc) break;
-            e->offsets[j] = off;
         }
         if (!rc) memcpy(e->data, values + lo, cnt * sizeof(float));
     }
