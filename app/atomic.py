@@ -36,6 +36,23 @@ class AtomicFile:
             os.unlink(self.tmp)
 
 
+def write_via_path(path: str | os.PathLike, write) -> None:
+    """``write(tmp_path)`` then rename onto ``path``; for writers that want a file
+    name (a Qt image, say). The temporary name keeps ``path``'s suffix."""
+    path = os.path.abspath(os.fspath(path))
+    folder = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=os.path.splitext(path)[1],
+                               dir=folder)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     f = AtomicFile(path, mode)

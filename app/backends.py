@@ -40,8 +40,10 @@ def why_not(name: str) -> str | None:
     """None when backend ``name`` can run here, else the reason it cannot."""
     try:
         return _module(name).why_not()
-    except BackendUnavailableError as exc:
-        return str(exc)
+    except ValueError:
+        raise
+    except Exception as exc:  # a backend that cannot even say why: that is the reason
+        return f"{type(exc).__name__}: {exc}"
 
 
 def open_manager(

@@ -111,6 +111,28 @@ def _ui():
     return importlib.import_module("ui.launch")
 
 
+def _needs_virtual_display() -> bool:
+    return not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+                or os.environ.get("BUFFERSCOPE_NO_XVFB"))
+
+
+def _rerun_under_xvfb(argv: list[str] | None) -> int:
+    """A headless screenshot needs an OpenGL-capable display: run this same
+    command again inside a private Xvfb (Mesa llvmpipe) when one can be started."""
+    import shutil
+    import subprocess
+
+    xvfb_run = shutil.which("xvfb-run")
+    if xvfb_run is None:
+        _err("no display for the screenshot: set DISPLAY or install xvfb (xvfb-run)")
+        return EXIT_FAIL
+    args = sys.argv[1:] if argv is None else list(argv)
+    env = {**os.environ, "BUFFERSCOPE_NO_XVFB": "1"}
+    cmd = [xvfb_run, "-a", "-s", "-screen 0 1600x1000x24 +extension GLX +render -noreset",
+           sys.executable, "-m", "app", *args]
+    return subprocess.call(cmd, env=env)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cmd = args.command or "gui"
@@ -121,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench_main(args)
     if cmd == "screenshot":
+        if _needs_virtual_display():
+            return _rerun_under_xvfb(argv)
         try:
             _ui().screenshot(args.backend, args.scenario, args.out, shape=args.shape)
         except ValueError as exc:

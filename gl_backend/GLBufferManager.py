@@ -191,6 +191,7 @@ class _Core:
         self.last_seq = self.applied_seq = self.visible_seq = self.epoch = 0
         self.tickets_issued = self.tickets_done = 0
         self.paused = False
+        self.worker_idle = False   # waiting on work_cv: only then is a notify needed
         self.step_credits = 0
         self.fault_countdown = 0
         self.worker_err = False
@@ -353,7 +354,8 @@ class _Core:
         self.last_seq += e.count
         self.pending += e.count
         self.ev_record("enqueue", e.seq, e.count, e.producer, 1 - self.front_slot, e.op)
-        self.work_cv.notify()
+        if self.worker_idle:
+            self.work_cv.notify()
         return e.seq
 
     # -- worker --------------------------------------------------------------------------
@@ -374,7 +376,9 @@ class _Core:
         try:
             while True:
                 while not self.closed and not self._has_work():
+                    self.worker_idle = True
                     self.work_cv.wait()
+                    self.worker_idle = False
                 if self.closed:
                     return
                 if self.reads_requested > self.reads_done:
@@ -527,7 +531,7 @@ class _Core:
 
     def _apply_items(self, items, slot: int) -> Exception | None:
         """Lock not held: issue the GL work of ``items`` on texture ``slot``, merged."""
-        from ._gpu import BoxesOp, RectsOp, SetsOp
+        from ._gpu import SCATTER_MAX, BoxesOp, RectsOp, SetsOp, last_writes
 
         gpu = self.gpu
         ops: list = []
@@ -540,9 +544,12 @@ class _Core:
             if sets:
                 pairs = sets[0] if len(sets) == 1 else np.concatenate(sets)
                 sets.clear()
-                op = SetsOp(gpu, pairs)
-                ops.append((op, len(pairs)))
-                op.apply(gpu, slot)
+                # Slices are dispatched in order, so a later slice wins over an earlier one.
+                for lo in range(0, len(pairs), SCATTER_MAX):
+                    part = last_writes(pairs[lo: lo + SCATTER_MAX], gpu.stamps)
+                    op = SetsOp(gpu, part)
+                    ops.append((op, len(part)))
+                    op.apply(gpu, slot)
 
         def flush_group() -> None:
             if group.k:

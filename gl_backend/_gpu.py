@@ -33,7 +33,7 @@ from OpenGL.raw.GL.VERSION.GL_1_1 import glGetTexImage as _raw_get_tex_image
 OP_FILL, OP_ADD, OP_SCALE, OP_WRITE = 1, 2, 3, 4
 BOX_FIELDS = 8
 LOCAL_SIZE = 64
-MAX_GROUPS = 65535
+MAX_GROUPS = 32  # work groups per dispatch: llvmpipe runs a few long grid-stride loops best
 FENCE_STEP_NS = 1_000_000_000
 
 
@@ -161,17 +161,15 @@ class Gpu:
                 raise RuntimeError(f"the R32UI framebuffer is incomplete (0x{int(status):04x})")
         GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
         GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, 0)
-        self.sets_program = _compile([
-            (GL.GL_VERTEX_SHADER, "gl_sets.vert.glsl"),
-            (GL.GL_FRAGMENT_SHADER, "gl_sets.frag.glsl"),
-        ])
-        self.programs.append(self.sets_program)
+        self.scatter_program = _compile([(GL.GL_COMPUTE_SHADER, "gl_scatter.comp.glsl")])
+        self.programs.append(self.scatter_program)
+        self.stamps = np.empty(self.nelem, dtype=np.uint16)
         self.boxes_program = _compile([(GL.GL_COMPUTE_SHADER, "gl_boxes.comp.glsl")])
         self.programs.append(self.boxes_program)
-        p = self.sets_program
+        p = self.scatter_program
         GL.glUseProgram(p)
         GL.glUniform1ui(GL.glGetUniformLocation(p, "tex_width"), self.width)
-        GL.glUniform2f(GL.glGetUniformLocation(p, "texel_ndc"), 2.0 / self.width, 2.0 / self.height)
+        self.loc_count = GL.glGetUniformLocation(p, "count")
         p = self.boxes_program
         GL.glUseProgram(p)
         GL.glUniform1ui(GL.glGetUniformLocation(p, "tex_width"), self.width)
@@ -234,20 +232,14 @@ class Gpu:
             self.buffers_live -= len(names)
 
     # -- operations --------------------------------------------------------------------------
-    def draw_sets(self, slot: int, vbo: int, n: int) -> None:
-        GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, self.fbos[slot])
-        GL.glViewport(0, 0, self.width, self.height)
-        GL.glUseProgram(self.sets_program)
-        GL.glBindVertexArray(self.vao)
-        GL.glBindBuffer(GL.GL_ARRAY_BUFFER, vbo)
-        GL.glEnableVertexAttribArray(0)
-        GL.glEnableVertexAttribArray(1)
-        GL.glVertexAttribIPointer(0, 1, GL.GL_UNSIGNED_INT, 8, ctypes.c_void_p(0))
-        GL.glVertexAttribIPointer(1, 1, GL.GL_UNSIGNED_INT, 8, ctypes.c_void_p(4))
-        GL.glDrawArrays(GL.GL_POINTS, 0, n)
-        GL.glBindVertexArray(0)
-        GL.glBindBuffer(GL.GL_ARRAY_BUFFER, 0)
-        GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, 0)
+    def scatter(self, slot: int, pairs: int, n: int) -> None:
+        GL.glUseProgram(self.scatter_program)
+        GL.glUniform1ui(self.loc_count, n)
+        GL.glBindImageTexture(0, self.textures[slot], 0, GL.GL_FALSE, 0, GL.GL_READ_WRITE,
+                              GL.GL_R32UI)
+        GL.glBindBufferBase(GL.GL_SHADER_STORAGE_BUFFER, 1, pairs)
+        GL.glDispatchCompute(min(MAX_GROUPS, -(-n // LOCAL_SIZE)), 1, 1)
+        GL.glMemoryBarrier(GL.GL_ALL_BARRIER_BITS)
 
     def run_boxes(self, slot: int, boxes: int, payload: int, n_boxes: int, total: int) -> None:
         GL.glUseProgram(self.boxes_program)
@@ -304,20 +296,49 @@ class Gpu:
 # ------------------------------------------------------------------ replayable operations
 
 
-class SetsOp:
-    """Element sets as one draw of points; ``pairs`` is (n, 2) uint32 (offset, bits)."""
+SCATTER_MAX = 65535  # sets per scatter: positions within it fit the uint16 stamps
 
-    __slots__ = ("vbo", "n")
+
+def last_writes(pairs: np.ndarray, stamps: np.ndarray) -> np.ndarray:
+    """The rows of ``pairs`` (at most SCATTER_MAX) that are the last write of their offset.
+
+    ``stamps`` is scratch with one uint16 per buffer element. Each row writes its
+    position at its offset; a row survives when its own position is what is
+    left there. NumPy assigns repeated indices in order in practice but does not
+    promise it, so the result is checked (every survivor must be the latest
+    position) and, should that ever fail, computed by sorting instead.
+    """
+    n = len(pairs)
+    offsets = pairs[:, 0]
+    pos = np.arange(n, dtype=np.uint16)
+    stamps[offsets] = pos
+    got = stamps[offsets]
+    if bool(np.any(got < pos)):
+        rev_unique, first_in_rev = np.unique(offsets[::-1], return_index=True)
+        keep = np.zeros(n, dtype=bool)
+        keep[n - 1 - first_in_rev] = True
+    else:
+        keep = got == pos
+        if keep.all():
+            return pairs
+    return pairs[keep]
+
+
+class SetsOp:
+    """Element sets as one scatter dispatch; ``pairs`` is (n, 2) uint32 (offset, bits)
+    with no repeated offset (see ``last_writes``)."""
+
+    __slots__ = ("buf", "n")
 
     def __init__(self, gpu: Gpu, pairs: np.ndarray) -> None:
-        self.vbo = gpu.new_buffer(pairs)
+        self.buf = gpu.new_buffer(pairs)
         self.n = len(pairs)
 
     def apply(self, gpu: Gpu, slot: int) -> None:
-        gpu.draw_sets(slot, self.vbo, self.n)
+        gpu.scatter(slot, self.buf, self.n)
 
     def buffers(self) -> list[int]:
-        return [self.vbo]
+        return [self.buf]
 
 
 class BoxesOp:

@@ -19,13 +19,14 @@ ALL_BACKENDS = ["c", "gl"]
 
 
 def pytest_configure(config):
-    # The viewer and the GL backend's worker share GL objects: Qt needs this set
-    # before the (pytest-qt) QApplication is created.
+    # The viewer and the GL backend's worker share GL objects, and the viewer asks
+    # for a 3.3 core context: Qt needs both set before the (pytest-qt)
+    # QApplication is created.
     try:
-        from PyQt6.QtCore import QCoreApplication, Qt
-    except ImportError:
+        from ui.launch import prepare_qt
+    except ImportError:  # no PyQt6: the GL and UI tests will say so
         return
-    QCoreApplication.setAttribute(Qt.ApplicationAttribute.AA_ShareOpenGLContexts)
+    prepare_qt()
 
 
 def require_backend(name: str) -> None:

@@ -56,7 +56,8 @@ def test_header_compiles_in_a_cpp_consumer(tmp_path):
     if shutil.which("g++") is None:
         pytest.skip("no C++ compiler")
     src = tmp_path / "use.cpp"
-    src.write_text('#include "bufferscope.h"\nint main(){ return bs_abi_version() == BS_ABI_VERSION ? 0 : 1; }\n')
+    src.write_text('#include "bufferscope.h"\n'
+                   "int main() { return bs_abi_version() == BS_ABI_VERSION ? 0 : 1; }\n")
     r = subprocess.run(["g++", "-Wall", "-Werror", f"-I{SRC}", "-c", str(src), "-o", str(tmp_path / "use.o")],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr

@@ -154,8 +154,9 @@ def test_visibility_nothing_more_nothing_less(open_mgr):
 
 def test_visibility_with_a_concurrent_producer(open_mgr):
     """Fill k everywhere for k = 1, 2, ...: after each sync the front is uniform
-    and holds a value between the last seq before the call and after it."""
-    m = open_mgr((32, 32))
+    and holds a value between the last seq before the call and after it. (The
+    bound keeps the producer from queueing more than a sync can drain in time.)"""
+    m = open_mgr((32, 32), max_pending=2048)
     stop = threading.Event()
 
     def producer():
@@ -230,9 +231,10 @@ def test_back_catch_up_small_and_large_batches(open_mgr, n_updates):
 
 
 def test_concurrent_synchronize_calls_all_return(open_mgr):
-    m = open_mgr((16, 16))
+    m = open_mgr((16, 16), max_pending=1024)
     stop = threading.Event()
     results: list[int] = []
+    errors: list[BaseException] = []
     lock = threading.Lock()
 
     def producer():
@@ -240,16 +242,20 @@ def test_concurrent_synchronize_calls_all_return(open_mgr):
             m.enqueue(Add(((0, 16), (0, 16)), 1.0))
 
     def syncer():
-        for _ in range(40):
-            e = m.synchronize(timeout=WAIT)
-            with lock:
-                results.append(e)
+        try:
+            for _ in range(40):
+                e = m.synchronize(timeout=WAIT)
+                with lock:
+                    results.append(e)
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
 
     (p,) = start_threads([producer])
     syncers = start_threads([syncer] * 8)
     join_all(syncers)
     stop.set()
     join_all([p])
+    assert not errors, errors
     assert len(results) == 8 * 40
     assert m.stats().epoch >= max(results) >= 1
 

@@ -23,7 +23,7 @@ def test_import_linter_contracts_hold():
 def test_core_and_c_backend_import_no_qt_or_gl():
     code = (
         "import sys, numpy as np\n"
-        "import app, app.cli, app.trace, app.bench, app.reference, c_backend.manager\n"
+        "import app, app.cli, app.trace, app.bench, app.reference, app.scenarios, c_backend.manager\n"
         "m = app.open_manager('c', (4, 4)); m.enqueue(app.Fill(((0, 4), (0, 4)), 1.0));"
         " m.synchronize(timeout=10); m.close()\n"
         "bad = [k for k in sys.modules if k.split('.')[0] in ('PyQt6', 'OpenGL', 'ui')]\n"

@@ -5,15 +5,12 @@ GL tests: skipped locally where no OpenGL 3.3 context can be made, FAIL on CI.
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 
-from ui.testing import close_enough, pixel, require_gl, wait_threads_gone  # prepares Qt first
-
 from ui import colormaps  # noqa: I001
 from ui.BufferView import BufferView
+from ui.testing import close_enough, pixel, require_gl  # prepares Qt first
 
 pytestmark = pytest.mark.gl
 
@@ -22,7 +19,6 @@ VIRIDIS = colormaps.lut("viridis")
 
 @pytest.fixture
 def view(qtbot):
-    before = set(threading.enumerate())
     require_gl()
     v = BufferView()
     qtbot.addWidget(v)
@@ -31,7 +27,6 @@ def view(qtbot):
     qtbot.waitExposed(v)
     yield v
     v.close()
-    assert wait_threads_gone(before) == []
 
 
 def known_values() -> np.ndarray:

@@ -12,8 +12,9 @@ Two sources of pixels:
   into that copy and marks them dirty; ``paintGL`` uploads just the dirty row runs.
 * **shared texture** (a manager with ``front_texture() -> (texture_id, epoch)``, the
   GL backend, in a context shared with this one): ``setTextureProvider(fn)`` makes the
-  view sample that texture directly, no readback. ``setFront`` is still used, at a
-  lower rate, for the levels and the readout.
+  view sample that texture directly, no readback. The texture holds the buffer as
+  rows of ``shape[-1]`` texels, the planes of a 3-D buffer one below the other.
+  ``setFront`` is still used, at a lower rate, for the levels and the readout.
 
 Zoom with the wheel (about the cursor), pan by dragging, Shift+drag selects a
 region, double-click fits the image to the widget.
@@ -91,7 +92,8 @@ class BufferView(QOpenGLWidget):
         self.setMinimumSize(200, 150)
         # data
         self._front: np.ndarray | None = None   # our copy of the last front (full ndim)
-        self.epoch = 0
+        self.epoch = 0                          # epoch drawn
+        self.data_epoch = 0                     # epoch of the values in front()
         self._z = 0
         self._dirty_rows: np.ndarray | None = None  # rows of the shown plane to upload
         self._realloc = True                        # texture size/plane changed
@@ -127,7 +129,7 @@ class BufferView(QOpenGLWidget):
     # ------------------------------------------------------------------ public API
     def setFront(self, front: np.ndarray | None, epoch: int) -> None:
         """Show ``front`` (the manager's front at ``epoch``); uploads only what changed."""
-        self.epoch = int(epoch)
+        self.epoch = self.data_epoch = int(epoch)
         if front is None:
             self._front = None
             self._realloc = True
@@ -470,12 +472,13 @@ class BufferView(QOpenGLWidget):
         try:
             if self._lut_dirty:
                 self._upload_lut(GL)
-            data_tex, size = self._data_tex, None
-            if self._provider is not None and not self._provider_error and self._front.ndim == 2:
+            data_tex, size, row_offset = self._data_tex, None, 0
+            if self._provider is not None and not self._provider_error:
                 try:
                     tex_id, _epoch = self._provider()
                     data_tex = int(tex_id)
                     size = (self._cols(), self._rows())
+                    row_offset = self._z * self._rows()
                 except Exception as exc:
                     self._provider_error = f"{type(exc).__name__}: {exc}"
                     self.sigGLError.emit("the GL backend's front texture cannot be sampled "
@@ -484,12 +487,12 @@ class BufferView(QOpenGLWidget):
             if size is None:
                 self._upload(GL)
                 size = self._tex_size
-            self._draw(GL, data_tex, size)
+            self._draw(GL, data_tex, size, row_offset)
         except Exception as exc:
             self._gl_ok = False
             self.sigGLError.emit(f"the buffer view stopped drawing: {exc}")
 
-    def _draw(self, GL, data_tex: int, size: tuple[int, int]) -> None:
+    def _draw(self, GL, data_tex: int, size: tuple[int, int], row_offset: int = 0) -> None:
         u = self._uniforms
         r = self.devicePixelRatioF()
         GL.glViewport(0, 0, int(self.width() * r), int(self.height() * r))
@@ -513,6 +516,7 @@ class BufferView(QOpenGLWidget):
         set1i("u_data", 0)
         set1i("u_lut", 1)
         set1i("u_size", int(size[0]), int(size[1]))
+        set1i("u_row_offset", int(row_offset))
         setf("u_offset", *self._offset)
         setf("u_scale", *self._scale)
         setf("u_fb_height", float(self.height() * r))

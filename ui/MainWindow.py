@@ -9,8 +9,6 @@ threads and closes the manager.
 from __future__ import annotations
 
 import html
-import os
-import tempfile
 import time
 
 import numpy as np
@@ -27,6 +25,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from app.atomic import write_via_path
 from app.scenarios import DEFAULT_SCENARIO, get_scenario
 
 from . import colormaps
@@ -38,24 +37,6 @@ from .StatusBar import StatusBar
 
 TEXTURE_MODE_READBACK_HZ = 5.0   # levels/readout refresh when sampling the GL texture
 READOUT_HZ = 4.0
-
-
-def _atomic_write(path: str, write) -> None:
-    """``write(tmp_path)`` then rename onto ``path``: no partial file is ever left."""
-    path = os.path.abspath(path)
-    d = os.path.dirname(path) or "."
-    suffix = os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(prefix=".bufferscope-", suffix=suffix, dir=d)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 class MainWindow(QMainWindow):
@@ -77,6 +58,7 @@ class MainWindow(QMainWindow):
         self.setStatusBar(self.statusbar)
         self._hover_index: tuple[int, ...] | None = None
         self._last_readback = 0.0
+        self._data_visible_seq: int | None = None   # seqs visible in the view's values
         self._readout_due = False
         self._build_center()
         self.panel = ControlPanel(self.session, self.view, self)
@@ -187,7 +169,7 @@ class MainWindow(QMainWindow):
         shape = self.session.shape
         self.statusbar.resetRate()
         self.view.setTextureProvider(None)
-        if m is not None and len(shape) == 2 and hasattr(m, "front_texture"):
+        if m is not None and self._can_sample_texture(m, shape):
             self.view.setTextureProvider(m.front_texture)
         depth = shape[0] if len(shape) == 3 else 1
         self.z_row.setVisible(len(shape) == 3)
@@ -196,6 +178,23 @@ class MainWindow(QMainWindow):
         self._last_readback = 0.0
         self._refresh_front(force=True)
         self.view.fit()
+
+    def _can_sample_texture(self, m, shape: tuple[int, ...]) -> bool:
+        """Whether the view can draw ``m.front_texture()`` directly (GL backend)."""
+        if not hasattr(m, "front_texture"):
+            return False
+        try:
+            if not getattr(m, "shares_context", True):
+                self.statusbar.message("the GL backend's context is not shared with the view; "
+                                       "the view uploads the front instead")
+                return False
+            rows = 1 if len(shape) == 1 else shape[-2]
+            depth = shape[0] if len(shape) == 3 else 1
+            layout = tuple(getattr(m, "texture_size", (shape[-1], depth * rows)))
+            return layout == (shape[-1], depth * rows)
+        except Exception as exc:
+            self.statusbar.message(f"cannot sample the GL backend's texture: {exc}")
+            return False
 
     def _on_front_changed(self, epoch: int) -> None:
         self._refresh_front()
@@ -215,6 +214,8 @@ class MainWindow(QMainWindow):
         if front is None:
             return
         self._last_readback = now
+        st = s.last_stats
+        self._data_visible_seq = st.visible_seq if st is not None and st.epoch == s.epoch else None
         self.view.setFront(front, s.epoch)
         self._readout_due = True
 
@@ -249,11 +250,11 @@ class MainWindow(QMainWindow):
         value = self.view.valueAt(index)
         if value is None:
             return ""
-        text = f"index {index}  value {format_value(value)}  epoch {self.view.epoch}"
+        text = f"index {index}  value {format_value(value)}  epoch {self.view.data_epoch}"
         m, st = self.session.manager, self.session.last_stats
         if m is not None and st is not None:
             try:
-                w = m.last_writer(index, st.visible_seq)
+                w = m.last_writer(index, self._data_visible_seq)
             except Exception as exc:
                 w = None
                 text += f"  (history unavailable: {exc})"
@@ -284,7 +285,7 @@ class MainWindow(QMainWindow):
             return False
         data = np.array(front, copy=True)
         try:
-            _atomic_write(path, lambda tmp: np.save(tmp, data, allow_pickle=False))
+            write_via_path(path, lambda tmp: np.save(tmp, data, allow_pickle=False))
         except OSError as exc:
             self.statusbar.message(f"export failed: {exc}")
             return False
@@ -309,7 +310,7 @@ class MainWindow(QMainWindow):
                 raise OSError(f"cannot write PNG {tmp}")
 
         try:
-            _atomic_write(path, save)
+            write_via_path(path, save)
         except OSError as exc:
             self.statusbar.message(f"export failed: {exc}")
             return False

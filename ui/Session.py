@@ -232,7 +232,8 @@ class Session(QObject):
 
     # -- auto-sync -------------------------------------------------------------------------
     def _interval_ms(self) -> int:
-        return max(1, int(round(1000.0 / self.autosync_hz)))
+        # Rounded down: at least the asked rate (60 Hz -> 16 ms, not 17 ms = 58.8 Hz).
+        return max(1, int(1000.0 / self.autosync_hz))
 
     def set_autosync(self, on: bool, hz: float | None = None) -> None:
         """Auto-sync on/off and its rate (Hz). When off the timer still polls the epoch."""

@@ -8,7 +8,7 @@ exports and tests use it to know which color a value must get.
 from __future__ import annotations
 
 import io
-from functools import lru_cache
+from functools import cache
 from importlib.resources import files
 
 import numpy as np
@@ -23,7 +23,7 @@ BACKGROUND_COLOR = (38, 38, 44)
 SPECIAL_COLORS = {"NaN": NAN_COLOR, "+Inf": POSINF_COLOR, "−Inf": NEGINF_COLOR}
 
 
-@lru_cache(maxsize=None)
+@cache
 def lut(name: str) -> np.ndarray:
     """The (256, 3) uint8 table of colormap ``name`` (read-only)."""
     if name not in COLORMAPS:

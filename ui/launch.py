@@ -35,6 +35,10 @@ def _application():
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
     prepare_qt()
     app = QApplication.instance()
+    if app is not None and not isinstance(app, QApplication):
+        raise RuntimeError(
+            f"a {type(app).__name__} already exists (widgets need a QApplication): "
+            "create the QApplication before opening a GL manager")
     if app is None:
         app = QApplication(sys.argv[:1])
         app.setApplicationName("bufferscope")
@@ -77,15 +81,18 @@ def screenshot(
     ``app.BackendUnavailableError`` when ``backend`` cannot run here.
     """
     _check_names(backend, scenario)
-    from ui.Session import backend_problem
+    app = _application()  # before why_not("gl"), which would make a bare QGuiApplication
+    from PyQt6.QtCore import QEventLoop, QTimer
+
+    from .Session import backend_problem
 
     problem = backend_problem(backend)
     if problem:
         raise BackendUnavailableError(f"backend {backend!r} is unavailable: {problem}")
-    app = _application()
-    from PyQt6.QtCore import QEventLoop, QTimer
 
-    from .MainWindow import MainWindow, _atomic_write
+    from app.atomic import write_via_path
+
+    from .MainWindow import MainWindow
 
     win = MainWindow(backend=backend, shape=shape, scenario=scenario)
     try:
@@ -103,7 +110,7 @@ def screenshot(
             if not pixmap.save(tmp, "PNG"):
                 raise OSError(f"cannot write PNG {tmp}")
 
-        _atomic_write(out, save)
+        write_via_path(out, save)
     finally:
         win.close()
         win.deleteLater()

@@ -8,8 +8,6 @@ top, which happens at collection time.
 from __future__ import annotations
 
 import os
-import threading
-import time
 
 from .launch import prepare_qt
 
@@ -53,16 +51,6 @@ def require_gl() -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"CI=true but no OpenGL 3.3 context: {problem}")
     pytest.skip(f"no OpenGL 3.3 context: {problem}")
-
-
-def wait_threads_gone(before: set[threading.Thread], timeout: float = 5.0) -> list[str]:
-    """Names of threads started since ``before`` still alive after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = [t for t in threading.enumerate() if t not in before and t.is_alive()]
-        if not left or time.monotonic() > deadline:
-            return [t.name for t in left]
-        time.sleep(0.02)
 
 
 def pixel(image, x: int, y: int) -> tuple[int, int, int]:

@@ -5,7 +5,8 @@
 // and y = row ("tc"). px = u_offset + tc * u_scale. Sampling is texelFetch, so it is
 // nearest-texel at every zoom and never filters NaN into its neighbours.
 
-uniform sampler2D u_data;       // R32F, width = columns, height = rows
+uniform sampler2D u_data;       // R32F, width = columns, height = rows (of all planes)
+uniform int u_row_offset;       // first texture row of the shown plane (3-D: z * rows)
 uniform sampler2D u_lut;        // 256 x 1 RGBA8
 uniform ivec2 u_size;           // (columns, rows) of the data
 uniform vec2 u_offset;          // px of the image's top-left corner
@@ -55,7 +56,7 @@ void main() {
     bool inside = all(greaterThanEqual(tc, vec2(0.0))) && all(lessThan(tc, vec2(u_size)));
     if (inside) {
         ivec2 cell = ivec2(floor(tc));
-        color = colormap(texelFetch(u_data, cell, 0).r);
+        color = colormap(texelFetch(u_data, cell + ivec2(0, u_row_offset), 0).r);
         if (min(u_scale.x, u_scale.y) >= u_grid_min) {
             vec2 f = (tc - vec2(cell)) * u_scale;   // px from the cell's top-left corner
             if (f.x < 1.0 || f.y < 1.0) color.rgb = mix(color.rgb, u_grid.rgb, u_grid.a);
