@@ -56,6 +56,7 @@ from __future__ import annotations
 import collections
 import itertools
 import queue
+import struct
 import threading
 import time
 import weakref
@@ -77,6 +78,7 @@ from app.updates import Set, Shape, Update, Write, _as_int, validate, validate_s
 from . import _context
 
 _UPDATE, _SETS, _SYNC = 0, 1, 2
+_F32, _U32 = struct.Struct("<f"), struct.Struct("<I")
 _OP_CODES = {"fill": 1, "add": 2, "scale": 3, "write": 4}
 
 WORK_CHUNK = 1024            # entries taken by the worker at a time
@@ -85,12 +87,15 @@ SETS_CHUNK = 65536           # element sets per queue entry
 GROUP_BOXES = 4096           # boxes per compute dispatch
 GROUP_TOTAL = (1 << 31) - 1  # elements per compute dispatch (uint arithmetic in the shader)
 RECT_SLICES = 16             # a Write of more slices than this goes through the compute path
+GATHER_ELEMENTS = 4096      # fewer queued than this and no sync waiting: gather a moment
+GATHER_S = 0.0005           # ... this long, so trickling updates share GL calls
 MAX_EVENT_CAPACITY = 1 << 26
 START_TIMEOUT_S = 60.0
 
 
 class _Entry:
-    """One queue entry. ``pairs`` (n, 2) uint32 (flat offset, value bits) for sets;
+    """One queue entry. ``pairs`` (n, 2) uint32 (flat offset, value bits) for set_many,
+    an ``(offset, bits)`` tuple for one Set;
     ``start``/``stop`` (padded to 3-d), ``bits`` (value bits) and ``data`` (a Write's
     uint32 block) for region updates; ``ticket`` for a sync marker."""
 
@@ -112,6 +117,11 @@ class _Entry:
 
 
 def _float_bits(value: float) -> int:
+    """The float32 bit pattern of ``value`` (rounded as numpy rounds; overflow gives ±inf)."""
+    try:
+        return _U32.unpack(_F32.pack(value))[0]
+    except OverflowError:
+        pass
     with np.errstate(over="ignore", invalid="ignore"):
         return int(np.array([value], dtype=np.float64).astype(np.float32).view(np.uint32)[0])
 
@@ -185,6 +195,7 @@ class _Core:
 
         self.queue: collections.deque[_Entry] = collections.deque()
         self.pending = 0
+        self.markers_queued = 0
         self.closed = False
         self.close_done = False
         self.front_slot = 0
@@ -372,6 +383,7 @@ class _Core:
         return may_apply
 
     def _loop(self) -> None:
+        gathered = False
         self.lock.acquire()
         try:
             while True:
@@ -385,7 +397,14 @@ class _Core:
                     self._serve_read()
                 elif self.cur is None and self.queue[0].kind == _SYNC:
                     self._swap()
+                elif (not gathered and not self.paused and not self.markers_queued
+                      and self.pending < GATHER_ELEMENTS):
+                    # Updates trickle in one by one: let a few more arrive so they
+                    # share GL calls. A sync, read-back, pause or close cuts it short.
+                    gathered = True
+                    self.work_cv.wait(GATHER_S)
                 else:
+                    gathered = False
                     self._apply_chunk()
         finally:
             self.lock.release()
@@ -414,6 +433,7 @@ class _Core:
         ticket = 0
         while self.queue and self.queue[0].kind == _SYNC:
             ticket = self.queue.popleft().ticket
+            self.markers_queued -= 1
         self.lock.release()
         try:
             self.gpu.wait()
@@ -542,7 +562,18 @@ class _Core:
 
         def flush_sets() -> None:
             if sets:
-                pairs = sets[0] if len(sets) == 1 else np.concatenate(sets)
+                parts, singles = [], []
+                for p in sets:
+                    if type(p) is tuple:
+                        singles.append(p)
+                        continue
+                    if singles:
+                        parts.append(np.array(singles, dtype=np.uint32))
+                        singles = []
+                    parts.append(p)
+                if singles:
+                    parts.append(np.array(singles, dtype=np.uint32))
+                pairs = parts[0] if len(parts) == 1 else np.concatenate(parts)
                 sets.clear()
                 # Slices are dispatched in order, so a later slice wins over an earlier one.
                 for lo in range(0, len(pairs), SCATTER_MAX):
@@ -699,7 +730,7 @@ class GLBufferManager(BufferManager):
             for i, s in zip(u.index, self._strides):
                 off += i * int(s)
             e = _Entry(_UPDATE, "set", 1, producer)
-            e.pairs = np.array([[off, _float_bits(u.value)]], dtype=np.uint32)
+            e.pairs = (off, _float_bits(u.value))
             e.touched = 1
             return e
         e = _Entry(_UPDATE, u.op, 1, producer)
@@ -755,19 +786,28 @@ class GLBufferManager(BufferManager):
 
     def set_many(self, indices: object, values: object, block: bool = True) -> np.ndarray:
         self._check_open()
-        idx, vals = validate_set_many(indices, values, self.shape)
+        idx, vals = validate_set_many(indices, values, self.shape, check_bounds=False)
         n = len(vals)
         seqs = np.empty(n, dtype=np.uint64)
         if n == 0:
             return seqs
+        # Bounds in one unsigned pass per dimension (a negative index is huge as
+        # uint64); the checked pass runs only to name the bad element.
+        as_unsigned = idx.view(np.uint64)
+        for d, size in enumerate(self.shape):
+            if int(as_unsigned[:, d].max()) >= size:
+                validate_set_many(indices, values, self.shape)
         core = self._core
         if not block and n > core.max_pending:
             raise queue.Full(f"{n} sets exceed the queue bound of {core.max_pending}")
         pairs = np.empty((n, 2), dtype=np.uint32)
-        flat = idx[:, -1].copy() if self.ndim > 1 else idx[:, 0]
-        for d in range(self.ndim - 1):
-            flat += idx[:, d] * self._strides[d]
-        pairs[:, 0] = flat
+        if self.ndim == 1:
+            pairs[:, 0] = idx[:, 0]
+        else:
+            flat = idx[:, -1] + idx[:, -2] * self._strides[-2]
+            if self.ndim == 3:
+                flat += idx[:, 0] * self._strides[0]
+            pairs[:, 0] = flat
         pairs[:, 1] = vals.view(np.uint32)
         chunk = min(core.max_pending, SETS_CHUNK)
         pid = self._producer_id()
@@ -815,6 +855,7 @@ class GLBufferManager(BufferManager):
             marker.ticket = ticket = core.tickets_issued
             marker.seq = core.last_seq
             core.queue.append(marker)
+            core.markers_queued += 1
             core.ev_record("sync-begin", core.last_seq, 0, 0, core.front_slot, "")
             core.work_cv.notify()
             while not core.closed and core.tickets_done < ticket:
