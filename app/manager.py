@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -172,7 +172,3 @@ def check_timeout(timeout: object) -> float | None:
     if not t >= 0:
         raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
     return t
-
-
-def as_sequence(updates: Iterable[Update]) -> Sequence[Update]:
-    return updates if isinstance(updates, Sequence) else list(updates)

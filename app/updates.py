@@ -229,6 +229,18 @@ def validate(update: object, shape: Shape, copy: bool = True) -> Update:
     )
 
 
+def validate_all(updates: object, shape: Shape, copy: bool = True) -> list[Update]:
+    """``validate`` each of several updates; an invalid one raises ValueError
+    prefixed with its position (``update 3: ...``), so nothing is queued."""
+    out = []
+    for k, up in enumerate(updates):  # type: ignore[arg-type]
+        try:
+            out.append(validate(up, shape, copy=copy))
+        except ValueError as exc:
+            raise ValueError(f"update {k}: {exc}") from None
+    return out
+
+
 def validate_set_many(
     indices: object, values: object, shape: Shape, check_bounds: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -27,10 +27,9 @@ from app.manager import (
     BufferManager,
     Event,
     ManagerStats,
-    as_sequence,
     check_timeout,
 )
-from app.updates import Set, Shape, Update, Write, _as_int, validate, validate_set_many
+from app.updates import Set, Shape, Update, Write, _as_int, validate, validate_all, validate_set_many
 
 from ._bufferscope_c import ffi, lib
 
@@ -171,13 +170,7 @@ class CBufferManager(BufferManager):
 
     def enqueue_many(self, updates: Iterable[Update], block: bool = True) -> list[int]:
         self._check_open()
-        ups = as_sequence(updates)
-        valid = []
-        for k, up in enumerate(ups):
-            try:
-                valid.append(validate(up, self.shape, copy=False))
-            except ValueError as exc:
-                raise ValueError(f"update {k}: {exc}") from None
+        valid = validate_all(updates, self.shape, copy=False)  # the library copies payloads
         n = len(valid)
         if n == 0:
             return []

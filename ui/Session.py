@@ -24,6 +24,8 @@ sigAutoSyncChanged(bool, float)
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 from PyQt6.QtCore import QObject, Qt, QTimer, pyqtSignal
 
@@ -103,21 +105,28 @@ class Session(QObject):
                 raise
             return open_manager(backend, shape, max_pending=MAX_PENDING)  # no sharing offered
 
-    def open(self, backend: str, shape: tuple[int, ...]) -> bool:
-        """Replace the manager by a new, empty one (the scenario restarts on it)."""
+    @contextlib.contextmanager
+    def _scenario_suspended(self):
+        """Stop the running scenario for the duration; restart it on whatever
+        manager is current afterwards (the new one, or the old one on failure)."""
         scenario, rate = self.scenario_name, self.scenario_rate
         self.stop_scenario()
         try:
-            new = self._open_raw(backend, tuple(shape))
-        except Exception as exc:
-            self._report(f"cannot open the {backend} backend with shape {tuple(shape)}", exc)
+            yield
+        finally:
             if scenario and self.manager is not None:
                 self.start_scenario(scenario, rate)
-            return False
-        self._replace(new, backend)
-        if scenario:
-            self.start_scenario(scenario, rate)
-        return True
+
+    def open(self, backend: str, shape: tuple[int, ...]) -> bool:
+        """Replace the manager by a new, empty one (the scenario restarts on it)."""
+        with self._scenario_suspended():
+            try:
+                new = self._open_raw(backend, tuple(shape))
+            except Exception as exc:
+                self._report(f"cannot open the {backend} backend with shape {tuple(shape)}", exc)
+                return False
+            self._replace(new, backend)
+            return True
 
     def switch_backend(self, backend: str) -> bool:
         """Move to ``backend`` keeping the visible contents (SPEC §7)."""
@@ -125,29 +134,22 @@ class Session(QObject):
             return self.open(backend, self.shape)
         if backend == self.backend:
             return True
-        scenario, rate = self.scenario_name, self.scenario_rate
-        self.stop_scenario()
-        try:
-            contents = np.array(self.manager.front(), copy=True)
-            new = self._open_raw(backend, self.shape)
-        except Exception as exc:
-            self._report(f"cannot switch to the {backend} backend", exc)
-            if scenario:
-                self.start_scenario(scenario, rate)
-            return False
-        try:
-            new.enqueue(Write(tuple((0, n) for n in self.shape), contents))
-            new.synchronize(SWITCH_TIMEOUT_S)
-        except Exception as exc:
-            new.close()
-            self._report(f"cannot copy the buffer into the {backend} backend", exc)
-            if scenario:
-                self.start_scenario(scenario, rate)
-            return False
-        self._replace(new, backend)
-        if scenario:
-            self.start_scenario(scenario, rate)
-        return True
+        with self._scenario_suspended():
+            try:
+                contents = np.array(self.manager.front(), copy=True)
+                new = self._open_raw(backend, self.shape)
+            except Exception as exc:
+                self._report(f"cannot switch to the {backend} backend", exc)
+                return False
+            try:
+                new.enqueue(Write(tuple((0, n) for n in self.shape), contents))
+                new.synchronize(SWITCH_TIMEOUT_S)
+            except Exception as exc:
+                new.close()
+                self._report(f"cannot copy the buffer into the {backend} backend", exc)
+                return False
+            self._replace(new, backend)
+            return True
 
     def _replace(self, new: BufferManager, backend: str) -> None:
         old = self.manager
