@@ -49,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--timeout", type=float, default=60.0, help="seconds allowed per synchronize")
 
     b = sub.add_parser("bench", help="measure throughput and latency against the baseline (SPEC §8)")
-    b.add_argument("--json", dest="json_out", default=None, metavar="FILE",
-                   help="also write the figures as JSON to FILE ('-' for stdout only)")
+    b.add_argument("--json", dest="json_out", nargs="?", const="-", default=None, metavar="FILE",
+                   help="print the figures as JSON instead of the table; with FILE, write them "
+                   "there as well as printing the table")
     b.add_argument("--quick", action="store_true", help="fewer repetitions (a rough, faster run)")
     b.add_argument("--backends", default="c,gl", help="backends to measure (default: c,gl)")
 

@@ -56,6 +56,11 @@ def _check_names(backend: str, scenario: str | None) -> None:
 def gui(backend: str, shape: tuple[int, ...] | None, scenario: str | None) -> int:
     """Open the main window on a live scenario and run the event loop; the exit code."""
     _check_names(backend, scenario)
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+            or os.environ.get("QT_QPA_PLATFORM")):
+        print("bufferscope: error: no display to open the window on (DISPLAY and WAYLAND_DISPLAY "
+              "are unset); run it on a desktop, or under `xvfb-run -a`", file=sys.stderr)
+        return 1
     app = _application()
     from .MainWindow import MainWindow
 
