@@ -13,7 +13,8 @@ and every wait re-checks a predicate in a loop (no bare signals):
   work_cv   the worker waits for "something to apply, a sync or a read-back";
   space_cv  producers wait for "room in the bounded queue";
   sync_cv   synchronizers wait for "tickets_done >= my ticket", ``front()`` for
-            "reads_done >= my request", ``__init__`` for the worker's start.
+            "reads_done >= my request", ``front_range()`` for "ranges_done >=
+            my request", ``__init__`` for the worker's start.
 
 Queue entries are one update, a chunk of element sets (``set_many``) or a sync
 marker with a ticket; the bound counts element updates, markers are free. Every
@@ -21,9 +22,9 @@ element update has its own sequence number, starting at 1.
 
 The worker takes a chunk of entries under the lock, drops it and applies them
 on the GPU, merging neighbours into few GL calls: a run of sets (``Set`` and
-``set_many`` alike) becomes one draw of points into the back texture's
-framebuffer — points of one draw land in primitive order, so a repeated index
-keeps its last value; a run of Fill/Add/Scale (and Writes that are not plain
+``set_many`` alike) becomes one upload of (offset, bits) pairs and one compute
+scatter — repeated offsets are resolved on the CPU first, keeping the last
+one, so no two invocations write the same texel; a run of Fill/Add/Scale (and Writes that are not plain
 rectangles of the texture) becomes one compute dispatch per group of pairwise
 disjoint boxes (a box overlapping an earlier one of the group starts a new
 group, so read-modify-write never races); a Write that is a rectangle of the
@@ -33,7 +34,7 @@ events under the lock.
 At a sync marker the worker waits for the GPU (a fence), swaps the two slots
 (O(1)), bumps the epoch, wakes the synchronizers, and only then brings the new
 back up to date: it replays the GL operations it applied since the previous
-swap (their vertex and box buffers are kept for this, left-right style), or,
+swap (their set and box buffers are kept for this, left-right style), or,
 when those touched more elements than the buffer holds, copies the whole front
 with ``glCopyImageSubData`` (the kept operations are dropped as soon as that
 happens, so memory stays bounded). The catch-up completes before any later
@@ -42,7 +43,12 @@ update is applied, so the back is never stale.
 ``front()`` asks the worker to read the front texture back (``glGetTexImage``)
 once per epoch and caches the read-only copy. ``front_texture()`` gives a viewer
 in a context that shares objects with ours the front's ``R32F`` view, without
-any read-back.
+any read-back. ``front_range()`` asks the worker for the exact min and max of
+the front's finite values, reduced on the GPU (``gl_range.comp.glsl``: each
+float's bits mapped to an order-preserving uint, a work-group reduction in
+shared memory, then ``atomicMin``/``atomicMax`` into a two-uint buffer; 8 bytes
+come back), also once per epoch, so a viewer sampling the texture gets levels
+of exactly the epoch it draws without reading the buffer back.
 
 Ordering guarantee: updates are applied in the order they entered the queue,
 whichever thread enqueued them; a swap happens exactly at each sync marker.
@@ -71,9 +77,8 @@ from app.manager import (
     BufferManager,
     Event,
     ManagerStats,
-    as_sequence,
 )
-from app.updates import Set, Shape, Update, Write, _as_int, validate, validate_set_many
+from app.updates import Set, Shape, Update, Write, _as_int, validate, validate_all, validate_set_many
 
 from . import _context
 
@@ -211,6 +216,8 @@ class _Core:
         self.dead: str | None = None
         self.reads_requested = self.reads_done = 0
         self.front_cache: tuple[int, np.ndarray] | None = None
+        self.ranges_requested = self.ranges_done = 0
+        self.range_cache: tuple[int, tuple[float, float] | None] | None = None
 
         self.ev_cap = event_capacity
         self.ev: collections.deque = collections.deque(maxlen=max(1, event_capacity))
@@ -371,7 +378,7 @@ class _Core:
 
     # -- worker --------------------------------------------------------------------------
     def _has_work(self) -> bool:
-        if self.reads_requested > self.reads_done:
+        if self.reads_requested > self.reads_done or self.ranges_requested > self.ranges_done:
             return True
         may_apply = not self.paused or self.step_credits > 0
         if self.cur is not None:
@@ -395,6 +402,8 @@ class _Core:
                     return
                 if self.reads_requested > self.reads_done:
                     self._serve_read()
+                elif self.ranges_requested > self.ranges_done:
+                    self._serve_range()
                 elif self.cur is None and self.queue[0].kind == _SYNC:
                     self._swap()
                 elif (not gathered and not self.paused and not self.markers_queued
@@ -426,6 +435,29 @@ class _Core:
         elif not self.worker_err:
             self._set_error(self.visible_seq, f"reading the front back failed: {err}")
         self.reads_done = want
+        self.sync_cv.notify_all()
+
+    def _serve_range(self) -> None:
+        """Lock held on entry and exit; dropped while the GPU reduces the front."""
+        want, slot, epoch = self.ranges_requested, self.front_slot, self.epoch
+        cached = self.range_cache
+        if cached is not None and cached[0] == epoch:
+            self.ranges_done = want   # asked twice in one epoch: already known
+            self.sync_cv.notify_all()
+            return
+        self.lock.release()
+        try:
+            rng = self.gpu.finite_range(slot)
+            err = None
+        except Exception as exc:
+            rng, err = None, exc
+        finally:
+            self.lock.acquire()
+        if err is None:
+            self.range_cache = (epoch, rng)
+        elif not self.worker_err:
+            self._set_error(self.visible_seq, f"reducing the front to its range failed: {err}")
+        self.ranges_done = want
         self.sync_cv.notify_all()
 
     def _swap(self) -> None:
@@ -674,6 +706,7 @@ class _Core:
         finally:
             with self.lock:
                 self.front_cache = None
+                self.range_cache = None
                 self.queue.clear()
                 self.pending = 0
                 self.close_done = True
@@ -756,13 +789,7 @@ class GLBufferManager(BufferManager):
 
     def enqueue_many(self, updates: Iterable[Update], block: bool = True) -> list[int]:
         self._check_open()
-        ups = as_sequence(updates)
-        valid = []
-        for k, up in enumerate(ups):
-            try:
-                valid.append(validate(up, self.shape))
-            except ValueError as exc:
-                raise ValueError(f"update {k}: {exc}") from None
+        valid = validate_all(updates, self.shape)
         n = len(valid)
         if n == 0:
             return []
@@ -898,6 +925,47 @@ class GLBufferManager(BufferManager):
             if core.front_cache is None:
                 raise BackendError(core.worker_msg or "reading the front back failed")
             return core.front_cache[1]
+
+    def front_range(self) -> tuple[float, float, int] | tuple[None, None, int]:
+        """``(min, max, epoch)`` of the finite values of the front; ``(None, None, epoch)``
+        when it holds no finite value (all NaN/±Inf).
+
+        Computed on the GPU by the worker (no read-back of the buffer: 8 bytes come
+        back) once per epoch and cached, so further calls in the same epoch cost
+        nothing. ``epoch`` is the epoch the values belong to — the one whose
+        texture ``front_texture()`` returns while no synchronize intervenes.
+
+        Exact: min and max are float32 values of the buffer, bit for bit. Zeros
+        are ordered by their bits, -0.0 < +0.0: a front holding both has min -0.0
+        and max +0.0 (where numpy's min/max may return either zero).
+        """
+        self._check_open()
+        core = self._core
+        with core.lock:
+            cached = core.range_cache
+            if cached is not None and cached[0] == core.epoch:
+                return self._range_result(cached)
+            asked_epoch = core.epoch
+            core.ranges_requested += 1
+            want = core.ranges_requested
+            core.work_cv.notify()
+            while not core.closed and core.dead is None and core.ranges_done < want:
+                core.sync_cv.wait()
+            if core.closed:
+                raise ManagerClosedError("manager was closed while reducing the front")
+            if core.dead:
+                raise BackendError(core.dead)
+            cached = core.range_cache
+            if cached is None or cached[0] < asked_epoch:
+                raise BackendError(core.worker_msg or "reducing the front to its range failed")
+            return self._range_result(cached)
+
+    @staticmethod
+    def _range_result(cached) -> tuple[float, float, int] | tuple[None, None, int]:
+        epoch, rng = cached
+        if rng is None:
+            return None, None, epoch
+        return rng[0], rng[1], epoch
 
     def front_texture(self) -> tuple[int, int]:
         """``(texture, epoch)``: the front as a ``GL_TEXTURE_2D`` with ``GL_R32F`` format.

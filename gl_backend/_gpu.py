@@ -29,12 +29,14 @@ from pathlib import Path
 import numpy as np
 from OpenGL import GL
 from OpenGL.raw.GL.VERSION.GL_1_1 import glGetTexImage as _raw_get_tex_image
+from OpenGL.raw.GL.VERSION.GL_1_5 import glGetBufferSubData as _raw_get_buffer_sub_data
 
 OP_FILL, OP_ADD, OP_SCALE, OP_WRITE = 1, 2, 3, 4
 BOX_FIELDS = 8
 LOCAL_SIZE = 64
 MAX_GROUPS = 32  # work groups per dispatch: llvmpipe runs a few long grid-stride loops best
 FENCE_STEP_NS = 1_000_000_000
+RANGE_NONE = np.array([0xFFFFFFFF, 0], dtype=np.uint32)  # the reduction's start: no finite value
 
 
 def _shader_source(name: str) -> str:
@@ -126,6 +128,7 @@ class Gpu:
         self.buffers_live = 0
         self.vao = 0
         self.empty_payload = 0
+        self.range_buffer = 0
         try:
             self._create(fill)
         except BaseException:
@@ -176,9 +179,16 @@ class Gpu:
         GL.glUniform2ui(GL.glGetUniformLocation(p, "dims"), self.shape3[1], self.shape3[2])
         self.loc_n_boxes = GL.glGetUniformLocation(p, "n_boxes")
         self.loc_total = GL.glGetUniformLocation(p, "total")
+        self.range_program = _compile([(GL.GL_COMPUTE_SHADER, "gl_range.comp.glsl")])
+        self.programs.append(self.range_program)
+        p = self.range_program
+        GL.glUseProgram(p)
+        GL.glUniform1ui(GL.glGetUniformLocation(p, "tex_width"), self.width)
+        GL.glUniform1ui(GL.glGetUniformLocation(p, "count"), self.nelem)
         GL.glUseProgram(0)
         self.vao = int(GL.glGenVertexArrays(1))
         self.empty_payload = self.new_buffer(np.zeros(1, dtype=np.uint32))
+        self.range_buffer = self.new_buffer(RANGE_NONE)
         GL.glDisable(GL.GL_BLEND)
         GL.glDisable(GL.GL_DEPTH_TEST)
         GL.glDisable(GL.GL_DITHER)
@@ -199,6 +209,9 @@ class Gpu:
         if self.empty_payload:
             self.delete_buffers([self.empty_payload])
             self.empty_payload = 0
+        if self.range_buffer:
+            self.delete_buffers([self.range_buffer])
+            self.range_buffer = 0
         if self.vao:
             GL.glDeleteVertexArrays(1, [self.vao])
             self.vao = 0
@@ -291,6 +304,48 @@ class Gpu:
         if flat.size != self.nelem:
             flat = flat[: self.nelem]
         return flat.view(np.float32).reshape(shape)
+
+    def finite_range(self, slot: int) -> tuple[float, float] | None:
+        """Exact ``(min, max)`` of the finite values of texture ``slot``; None when none.
+
+        Reduced on the GPU by ``gl_range.comp.glsl`` over the ``nelem`` elements
+        (not the texture's padding); only the two 32-bit keys come back. The keys
+        order -0.0 below +0.0, so a buffer holding both zeros has min -0.0 and max
+        +0.0.
+        """
+        GL.glBindBuffer(GL.GL_SHADER_STORAGE_BUFFER, self.range_buffer)
+        GL.glBufferSubData(GL.GL_SHADER_STORAGE_BUFFER, 0, RANGE_NONE.nbytes, RANGE_NONE)
+        GL.glBindBuffer(GL.GL_SHADER_STORAGE_BUFFER, 0)
+        GL.glUseProgram(self.range_program)
+        GL.glBindImageTexture(0, self.textures[slot], 0, GL.GL_FALSE, 0, GL.GL_READ_ONLY,
+                              GL.GL_R32UI)
+        GL.glBindBufferBase(GL.GL_SHADER_STORAGE_BUFFER, 3, self.range_buffer)
+        GL.glDispatchCompute(min(MAX_GROUPS, -(-self.nelem // LOCAL_SIZE)), 1, 1)
+        GL.glMemoryBarrier(GL.GL_BUFFER_UPDATE_BARRIER_BIT)
+        keys = np.empty(2, dtype=np.uint32)
+        GL.glBindBuffer(GL.GL_SHADER_STORAGE_BUFFER, self.range_buffer)
+        _raw_get_buffer_sub_data(GL.GL_SHADER_STORAGE_BUFFER, 0, keys.nbytes,
+                                 keys.ctypes.data_as(ctypes.c_void_p))
+        GL.glBindBuffer(GL.GL_SHADER_STORAGE_BUFFER, 0)
+        GL.glBindBufferBase(GL.GL_SHADER_STORAGE_BUFFER, 3, 0)
+        _gl_error_check("reducing the front to its finite range")
+        return range_from_keys(int(keys[0]), int(keys[1]))
+
+
+def range_key(bits: np.ndarray) -> np.ndarray:
+    """The shader's order-preserving uint32 key of float32 bit patterns (numpy twin)."""
+    b = np.asarray(bits, dtype=np.uint32)
+    return np.where(b & np.uint32(0x80000000), ~b, b | np.uint32(0x80000000)).astype(np.uint32)
+
+
+def range_from_keys(lo_key: int, hi_key: int) -> tuple[float, float] | None:
+    """``(min, max)`` as floats from the reduction's two keys; None for "no finite value"."""
+    if lo_key == 0xFFFFFFFF or hi_key == 0:
+        return None
+    keys = np.array([lo_key, hi_key], dtype=np.uint32)
+    bits = np.where(keys & np.uint32(0x80000000), keys & np.uint32(0x7FFFFFFF), ~keys)
+    lo, hi = bits.astype(np.uint32).view(np.float32)
+    return float(lo), float(hi)
 
 
 # ------------------------------------------------------------------ replayable operations

@@ -295,3 +295,158 @@ def test_glinfo_fails_clearly_without_a_display():
                        timeout=120, env=env, cwd=os.path.dirname(os.path.dirname(__file__)))
     assert r.returncode != 0
     assert "no OpenGL context" in r.stderr and "DISPLAY" in r.stderr
+
+
+def _finite_range_reference(a: np.ndarray):
+    """(min, max) of the finite values of ``a`` as float32, -0.0 ordered below +0.0
+    (the documented order of ``front_range``); None when there is no finite value.
+    Computed with numpy's nanmin/nanmax, then the zeros resolved by their sign bit."""
+    a = np.asarray(a, dtype=np.float32).ravel()
+    finite = a[np.isfinite(a)]
+    if finite.size == 0:
+        return None
+    lo, hi = np.float32(np.nanmin(finite)), np.float32(np.nanmax(finite))
+    zeros = finite[finite == 0]
+    if lo == 0:
+        lo = np.float32(-0.0) if np.any(np.signbit(zeros)) else np.float32(0.0)
+    if hi == 0:
+        hi = np.float32(0.0) if np.any(~np.signbit(zeros)) else np.float32(-0.0)
+    return lo, hi
+
+
+def _assert_range_matches(m):
+    lo, hi, epoch = m.front_range()
+    assert epoch == m.stats().epoch
+    want = _finite_range_reference(m.front())
+    if want is None:
+        assert (lo, hi) == (None, None)
+        return
+    got = np.array([lo, hi], dtype=np.float64).astype(np.float32)
+    assert float(got[0]) == lo and float(got[1]) == hi, "front_range returns float32 values"
+    assert got.view(np.uint32).tolist() == np.array(want).view(np.uint32).tolist(), (
+        (lo, hi), want)
+
+
+SUB = np.float32(1e-45)   # the smallest subnormal
+
+
+@pytest.mark.parametrize("shape", [(37,), (9, 13), (3, 5, 7)])
+def test_front_range_is_the_exact_finite_min_max_reduced_on_the_gpu(gl, shape):
+    m = gl(shape, fill=2.0)
+    assert m.front_range() == (2.0, 2.0, 0)
+    n = int(np.prod(shape))
+    full = tuple((0, s) for s in shape)
+    rng = np.random.default_rng(len(shape))
+    cases = [
+        # NaN and ±Inf are not levels; -0.0 sorts below +0.0.
+        np.array([NAN, INF, -INF, 0.0, -0.0, 1.5, -1.5, NAN], np.float32),
+        np.array([NAN, -0.0, 0.0, INF], np.float32),        # min -0.0, max +0.0
+        np.array([0.0, NAN], np.float32),                  # only +0.0
+        np.array([-0.0, -INF], np.float32),                # only -0.0
+        np.array([SUB, -SUB, NAN, 3 * SUB], np.float32),   # subnormals, exact bits
+        np.array([np.float32(3.4028235e38), -INF, np.float32(-3.4028235e38)], np.float32),
+        np.array([NAN, -NAN, INF, -INF], np.float32),      # no finite value
+        np.full(1, NAN, np.float32),                       # all NaN
+        rng.standard_normal(n).astype(np.float32),
+    ]
+    for k, pattern in enumerate(cases):
+        data = np.resize(pattern, n).reshape(shape)
+        m.enqueue(Write(full, data))
+        assert m.synchronize(timeout=30) == k + 1
+        _assert_range_matches(m)
+    epoch = m.front_range()[2]
+    # A Set of one finite value among random ones moves the max, after the sync only.
+    m.enqueue(Set(tuple(s - 1 for s in shape), 1e6))
+    assert m.front_range()[2] == epoch and m.front_range()[1] != 1e6
+    m.synchronize(timeout=30)
+    assert m.front_range()[1:] == (1e6, epoch + 1)
+    _assert_range_matches(m)
+
+
+def test_front_range_is_cached_per_epoch_and_skips_texture_padding(gl):
+    m = gl((4, 4), fill=1.0)
+    m.enqueue(Fill(((1, 2), (1, 3)), 7.5))
+    m.enqueue(Set((3, 3), -0.25))
+    m.synchronize(timeout=30)
+    core = m._core
+    first = m.front_range()
+    assert first == (-0.25, 7.5, 1)
+    asked = core.ranges_requested
+    for _ in range(5):
+        assert m.front_range() == first
+    assert core.ranges_requested == asked, "a second call in one epoch asks the GPU nothing"
+    m.enqueue(Set((3, 3), 1.0))
+    m.synchronize(timeout=30)
+    assert m.front_range() == (1.0, 7.5, 2)
+    assert core.ranges_requested == asked + 1
+    # While paused the worker still serves it (like front()).
+    m.pause()
+    m.enqueue(Set((0, 0), -9.0))
+    assert m.front_range() == (1.0, 7.5, 2)
+    m.resume()
+    m.synchronize(timeout=30)
+    assert m.front_range() == (-9.0, 7.5, 3)
+
+    # A long 1-d buffer wraps into texture rows: the padding texels (the fill value)
+    # are not elements and do not count.
+    n = m.gl_info()["max_texture_size"] + 10
+    w = gl((n,), fill=-5.0)
+    assert w.texture_size[0] < n
+    w.enqueue(Write(((0, n),), np.linspace(1.0, 2.0, n, dtype=np.float32)))
+    w.synchronize(timeout=30)
+    assert w.front_range() == (1.0, 2.0, 1)
+    _assert_range_matches(w)
+
+
+def test_front_range_of_a_big_buffer_matches_numpy(gl):
+    shape = (1024, 1024)
+    m = gl(shape)
+    rng = np.random.default_rng(7)
+    a = (rng.standard_normal(shape) * 1e3).astype(np.float32)
+    a[rng.integers(0, 1024, 500), rng.integers(0, 1024, 500)] = NAN
+    a[5, 5], a[6, 6] = INF, -INF
+    m.enqueue(Write(((0, 1024), (0, 1024)), a))
+    m.synchronize(timeout=30)
+    _assert_range_matches(m)
+    lo, hi, _ = m.front_range()
+    assert lo == float(np.nanmin(np.where(np.isfinite(a), a, NAN)))
+    assert hi == float(np.nanmax(np.where(np.isfinite(a), a, NAN)))
+
+
+def test_front_range_errors(gl, monkeypatch):
+    from gl_backend import _gpu
+
+    m = gl((8, 8))
+    m.enqueue(Fill(((0, 8), (0, 8)), 1.0))
+    m.synchronize(timeout=30)
+
+    def broken(self, slot):
+        raise RuntimeError("no reduction today")
+
+    monkeypatch.setattr(_gpu.Gpu, "finite_range", broken)
+    with pytest.raises(BackendError, match="no reduction today"):
+        m.front_range()
+    with pytest.raises(BackendError, match="no reduction today"):
+        m.synchronize(timeout=30)   # reported to the next synchronize too, once
+    monkeypatch.undo()
+    assert m.front_range() == (1.0, 1.0, 2)
+    m.close()
+    with pytest.raises(ManagerClosedError):
+        m.front_range()
+
+
+def test_front_range_when_the_worker_dies(gl, monkeypatch):
+    from gl_backend import _gpu
+
+    class Crash(BaseException):
+        pass
+
+    def crash(self, slot):
+        raise Crash("the worker's bug")
+
+    m = gl((8, 8))
+    monkeypatch.setattr(_gpu.Gpu, "finite_range", crash)
+    with pytest.raises(BackendError, match="the worker's bug"):
+        m.front_range()
+    with pytest.raises(BackendError, match="GL worker stopped"):
+        m.front_range()

@@ -386,6 +386,58 @@ def test_gl_backend_front_texture_is_drawn_without_readback(make_window, qtbot, 
             assert close_enough(pixel(img, x, y), want), (row, col)
 
 
+def test_gl_auto_levels_belong_to_the_epoch_drawn(make_window, qtbot, monkeypatch):
+    """Sampling the GL texture, the auto levels are the GPU's exact finite min/max of
+    the very epoch drawn, with no numpy read-back; the readout says how old its value is."""
+    problem = why_not("gl")
+    if problem is not None:
+        pytest.skip(f"the GL backend cannot run here: {problem}")
+    main_window = importlib.import_module("ui.MainWindow")
+
+    # No read-back after the first one: the levels must not depend on it.
+    monkeypatch.setattr(main_window, "TEXTURE_MODE_READBACK_HZ", 1e-9)
+    w = make_window(backend="gl", shape=(32, 48))
+    s, v = w.session, w.view
+    assert s.backend == "gl", s.last_error
+    w.panel.autosync_check.setChecked(False)
+    qtbot.waitUntil(lambda: v.drawn_epoch == s.epoch, timeout=5000)
+    assert v.usingSharedTexture and v.autoLevels()
+    readbacks = []
+    real_front = s.front
+    monkeypatch.setattr(s, "front", lambda: readbacks.append(s.epoch) or real_front())
+    nan, inf = float("nan"), float("inf")
+    model = np.zeros((32, 48), np.float32)     # what the buffer holds
+    steps = [
+        ([Fill(((4, 9), (10, 20)), 7.5)], (0.0, 7.5)),
+        ([Fill(((0, 2), (0, 3)), -2.25), Set((31, 47), inf), Set((30, 47), nan)], (-2.25, 7.5)),
+        ([Fill(((20, 30), (0, 40)), 1e6)], (-2.25, 1e6)),
+    ]
+    for updates, want in steps:
+        for u in updates:
+            assert s.enqueue(u) is not None, s.last_error
+            if isinstance(u, Fill):
+                model[tuple(slice(a, b) for a, b in u.region)] = u.value
+            else:
+                model[u.index] = u.value
+        epoch = s.synchronize()
+        qtbot.waitUntil(lambda e=epoch: v.drawn_epoch == e and v.levels_epoch == e,
+                        timeout=5000)
+        assert v.levels() == want and w.colorbar.levels() == want
+        img = v.grabFramebuffer()
+        assert v.drawn_epoch == v.levels_epoch == epoch
+        # The brightest cell has the color of the top of the bar, the darkest the bottom.
+        finite = np.where(np.isfinite(model), model, np.nan)
+        for cell, k in ((np.nanargmax(finite), 255), (np.nanargmin(finite), 0)):
+            row, col = np.unravel_index(cell, model.shape)
+            x, y = v.texelCenter(int(row), int(col))
+            assert close_enough(pixel(img, x, y), VIRIDIS[k]), (epoch, (row, col), want)
+    assert not readbacks, "the levels came from front_range, not from a read-back"
+    # The hover value comes from the last read-back (epoch 0), and says so.
+    text = w.readoutText((5, 12))
+    assert f"epoch {v.data_epoch} (read back; the view shows epoch {s.epoch})" in text
+    assert v.data_epoch < s.epoch
+
+
 def test_gui_runs_the_event_loop_until_the_window_closes(qapp):
     from PyQt6.QtCore import QTimer
 

@@ -14,7 +14,12 @@ Two sources of pixels:
   GL backend, in a context shared with this one): ``setTextureProvider(fn)`` makes the
   view sample that texture directly, no readback. The texture holds the buffer as
   rows of ``shape[-1]`` texels, the planes of a 3-D buffer one below the other.
-  ``setFront`` is still used, at a lower rate, for the levels and the readout.
+  ``setFront`` is still used, at a lower rate, for the geometry and the readout
+  (``data_epoch`` says which epoch those values are from). Auto levels then come
+  from ``setRangeProvider(fn)`` (the GL backend's ``front_range``, reduced on the
+  GPU): before drawing an epoch the view asks for that epoch's exact finite
+  min/max, so the levels always belong to the epoch drawn (``levels_epoch ==
+  drawn_epoch``), never to an older read-back.
 
 Zoom with the wheel (about the cursor), pan by dragging, Shift+drag selects a
 region, double-click fits the image to the widget.
@@ -30,6 +35,7 @@ sigGLError(str)             the view could not draw (shader, texture size, ...)
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -46,6 +52,8 @@ GRID_MIN_PX = 12.0            # draw the texel grid from this zoom on
 MIN_SCALE, MAX_SCALE = 1e-3, 512.0
 
 TextureProvider = Callable[[], tuple[int, int]]
+RangeProvider = Callable[[], tuple[float | None, float | None, int]]
+RANGE_TRIES = 3   # swaps between asking for the range and for the texture: ask again
 
 
 def view_format() -> QSurfaceFormat:
@@ -94,6 +102,8 @@ class BufferView(QOpenGLWidget):
         self._front: np.ndarray | None = None   # our copy of the last front (full ndim)
         self.epoch = 0                          # epoch drawn
         self.data_epoch = 0                     # epoch of the values in front()
+        self.drawn_epoch: int | None = None     # epoch of the picture last drawn
+        self.levels_epoch: int | None = None    # epoch the auto levels were computed for
         self._z = 0
         self._dirty_rows: np.ndarray | None = None  # rows of the shown plane to upload
         self._realloc = True                        # texture size/plane changed
@@ -123,6 +133,9 @@ class BufferView(QOpenGLWidget):
         self._uniforms: dict[str, int] = {}
         self._provider: TextureProvider | None = None
         self._provider_error = ""
+        self._range_provider: RangeProvider | None = None
+        self._range_error = ""
+        self._painting = False
         self.uploaded_rows = 0           # rows uploaded by the last frame (for tests/bench)
         self._frame_times: deque[float] = deque(maxlen=1000)
 
@@ -154,7 +167,7 @@ class BufferView(QOpenGLWidget):
                     self._dirty_rows = plane.copy()
                 else:
                     self._dirty_rows |= plane
-        if self._auto_levels:
+        if self._auto_levels and not self._levels_from_texture():
             self._compute_levels()
         self.update()
 
@@ -166,7 +179,64 @@ class BufferView(QOpenGLWidget):
         """Sample ``provider()``'s texture (shared GL context) instead of uploading."""
         self._provider = provider
         self._provider_error = ""
+        self.drawn_epoch = None
+        self.levels_epoch = None
         self.update()
+
+    def setRangeProvider(self, provider: RangeProvider | None) -> None:
+        """Take auto levels from ``provider() -> (min, max, epoch)`` of the texture's
+        finite values (None, None when there are none) while sampling a shared
+        texture, instead of from the read-back copy (which may be older)."""
+        self._range_provider = provider
+        self._range_error = ""
+        self.levels_epoch = None
+        if self._auto_levels and not self._levels_from_texture():
+            self._compute_levels()
+        self.update()
+
+    def _levels_from_texture(self) -> bool:
+        return (self._range_provider is not None and not self._range_error
+                and self.usingSharedTexture)
+
+    def updateTextureLevels(self) -> bool:
+        """Auto levels of the shared texture's current epoch (shared-texture mode).
+
+        Returns True when the levels now belong to the epoch the texture shows.
+        Does nothing (False) with fixed levels or without a range provider.
+        """
+        if not self._auto_levels or not self._levels_from_texture():
+            return False
+        tex = self._texture_levels()
+        return tex is not None
+
+    def _texture_levels(self) -> tuple[int, int] | None:
+        """``(texture, epoch)`` of the shared front with the auto levels set for ``epoch``.
+
+        Asks for the range first and the texture second: the front only moves
+        forward, so equal epochs mean the range is that texture's. None when a
+        provider failed (the view then falls back, see paintGL).
+        """
+        tex = None
+        for _ in range(RANGE_TRIES):
+            try:
+                lo, hi, range_epoch = self._range_provider()
+            except Exception as exc:
+                self._range_error = f"{type(exc).__name__}: {exc}"
+                self.sigGLError.emit("the GL backend's front range is unavailable "
+                                     f"({self._range_error}); levels from the read-back front")
+                self.levels_epoch = None
+                self._compute_levels()
+                return None
+            if lo is not None:
+                self._set_levels(float(lo), float(hi))
+            self.levels_epoch = int(range_epoch)
+            try:
+                tex = self._provider()
+            except Exception:
+                return None     # paintGL reports it and falls back to uploading
+            if int(tex[1]) == self.levels_epoch:
+                break
+        return tex
 
     @property
     def usingSharedTexture(self) -> bool:
@@ -188,8 +258,12 @@ class BufferView(QOpenGLWidget):
 
     def setAutoLevels(self, on: bool = True) -> None:
         self._auto_levels = bool(on)
+        self.levels_epoch = None
         if on:
-            self._compute_levels()
+            if self._levels_from_texture():
+                self.update()   # paintGL takes the levels of the epoch it draws
+            else:
+                self._compute_levels()
 
     def autoLevels(self) -> bool:
         return self._auto_levels
@@ -304,6 +378,7 @@ class BufferView(QOpenGLWidget):
         if self._front is None:
             return
         lv = colormaps.finite_levels(self._front)
+        self.levels_epoch = self.data_epoch
         if lv is not None:
             self._set_levels(*lv)
 
@@ -311,7 +386,8 @@ class BufferView(QOpenGLWidget):
         if (lo, hi) != self._levels:
             self._levels = (lo, hi)
             self.sigLevelsChanged.emit(lo, hi)
-        self.update()
+        if not self._painting:   # paintGL draws with the new levels already
+            self.update()
 
     def _fit_now(self) -> None:
         r = self.devicePixelRatioF()
@@ -384,8 +460,9 @@ class BufferView(QOpenGLWidget):
                 raise RuntimeError(f"{name} does not compile: {log}")
             return sh
 
-        vs = compile_one(GL.GL_VERTEX_SHADER, load_shader("view_vertex.glsl"), "view_vertex.glsl")
-        fs = compile_one(GL.GL_FRAGMENT_SHADER, load_shader("view_fragment.glsl"),
+        sources = {name: load_shader(name) for name in ("view_vertex.glsl", "view_fragment.glsl")}
+        vs = compile_one(GL.GL_VERTEX_SHADER, sources["view_vertex.glsl"], "view_vertex.glsl")
+        fs = compile_one(GL.GL_FRAGMENT_SHADER, sources["view_fragment.glsl"],
                          "view_fragment.glsl")
         prog = GL.glCreateProgram()
         GL.glAttachShader(prog, vs)
@@ -396,12 +473,14 @@ class BufferView(QOpenGLWidget):
         if not GL.glGetProgramiv(prog, GL.GL_LINK_STATUS):
             raise RuntimeError("the view shaders do not link: "
                                + GL.glGetProgramInfoLog(prog).decode(errors="replace"))
+        # The uniforms the sources declare, looked up by name (PyOpenGL's
+        # glGetActiveUniform now and then returns an empty name).
         self._uniforms = {}
-        n = GL.glGetProgramiv(prog, GL.GL_ACTIVE_UNIFORMS)
-        for i in range(n):
-            name = GL.glGetActiveUniform(prog, i)[0]
-            name = name.decode() if isinstance(name, bytes) else str(name)
-            self._uniforms[name] = GL.glGetUniformLocation(prog, name)
+        for src in sources.values():
+            for name in re.findall(r"^\s*uniform\s+\w+\s+(\w+)\s*;", src, re.MULTILINE):
+                loc = int(GL.glGetUniformLocation(prog, name))
+                if loc >= 0:
+                    self._uniforms[name] = loc
         return int(prog)
 
     def _cleanup_gl(self) -> None:
@@ -459,6 +538,13 @@ class BufferView(QOpenGLWidget):
         self._lut_dirty = False
 
     def paintGL(self) -> None:
+        self._painting = True
+        try:
+            self._paint()
+        finally:
+            self._painting = False
+
+    def _paint(self) -> None:
         from OpenGL import GL
 
         self._frame_times.append(time.monotonic())
@@ -475,7 +561,13 @@ class BufferView(QOpenGLWidget):
             data_tex, size, row_offset = self._data_tex, None, 0
             if self._provider is not None and not self._provider_error:
                 try:
-                    tex_id, _epoch = self._provider()
+                    tex = None
+                    if self._auto_levels and self._levels_from_texture():
+                        tex = self._texture_levels()
+                    if tex is None:
+                        tex = self._provider()
+                    tex_id, epoch = tex
+                    self.drawn_epoch = int(epoch)
                     data_tex = int(tex_id)
                     size = (self._cols(), self._rows())
                     row_offset = self._z * self._rows()
@@ -484,9 +576,12 @@ class BufferView(QOpenGLWidget):
                     self.sigGLError.emit("the GL backend's front texture cannot be sampled "
                                          f"({self._provider_error}); uploading instead")
                     self._realloc = True
+                    if self._auto_levels:
+                        self._compute_levels()
             if size is None:
                 self._upload(GL)
                 size = self._tex_size
+                self.drawn_epoch = self.data_epoch
             self._draw(GL, data_tex, size, row_offset)
         except Exception as exc:
             self._gl_ok = False

@@ -42,6 +42,10 @@ class ColorBar(QWidget):
             self._auto = auto
         self.update()
 
+    def levels(self) -> tuple[float, float]:
+        """The (low, high) levels the bar shows."""
+        return self._levels
+
     def paintEvent(self, ev) -> None:
         p = QPainter(self)
         p.fillRect(self.rect(), self.palette().window())

@@ -35,7 +35,10 @@ from .ControlPanel import ControlPanel
 from .Session import Session, backend_problem
 from .StatusBar import StatusBar
 
-TEXTURE_MODE_READBACK_HZ = 5.0   # levels/readout refresh when sampling the GL texture
+# When the view samples the GL backend's texture the front is read back only this
+# often, for the hover readout (which names the epoch its value is from); the auto
+# levels come from the backend's GPU reduction (front_range) for every epoch drawn.
+TEXTURE_MODE_READBACK_HZ = 5.0
 READOUT_HZ = 4.0
 
 
@@ -169,8 +172,11 @@ class MainWindow(QMainWindow):
         shape = self.session.shape
         self.statusbar.resetRate()
         self.view.setTextureProvider(None)
+        self.view.setRangeProvider(None)
         if m is not None and self._can_sample_texture(m, shape):
             self.view.setTextureProvider(m.front_texture)
+            if hasattr(m, "front_range"):
+                self.view.setRangeProvider(m.front_range)
         depth = shape[0] if len(shape) == 3 else 1
         self.z_row.setVisible(len(shape) == 3)
         self.z_slider.setRange(0, depth - 1)
@@ -205,10 +211,13 @@ class MainWindow(QMainWindow):
             return
         now = time.monotonic()
         if self.view.usingSharedTexture and not force:
-            # The view samples the GL backend's texture; read back only now and then.
+            # The view samples the GL backend's texture; read back only now and then
+            # (for the readout). The levels are the GPU's, for this very epoch.
             if now - self._last_readback < 1.0 / TEXTURE_MODE_READBACK_HZ:
                 self.view.epoch = s.epoch
+                self.view.updateTextureLevels()
                 self.view.update()
+                self._readout_due = True   # the readout says how old its value is
                 return
         front = s.front()
         if front is None:
@@ -217,6 +226,7 @@ class MainWindow(QMainWindow):
         st = s.last_stats
         self._data_visible_seq = st.visible_seq if st is not None and st.epoch == s.epoch else None
         self.view.setFront(front, s.epoch)
+        self.view.updateTextureLevels()
         self._readout_due = True
 
     def _on_z_changed(self, z: int) -> None:
@@ -251,6 +261,12 @@ class MainWindow(QMainWindow):
         if value is None:
             return ""
         text = f"index {index}  value {format_value(value)}  epoch {self.view.data_epoch}"
+        shown = self.view.drawn_epoch if self.view.usingSharedTexture else None
+        if shown is None and self.view.usingSharedTexture:
+            shown = self.session.epoch
+        if shown is not None and shown != self.view.data_epoch:
+            # Sampling the GL texture: the value was read back at an earlier epoch.
+            text += f" (read back; the view shows epoch {shown})"
         m, st = self.session.manager, self.session.last_stats
         if m is not None and st is not None:
             try:
@@ -294,14 +310,19 @@ class MainWindow(QMainWindow):
 
     def exportPng(self, path: str) -> bool:
         """Save the shown plane through the current colormap, one pixel per element."""
+        if self.view.usingSharedTexture:
+            self._refresh_front(force=True)   # the read-back copy may be epochs old
         plane = self.view.front()
         if plane is None:
             return False
+        levels = self.view.levels()
+        if self.view.autoLevels() and self.view.levels_epoch != self.view.data_epoch:
+            levels = colormaps.finite_levels(plane) or levels
         if plane.ndim == 1:
             plane = plane.reshape(1, -1)
         elif plane.ndim == 3:
             plane = plane[self.view.slice()]
-        rgb = np.ascontiguousarray(colormaps.apply(plane, self.view.levels(), self.view.colormap()))
+        rgb = np.ascontiguousarray(colormaps.apply(plane, levels, self.view.colormap()))
         h, w = rgb.shape[:2]
         img = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
 
