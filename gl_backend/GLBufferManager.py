@@ -13,7 +13,7 @@ and every wait re-checks a predicate in a loop (no bare signals):
   work_cv   the worker waits for "something to apply, a sync or a read-back";
   space_cv  producers wait for "room in the bounded queue";
   sync_cv   synchronizers wait for "tickets_done >= my ticket", ``front()`` for
-            "reads_done >= my request", ``front_range()`` for "ranges_done >=
+            "reads.done >= my request", ``front_range()`` for "ranges.done >=
             my request", ``__init__`` for the worker's start.
 
 Queue entries are one update, a chunk of element sets (``set_many``) or a sync
@@ -83,6 +83,20 @@ from app.updates import Set, Shape, Update, Write, _as_int, validate, validate_a
 from . import _context
 
 _UPDATE, _SETS, _SYNC = 0, 1, 2
+
+
+class _Requests:
+    """Counters of requests to the worker (read-backs, reductions): it serves
+    them while ``requested > done``; waiters wait for ``done >= their number``."""
+
+    __slots__ = ("requested", "done")
+
+    def __init__(self) -> None:
+        self.requested = self.done = 0
+
+    @property
+    def waiting(self) -> bool:
+        return self.requested > self.done
 _F32, _U32 = struct.Struct("<f"), struct.Struct("<I")
 _OP_CODES = {"fill": 1, "add": 2, "scale": 3, "write": 4}
 
@@ -214,9 +228,9 @@ class _Core:
         self.worker_err_seq = 0
         self.worker_msg = ""
         self.dead: str | None = None
-        self.reads_requested = self.reads_done = 0
+        self.reads = _Requests()      # front() read-backs
         self.front_cache: tuple[int, np.ndarray] | None = None
-        self.ranges_requested = self.ranges_done = 0
+        self.ranges = _Requests()     # front_range() reductions
         self.range_cache: tuple[int, tuple[float, float] | None] | None = None
 
         self.ev_cap = event_capacity
@@ -378,7 +392,7 @@ class _Core:
 
     # -- worker --------------------------------------------------------------------------
     def _has_work(self) -> bool:
-        if self.reads_requested > self.reads_done or self.ranges_requested > self.ranges_done:
+        if self.reads.waiting or self.ranges.waiting:
             return True
         may_apply = not self.paused or self.step_credits > 0
         if self.cur is not None:
@@ -400,9 +414,9 @@ class _Core:
                     self.worker_idle = False
                 if self.closed:
                     return
-                if self.reads_requested > self.reads_done:
+                if self.reads.waiting:
                     self._serve_read()
-                elif self.ranges_requested > self.ranges_done:
+                elif self.ranges.waiting:
                     self._serve_range()
                 elif self.cur is None and self.queue[0].kind == _SYNC:
                     self._swap()
@@ -420,7 +434,7 @@ class _Core:
 
     def _serve_read(self) -> None:
         """Lock held on entry and exit; dropped while reading."""
-        want, slot, epoch = self.reads_requested, self.front_slot, self.epoch
+        want, slot, epoch = self.reads.requested, self.front_slot, self.epoch
         self.lock.release()
         try:
             arr = self.gpu.read(slot, self.shape)
@@ -434,15 +448,15 @@ class _Core:
             self.front_cache = (epoch, arr)
         elif not self.worker_err:
             self._set_error(self.visible_seq, f"reading the front back failed: {err}")
-        self.reads_done = want
+        self.reads.done = want
         self.sync_cv.notify_all()
 
     def _serve_range(self) -> None:
         """Lock held on entry and exit; dropped while the GPU reduces the front."""
-        want, slot, epoch = self.ranges_requested, self.front_slot, self.epoch
+        want, slot, epoch = self.ranges.requested, self.front_slot, self.epoch
         cached = self.range_cache
         if cached is not None and cached[0] == epoch:
-            self.ranges_done = want   # asked twice in one epoch: already known
+            self.ranges.done = want   # asked twice in one epoch: already known
             self.sync_cv.notify_all()
             return
         self.lock.release()
@@ -457,7 +471,7 @@ class _Core:
             self.range_cache = (epoch, rng)
         elif not self.worker_err:
             self._set_error(self.visible_seq, f"reducing the front to its range failed: {err}")
-        self.ranges_done = want
+        self.ranges.done = want
         self.sync_cv.notify_all()
 
     def _swap(self) -> None:
@@ -906,6 +920,20 @@ class GLBufferManager(BufferManager):
                 raise BackendError(core.worker_msg)
             return epoch
 
+    def _ask_worker(self, requests: _Requests, what: str) -> None:
+        """Lock held: ask the worker for one more of ``requests`` (read-backs or
+        reductions) and wait (on a predicate) until it has served it."""
+        core = self._core
+        requests.requested += 1
+        want = requests.requested
+        core.work_cv.notify()
+        while not core.closed and core.dead is None and requests.done < want:
+            core.sync_cv.wait()
+        if core.closed:
+            raise ManagerClosedError(f"manager was closed while {what}")
+        if core.dead:
+            raise BackendError(core.dead)
+
     def front(self) -> np.ndarray:
         self._check_open()
         core = self._core
@@ -913,15 +941,7 @@ class GLBufferManager(BufferManager):
             cached = core.front_cache
             if cached is not None and cached[0] == core.epoch:
                 return cached[1]
-            core.reads_requested += 1
-            want = core.reads_requested
-            core.work_cv.notify()
-            while not core.closed and core.dead is None and core.reads_done < want:
-                core.sync_cv.wait()
-            if core.closed:
-                raise ManagerClosedError("manager was closed while reading the front")
-            if core.dead:
-                raise BackendError(core.dead)
+            self._ask_worker(core.reads, "reading the front")
             if core.front_cache is None:
                 raise BackendError(core.worker_msg or "reading the front back failed")
             return core.front_cache[1]
@@ -946,15 +966,7 @@ class GLBufferManager(BufferManager):
             if cached is not None and cached[0] == core.epoch:
                 return self._range_result(cached)
             asked_epoch = core.epoch
-            core.ranges_requested += 1
-            want = core.ranges_requested
-            core.work_cv.notify()
-            while not core.closed and core.dead is None and core.ranges_done < want:
-                core.sync_cv.wait()
-            if core.closed:
-                raise ManagerClosedError("manager was closed while reducing the front")
-            if core.dead:
-                raise BackendError(core.dead)
+            self._ask_worker(core.ranges, "reducing the front")
             cached = core.range_cache
             if cached is None or cached[0] < asked_epoch:
                 raise BackendError(core.worker_msg or "reducing the front to its range failed")

@@ -371,14 +371,14 @@ def test_front_range_is_cached_per_epoch_and_skips_texture_padding(gl):
     core = m._core
     first = m.front_range()
     assert first == (-0.25, 7.5, 1)
-    asked = core.ranges_requested
+    asked = core.ranges.requested
     for _ in range(5):
         assert m.front_range() == first
-    assert core.ranges_requested == asked, "a second call in one epoch asks the GPU nothing"
+    assert core.ranges.requested == asked, "a second call in one epoch asks the GPU nothing"
     m.enqueue(Set((3, 3), 1.0))
     m.synchronize(timeout=30)
     assert m.front_range() == (1.0, 7.5, 2)
-    assert core.ranges_requested == asked + 1
+    assert core.ranges.requested == asked + 1
     # While paused the worker still serves it (like front()).
     m.pause()
     m.enqueue(Set((0, 0), -9.0))
