@@ -61,19 +61,22 @@ def collect() -> dict[str, object]:
         if QGuiApplication.instance() is None:
             collect._app = QGuiApplication([sys.argv[0]])
 
+    from gl_backend._context import dispose
+
     for fmt in _formats():
         surface = QOffscreenSurface()
         surface.setFormat(fmt)
         surface.create()
         ctx = QOpenGLContext()
         ctx.setFormat(fmt)
-        if surface.isValid() and ctx.create() and ctx.makeCurrent(surface):
-            try:
-                return _query(GL, ctx)
-            finally:
-                ctx.doneCurrent()
-                surface.destroy()
-        surface.destroy()
+        try:
+            if surface.isValid() and ctx.create() and ctx.makeCurrent(surface):
+                try:
+                    return _query(GL, ctx)
+                finally:
+                    ctx.doneCurrent()
+        finally:
+            dispose(surface, ctx)
     raise RuntimeError("no OpenGL context can be made (tried 4.3 core, 3.3 core and the default)")
 
 

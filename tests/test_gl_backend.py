@@ -191,6 +191,7 @@ def test_close_frees_gl_objects_and_joins_the_worker(gl, qapp):
     from PyQt6.QtGui import QOffscreenSurface, QOpenGLContext
 
     import gl_backend
+    from gl_backend._context import dispose
 
     fmt = gl_backend.surface_format()
     surface = QOffscreenSurface()
@@ -236,8 +237,7 @@ def test_close_frees_gl_objects_and_joins_the_worker(gl, qapp):
         with pytest.raises(ManagerClosedError):
             m.enqueue(Set((0, 0), 1.0))
     finally:
-        viewer.deleteLater()
-        surface.destroy()
+        dispose(surface, viewer)  # now, not whenever the garbage collector runs
 
 
 def test_catch_up_replays_a_small_batch_and_copies_after_a_big_one(gl):

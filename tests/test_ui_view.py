@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from gl_backend._context import dispose
 from ui import colormaps  # noqa: I001
 from ui.BufferView import BufferView
 from ui.testing import close_enough, pixel, require_gl  # prepares Qt first
@@ -218,5 +219,21 @@ def test_samples_a_shared_texture_without_upload(view):
         ctx.makeCurrent(surface)
         GL.glDeleteTextures(1, [tex])
         ctx.doneCurrent()
-        surface.destroy()
+        dispose(surface, ctx)  # now, not whenever the garbage collector runs
 
+
+
+def test_release_gl_then_show_again_draws_again(view, qtbot):
+    """Closing frees the view's GL objects at once (not whenever the garbage
+    collector destroys the widget); showing it again makes them anew."""
+    view.setLevels(0.0, 1.0)
+    view.setFront(known_values(), epoch=1)
+    view.grabFramebuffer()
+    view.close()
+    assert view._released and not view._gl_ok
+    view.show()
+    qtbot.waitExposed(view)
+    img = view.grabFramebuffer()
+    assert view._gl_ok
+    assert close_enough(color_at(img, view, 0, 7), VIRIDIS[255])
+    assert close_enough(color_at(img, view, 2, 5), colormaps.NAN_COLOR)

@@ -122,6 +122,7 @@ class BufferView(QOpenGLWidget):
         self._select_from: tuple[int, int] | None = None
         # GL
         self._gl_ok = False
+        self._released = False                  # releaseGL() freed the objects
         self.gl_info: dict[str, str] = {}
         self._program = 0
         self._vao = 0
@@ -444,7 +445,7 @@ class BufferView(QOpenGLWidget):
             self._realloc = True
             self._lut_dirty = True
             self._gl_ok = True
-            ctx.aboutToBeDestroyed.connect(self._cleanup_gl)
+            self._released = False
         except Exception as exc:
             self._gl_ok = False
             self.sigGLError.emit(f"the buffer view cannot use OpenGL: {exc}")
@@ -483,8 +484,14 @@ class BufferView(QOpenGLWidget):
                     self._uniforms[name] = loc
         return int(prog)
 
-    def _cleanup_gl(self) -> None:
-        if not self._gl_ok:
+    def releaseGL(self) -> None:
+        """Free our GL objects now, at a moment of our choosing (the window calls
+        it when it closes). Not tied to the context's ``aboutToBeDestroyed``: that
+        fires whenever the garbage collector destroys an old view, possibly while
+        another widget is painting, and switching contexts under that widget's
+        feet made Qt crash in its ``grabFramebuffer``. Painting again afterwards
+        makes the objects anew."""
+        if not self._gl_ok or self.context() is None:
             return
         from OpenGL import GL
 
@@ -495,9 +502,15 @@ class BufferView(QOpenGLWidget):
             GL.glDeleteSamplers(1, [self._sampler])
             GL.glDeleteProgram(self._program)
         except Exception:
-            pass  # the context is going away anyway
+            pass  # a context that is going away frees them anyway
+        finally:
+            self.doneCurrent()
         self._gl_ok = False
-        self.doneCurrent()
+        self._released = True
+
+    def closeEvent(self, ev) -> None:
+        self.releaseGL()
+        super().closeEvent(ev)
 
     def _upload(self, GL) -> None:
         """Bring the data texture up to date: all of it, or only the dirty rows."""
@@ -538,6 +551,8 @@ class BufferView(QOpenGLWidget):
         self._lut_dirty = False
 
     def paintGL(self) -> None:
+        if self._released:
+            self.initializeGL()  # shown again after releaseGL(): make the objects anew
         self._painting = True
         try:
             self._paint()

@@ -376,4 +376,5 @@ class MainWindow(QMainWindow):
     def closeEvent(self, ev: QCloseEvent) -> None:
         self._status_timer.stop()
         self.session.close()
+        self.view.releaseGL()
         super().closeEvent(ev)

@@ -7,6 +7,7 @@ top, which happens at collection time.
 
 from __future__ import annotations
 
+import functools
 import os
 
 from .launch import prepare_qt
@@ -14,31 +15,40 @@ from .launch import prepare_qt
 prepare_qt()
 
 
+@functools.cache
 def gl_problem() -> str | None:
-    """None when an OpenGL 3.3 core context can be made and used here, else why not."""
+    """None when an OpenGL 3.3 core context can be made and used here, else why not.
+
+    Probed once per process, and the probe's context and surface are destroyed
+    right away: a QOpenGLContext left to the garbage collector can be destroyed
+    in the middle of another widget's paint and leave no context current.
+    """
     from PyQt6.QtGui import QGuiApplication, QOffscreenSurface, QOpenGLContext
+
+    from gl_backend._context import dispose
 
     from .BufferView import view_format
 
     if QGuiApplication.instance() is None:
         return "no QGuiApplication"
     ctx = QOpenGLContext()
-    ctx.setFormat(view_format())
-    if not ctx.create():
-        return "QOpenGLContext.create() failed"
-    surface = QOffscreenSurface()
-    surface.setFormat(ctx.format())
-    surface.create()
+    surface = None
     try:
+        ctx.setFormat(view_format())
+        if not ctx.create():
+            return "QOpenGLContext.create() failed"
+        surface = QOffscreenSurface()
+        surface.setFormat(ctx.format())
+        surface.create()
         if not ctx.makeCurrent(surface):
             return "cannot make an OpenGL context current"
         fmt = ctx.format()
+        ctx.doneCurrent()
         if (fmt.majorVersion(), fmt.minorVersion()) < (3, 3):
             return f"OpenGL {fmt.majorVersion()}.{fmt.minorVersion()} < 3.3"
-        ctx.doneCurrent()
+        return None
     finally:
-        surface.destroy()
-    return None
+        dispose(surface, ctx)
 
 
 def require_gl() -> None:
