@@ -14,6 +14,7 @@ import threading
 import numpy as np
 import pytest
 from PyQt6.QtCore import QPoint, Qt  # noqa: I001
+from PyQt6.QtGui import QKeySequence
 
 from app import Fill, Set, open_manager, why_not
 from ui import colormaps
@@ -180,6 +181,37 @@ def test_pause_and_step_apply_exactly_one_update_per_step(make_window, qtbot):
     s.synchronize()
     qtbot.waitUntil(lambda: w.view.epoch == s.epoch and w.view.front()[0, 0] == 3.0,
                     timeout=2000)
+
+
+def test_keyboard_drives_enqueue_pause_step_and_sync(make_window, qtbot):
+    """Ctrl+P pauses, Ctrl+Shift+Return enqueues the form, F10 steps exactly one
+    update, Ctrl+Return synchronizes: the Run menu's shortcuts reach the manager."""
+    w = make_window(shape=(8, 8))
+    p, s = w.panel, w.session
+    w.activateWindow()
+    w.view.setFocus()
+    qtbot.waitUntil(lambda: w.isActiveWindow(), timeout=2000)
+
+    def keys(seq: str) -> None:
+        qtbot.keySequence(w, QKeySequence(seq))
+
+    keys("Ctrl+P")
+    assert s.paused and p.pause_button.isChecked()
+    base = s.manager.stats().applied_seq
+    p.op_combo.setCurrentText("Fill")
+    p.value_edit.setText("4")
+    p.setRegion(((0, 8), (0, 8)))
+    keys("Ctrl+Shift+Return")
+    keys("Ctrl+Shift+Return")
+    assert s.manager.stats().pending == 2
+    keys("F10")
+    qtbot.waitUntil(lambda: s.manager.stats().applied_seq == base + 1, timeout=2000)
+    qtbot.wait(30)
+    assert s.manager.stats().applied_seq == base + 1
+    keys("Ctrl+P")
+    assert not s.paused
+    keys("Ctrl+Return")
+    qtbot.waitUntil(lambda: w.view.front() is not None and w.view.front()[0, 0] == 4.0, timeout=2000)
 
 
 def test_synchronize_while_paused_is_reported_not_raised(make_window, qtbot):

@@ -141,11 +141,25 @@ class MainWindow(QMainWindow):
         zout = QAction("Zoom out", self)
         zout.setShortcut(QKeySequence.StandardKey.ZoomOut)
         zout.triggered.connect(lambda: self.view.zoomBy(1 / 1.5))
+        for a in (fit, zin, zout):
+            view_menu.addAction(a)
+
+        # The manager's controls, as keys: a debugger is driven from the keyboard.
+        run_menu = self.menuBar().addMenu("&Run")
+        enqueue = QAction("Enqueue the form's update", self)
+        enqueue.setShortcut(QKeySequence("Ctrl+Shift+Return"))
+        enqueue.triggered.connect(self.panel.enqueue_button.click)
         sync = QAction("Synchronize", self)
         sync.setShortcut(QKeySequence("Ctrl+Return"))
         sync.triggered.connect(lambda: self.session.synchronize())
-        for a in (fit, zin, zout, sync):
-            view_menu.addAction(a)
+        self.pause_action = QAction("Pause / resume the worker", self)
+        self.pause_action.setShortcut(QKeySequence("Ctrl+P"))
+        self.pause_action.triggered.connect(self.panel.pause_button.toggle)
+        self.step_action = QAction("Step (apply the next update)", self)
+        self.step_action.setShortcut(QKeySequence("F10"))
+        self.step_action.triggered.connect(self.panel.step_button.click)
+        for a in (enqueue, sync, self.pause_action, self.step_action):
+            run_menu.addAction(a)
 
         help_menu = self.menuBar().addMenu("&Help")
         about = QAction("About bufferscope", self)
