@@ -23,6 +23,7 @@ from .updates import (
     Shape,
     Update,
     Write,
+    as_value,
     validate,
     validate_shape,
 )
@@ -69,7 +70,7 @@ def _value(x: object) -> float:
         return _SPECIAL[x]
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         raise ValueError(f"value must be a number or one of 'nan', 'inf', '-inf', got {x!r}")
-    return float(x)
+    return as_value(x)
 
 
 def _encode_value(v: float) -> float | str:
@@ -144,13 +145,15 @@ def read_trace(path: str | os.PathLike) -> Trace:
                     continue
                 try:
                     obj = json.loads(text)
+                    if trace is None:
+                        shape, fill = _parse_header(obj)
+                        trace = Trace(shape, fill)
+                        continue
+                    item = parse_line(obj, trace.shape)
                 except json.JSONDecodeError as exc:
                     raise ValueError(f"bad JSON: {exc.msg} (column {exc.colno})") from None
-                if trace is None:
-                    shape, fill = _parse_header(obj)
-                    trace = Trace(shape, fill)
-                    continue
-                item = parse_line(obj, trace.shape)
+                except RecursionError:
+                    raise ValueError("nested too deeply") from None
                 trace.records.append(TraceRecord(
                     item, lineno, seq=obj.get("seq"), producer=obj.get("producer"), t=obj.get("t")
                 ))

@@ -139,7 +139,10 @@ def as_value(x: object, what: str = "value") -> float:
     """A real number (NaN and ±Inf included) as a Python float."""
     if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real):
         raise ValueError(f"{what} must be a real number, got {x!r}")
-    return float(x)
+    try:
+        return float(x)
+    except OverflowError:
+        raise ValueError(f"{what} is an integer too large for a float: {x}") from None
 
 
 def validate_index(index: object, shape: Shape) -> tuple[int, ...]:

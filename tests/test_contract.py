@@ -304,6 +304,7 @@ BAD_UPDATES = [
     (Add(((0, 1), (0, 1)), "x"), "real number"),
     (Scale(((0, 1), (0, 1)), None), "real number"),
     (Set((0, 0), 1 + 2j), "real number"),
+    (Set((0, 0), 10**400), "too large for a float"),
     (Write(((0, 2), (0, 2)), np.zeros((2, 3))), "does not match"),
     (Write(((0, 2), (0, 2)), [["a", "b"], ["c", "d"]]), "real numbers"),
     ("not an update", "not an update"),

@@ -11,6 +11,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from app import Add, Fill, Scale, Set, Write
 from app.cli import main as cli_main
@@ -104,6 +106,9 @@ MALFORMED = [
     ([HEADER, {"op": "add", "region": [[2, 1], [0, 1]], "value": 1}], None, 2, "start 2 > stop 1"),
     ([HEADER, {"op": "set", "index": [0, 0]}], None, 2, "needs the key 'value'"),
     ([HEADER, {"op": "set", "index": [0, 0], "value": "lots"}], None, 2, "value must be"),
+    ([HEADER], '{"op": "fill", "region": [[0, 1], [0, 1]], "value": 1' + "0" * 400 + "}", 2,
+     "too large for a float"),
+    ([HEADER, {"op": "set", "index": [0, 0, 0], "value": 1}], None, 2, "3 dimensions"),
     ([HEADER, {"op": "write", "region": [[0, 1], [0, 2]], "data": [[1.0]]}], None, 2, "does not match"),
     ([], "", 1, "empty file"),
 ]
@@ -170,3 +175,38 @@ def test_replay_gives_the_same_npy_on_both_backends(tmp_path, qapp):
     a, b = np.load(outs["c"]), np.load(outs["gl"])
     assert same_bits(a, b), "the backends disagree on the same trace"
     assert same_bits(a, reference_front((32, 24), -1.0, list(read_trace(path).updates())))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+op_objects = st.fixed_dictionaries(
+    {"op": st.sampled_from(["set", "fill", "add", "scale", "write", "sync", "bogus"])},
+    optional={"index": json_values, "region": json_values, "value": json_values,
+              "data": json_values, "seq": json_values},
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(st.one_of(op_objects.map(json.dumps), st.text(max_size=30)), max_size=5))
+def test_fuzzed_traces_are_read_or_refused_with_a_line(tmp_path, lines):
+    """Whatever follows a valid header, reading either succeeds or raises
+    TraceError naming a line: never another exception."""
+    path = tmp_path / "fuzz.jsonl"
+    path.write_text("\n".join([json.dumps(HEADER), *lines]) + "\n", encoding="utf-8")
+    try:
+        trace = read_trace(path)
+    except TraceError as exc:
+        assert " line " in str(exc)
+    else:
+        assert trace.shape == (6, 5)
+
+
+def test_deeply_nested_data_is_refused(tmp_path):
+    deep = "[" * 100000 + "]" * 100000
+    path = write_lines(tmp_path / "deep.jsonl", [HEADER],
+                       '{"op": "write", "region": [[0, 1], [0, 1]], "data": ' + deep + "}")
+    with pytest.raises(TraceError, match="line 2"):
+        read_trace(path)
