@@ -70,7 +70,7 @@ def _err(msg: str) -> None:
 def cmd_replay(args) -> int:
     from .atomic import save_npy
     from .backends import open_manager, why_not
-    from .errors import BackendError
+    from .errors import BackendError, BackendUnavailableError
     from .trace import TraceError, read_trace, replay
 
     try:
@@ -89,7 +89,15 @@ def cmd_replay(args) -> int:
             print(f"\rreplaying {done}/{total} lines", end="", file=sys.stderr, flush=True)
 
     try:
-        with open_manager(args.backend, trace.shape, fill=trace.fill) as m:
+        m = open_manager(args.backend, trace.shape, fill=trace.fill)
+    except ValueError as exc:  # e.g. a shape beyond the GL implementation's limits
+        _err(f"{args.trace}: the trace's buffer cannot be opened on {args.backend}: {exc}")
+        return EXIT_USAGE
+    except (MemoryError, BackendUnavailableError) as exc:
+        _err(f"cannot open the {args.backend} manager: {exc}")
+        return EXIT_FAIL
+    try:
+        with m:
             n = replay(trace, m, timeout=args.timeout, progress=progress)
             front = m.front().copy()
     except (BackendError, TimeoutError) as exc:

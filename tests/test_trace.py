@@ -210,3 +210,12 @@ def test_deeply_nested_data_is_refused(tmp_path):
                        '{"op": "write", "region": [[0, 1], [0, 1]], "data": ' + deep + "}")
     with pytest.raises(TraceError, match="line 2"):
         read_trace(path)
+
+
+def test_replay_of_a_trace_too_large_for_memory(tmp_path, capsys):
+    huge = {**HEADER, "shape": [1 << 20, 1 << 20, 1 << 10]}
+    path = write_lines(tmp_path / "huge.jsonl", [huge, {"op": "sync"}])
+    out = tmp_path / "o.npy"
+    assert cli_main(["replay", str(path), "--backend", "c", "--out", str(out)]) == 1
+    assert "GiB" in capsys.readouterr().err
+    assert not out.exists()
