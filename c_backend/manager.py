@@ -62,10 +62,15 @@ def _physical_memory() -> int | None:
 
 
 class _FrontView:
-    """Holds the manager alive for as long as a numpy view of its front exists."""
+    """Keeps the C buffers alive for as long as a numpy view of the front exists.
 
-    def __init__(self, owner: CBufferManager, ptr: int, shape: Shape) -> None:
-        self.owner = owner
+    It holds the library handle (whose destructor is ``bs_destroy``), not the
+    manager: a manager that caches its front view would otherwise form a cycle
+    through the ndarray, which the garbage collector does not track, and never
+    be freed."""
+
+    def __init__(self, handle, ptr: int, shape: Shape) -> None:
+        self.handle = handle
         self.__array_interface__ = {
             "shape": shape,
             "typestr": "<f4",
@@ -144,21 +149,22 @@ class CBufferManager(BufferManager):
             seqp, pid = self._tls.state
         except AttributeError:
             seqp, pid = self._thread_state()
+        self._check_open()
         # Fast path: a Set of plain ints and a plain number goes straight to C,
-        # which checks the bounds (and whether the manager is closed) itself.
+        # which checks the bounds itself; anything else is validated here.
         if type(update) is Set:
             idx, v = update.index, update.value
             if type(idx) is tuple and len(idx) == self.ndim and (type(v) is float or type(v) is int):
-                try:
-                    i = idx + (0, 0)
-                    rc = _enqueue_set(self._h, i[0], i[1], i[2], v, pid, block, seqp)
-                except (TypeError, OverflowError):
-                    rc = None  # not plain ints: the general path names the problem
-                if rc == 0:
-                    return seqp[0]
-                if rc is not None:
-                    _raise(rc)
-        self._check_open()
+                i = idx + (0, 0)
+                if type(i[0]) is int and type(i[1]) is int and type(i[2]) is int:
+                    try:
+                        rc = _enqueue_set(self._h, i[0], i[1], i[2], v, pid, block, seqp)
+                    except OverflowError:
+                        rc = None  # beyond int64 or float: the general path names it
+                    if rc == 0:
+                        return seqp[0]
+                    if rc is not None:
+                        _raise(rc)
         u = validate(update, self.shape, copy=False)  # the library copies the payload
         cu = ffi.new("bs_update *")
         keep: list = []
@@ -225,7 +231,7 @@ class CBufferManager(BufferManager):
         cached = self._front_cache
         if cached is not None and cached[0] == ptr and cached[1] == epoch[0]:
             return cached[2]
-        arr = np.asarray(_FrontView(self, ptr, self.shape))
+        arr = np.asarray(_FrontView(self._h, ptr, self.shape))
         self._front_cache = (ptr, int(epoch[0]), arr)
         return arr
 
@@ -291,12 +297,17 @@ class CBufferManager(BufferManager):
     def step(self, n: int = 1) -> None:
         self._check_open()
         n = _as_int(n, "n")
-        if n < 0:
-            raise ValueError(f"step count must be >= 0, got {n}")
+        if not 0 <= n < 2**64:
+            raise ValueError(f"step count must be >= 0 and below 2**64, got {n}")
         if rc := lib.bs_step(self._h, n):
             _raise(rc)
 
     def inject_worker_fault(self, after: int = 1) -> None:
-        """Testing aid: the ``after``-th next update fails in the worker (it is skipped)."""
+        """Testing aid: the ``after``-th queue entry the worker applies from now on (one
+        update, or one chunk of a ``set_many``) fails: it is skipped, and the next
+        synchronize() raises BackendError naming its sequence numbers."""
         self._check_open()
+        after = _as_int(after, "after")
+        if not 1 <= after < 2**64:
+            raise ValueError(f"after must be >= 1, got {after}")
         lib.bs_inject_worker_fault(self._h, after)

@@ -77,6 +77,7 @@ from app.manager import (
     BufferManager,
     Event,
     ManagerStats,
+    check_timeout,
 )
 from app.updates import Set, Shape, Update, Write, _as_int, validate, validate_all, validate_set_many
 
@@ -118,7 +119,7 @@ class _Entry:
     ``start``/``stop`` (padded to 3-d), ``bits`` (value bits) and ``data`` (a Write's
     uint32 block) for region updates; ``ticket`` for a sync marker."""
 
-    __slots__ = ("kind", "op", "seq", "count", "producer", "ticket", "touched",
+    __slots__ = ("kind", "op", "seq", "count", "producer", "ticket", "cancelled", "touched",
                  "pairs", "start", "stop", "bits", "data")
 
     def __init__(self, kind: int, op: str, count: int, producer: int) -> None:
@@ -128,6 +129,7 @@ class _Entry:
         self.count = count
         self.producer = producer
         self.ticket = 0
+        self.cancelled = False  # a sync marker whose synchronize() timed out: no swap for it
         self.touched = 0
         self.pairs = None
         self.start = self.stop = None
@@ -475,10 +477,12 @@ class _Core:
         self.sync_cv.notify_all()
 
     def _swap(self) -> None:
-        """Lock held on entry and exit. Consecutive markers share one swap."""
-        ticket = 0
+        """Lock held on entry and exit. Consecutive markers share one swap; markers
+        whose callers gave up (timed out, even while we waited for the GPU) do not
+        swap: the front they were shown stays valid until a synchronize completes."""
+        markers = []
         while self.queue and self.queue[0].kind == _SYNC:
-            ticket = self.queue.popleft().ticket
+            markers.append(self.queue.popleft())
             self.markers_queued -= 1
         self.lock.release()
         try:
@@ -490,6 +494,10 @@ class _Core:
             self.lock.acquire()
         if err is not None and not self.worker_err:
             self._set_error(self.applied_seq, f"waiting for the GPU failed: {err}")
+        live = [mk.ticket for mk in markers if not mk.cancelled]
+        if not live:
+            return
+        ticket = max(live)
         self.front_slot = 1 - self.front_slot
         self.epoch += 1
         self.visible_seq = self.applied_seq
@@ -875,17 +883,7 @@ class GLBufferManager(BufferManager):
 
     def synchronize(self, timeout: float | None = None) -> int:
         self._check_open()
-        if timeout is None:
-            t = None
-        else:
-            try:
-                t = float(timeout)
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"timeout must be a number of seconds or None, got {timeout!r}"
-                ) from None
-            if not t >= 0:
-                raise ValueError(f"timeout must be >= 0 seconds, got {timeout!r}")
+        t = check_timeout(timeout)
         core = self._core
         deadline = None if t is None else time.monotonic() + min(t, 1e9)
         with core.lock:
@@ -907,9 +905,10 @@ class GLBufferManager(BufferManager):
                     continue
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    marker.cancelled = True  # not swapped yet: it will not be
                     raise TimeoutError(
                         f"synchronize timed out after {t:.3f} s ({core.pending} updates still "
-                        f"pending{', worker paused' if core.paused else ''}); the sync stays queued"
+                        f"pending{', worker paused' if core.paused else ''}); nothing was swapped"
                     )
                 core.sync_cv.wait(left)
             if core.tickets_done < ticket:

@@ -297,6 +297,7 @@ BAD_UPDATES = [
     (Set((4, 0), 1.0), "out of bounds"),
     (Set((-1, 0), 1.0), "out of bounds"),
     (Set((0.5, 0), 1.0), "integer"),
+    (Set((True, 0), 1.0), "integer"),
     (Fill(((0, 5), (0, 1)), 1.0), "beyond the size"),
     (Fill(((3, 1), (0, 1)), 1.0), "start 3 > stop 1"),
     (Fill(((-1, 1), (0, 1)), 1.0), "negative"),
@@ -338,9 +339,11 @@ def test_bad_update_raises_and_queues_nothing(open_mgr, bad, words):
     ],
 )
 def test_bad_set_many(open_mgr, indices, values, words):
-    m = open_mgr((4, 4))
+    m = open_mgr((4, 4), max_pending=1)
     with pytest.raises(ValueError, match=words):
         m.set_many(indices, values)
+    with pytest.raises(ValueError, match=words):  # invalid beats "would not fit the queue"
+        m.set_many(indices, values, block=False)
     assert m.stats().last_seq == 0
     m.synchronize(timeout=WAIT)
     assert np.all(m.front() == 0.0)
@@ -388,6 +391,23 @@ def test_timeout_leaves_manager_usable(open_mgr):
     assert np.all(m.front() == 2.0)
 
 
+def test_a_timed_out_synchronize_swaps_nothing_later(open_mgr):
+    """After a TimeoutError the front (and the view of it) stays valid: the
+    abandoned sync does not swap when the worker later gets there (§3.3)."""
+    m = open_mgr((4,))
+    m.pause()
+    m.enqueue(Fill(((0, 4),), 1.0))
+    with pytest.raises(TimeoutError, match="nothing was swapped"):
+        m.synchronize(timeout=0.05)
+    view = m.front()
+    m.resume()
+    wait_until(lambda: m.stats().applied_seq == 1, what="the fill to be applied")
+    time.sleep(0.05)
+    assert m.stats().epoch == 0 and view.tolist() == [0, 0, 0, 0] and m.front().tolist() == [0] * 4
+    assert m.synchronize(timeout=WAIT) == 1
+    assert m.front().tolist() == [1, 1, 1, 1]
+
+
 def test_worker_failure_is_reported_once_and_worker_survives(open_mgr):
     m = open_mgr((4, 4))
     ref = ReferenceModel((4, 4))
@@ -417,6 +437,7 @@ def test_closed_manager(backend):
     assert m.closed
     calls = [
         lambda: m.enqueue(Set((0, 0), 1.0)),
+        lambda: m.enqueue(Set((99, 99), 1.0)),  # closed comes first, whatever the update
         lambda: m.enqueue_many([Set((0, 0), 1.0)]),
         lambda: m.set_many(np.array([[0, 0]]), np.array([1.0])),
         lambda: m.synchronize(timeout=1.0),
@@ -575,3 +596,49 @@ def test_events_record_the_pipeline(open_mgr):
     m.enqueue(Set((3, 3), 1.0))
     more, _ = m.events(nxt)
     assert [e.kind for e in more] == ["enqueue"] or more[0].kind == "enqueue"
+
+
+def test_a_dropped_manager_is_freed(backend):
+    """Dropped without close(), after front() was taken: its worker still ends."""
+    import os
+
+    def os_threads():
+        return len(os.listdir("/proc/self/task"))
+
+    def use_and_drop():
+        m = app.open_manager(backend, (64, 64))
+        m.enqueue(Fill(((0, 64), (0, 64)), 1.0))
+        m.synchronize(timeout=WAIT)
+        assert m.front()[0, 0] == 1.0
+
+    use_and_drop()
+    gc.collect()
+    before = os_threads()
+    for _ in range(5):
+        use_and_drop()
+    deadline = time.monotonic() + WAIT
+    while os_threads() > before and time.monotonic() < deadline:
+        gc.collect()
+        time.sleep(0.01)
+    assert os_threads() <= before, "dropped managers kept their worker threads"
+
+
+def test_catch_up_happens_even_while_paused(open_mgr):
+    """A sync on an idle worker swaps at once; the new back is still brought up
+    to date while the worker is paused (a later sync needs it)."""
+    m = open_mgr((4, 4))
+    m.enqueue(Fill(((0, 2), (0, 4)), 1.0))
+    m.synchronize(timeout=WAIT)
+    m.pause()
+    assert m.synchronize(timeout=WAIT) == 2
+
+    def caught_up_after_epoch_2():
+        evs = m.events()[0]
+        swap2 = next((e.index for e in evs if e.kind == "swap" and e.epoch == 2), None)
+        return swap2 is not None and any(e.kind == "catch-up" and e.index > swap2 for e in evs)
+
+    wait_until(caught_up_after_epoch_2, what="the catch-up after the second swap")
+    m.resume()
+    m.enqueue(Add(((0, 4), (0, 4)), 1.0))
+    m.synchronize(timeout=WAIT)
+    assert m.front()[:2].tolist() == [[2.0] * 4] * 2 and m.front()[2:].tolist() == [[1.0] * 4] * 2

@@ -221,10 +221,16 @@ def test_synchronize_while_paused_is_reported_not_raised(make_window, qtbot):
     s.enqueue(Fill(((0, 8), (0, 8)), 5.0))
     with qtbot.waitSignal(s.sigMessage, timeout=3000) as msg:
         s.synchronize(timeout=0.05)
-    assert "timed out" in msg.args[0] and "Step or Resume" in msg.args[0]
+    assert "timed out" in msg.args[0] and "Step or Resume, then Synchronize" in msg.args[0]
+    epoch = s.epoch
     s.step(1)
+    qtbot.waitUntil(lambda: s.manager.stats().applied_seq == s.manager.stats().last_seq, timeout=3000)
+    qtbot.wait(50)
+    s.poll()
+    assert s.epoch == epoch, "the sync that timed out must not swap later"
+    s.synchronize()
     qtbot.waitUntil(lambda: w.view.front() is not None and w.view.front()[0, 0] == 5.0,
-                    timeout=3000)   # the queued sync swapped once its update was applied
+                    timeout=3000)
 
 
 def test_errors_show_in_the_status_bar(make_window, qtbot):

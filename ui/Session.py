@@ -73,7 +73,6 @@ class Session(QObject):
         self.epoch = 0
         self.last_stats: ManagerStats | None = None
         self.last_error = ""
-        self._sync_queued_at: int | None = None   # epoch when a sync timed out (still queued)
         self._timer = QTimer(self)
         self._timer.setTimerType(Qt.TimerType.PreciseTimer)
         self._timer.timeout.connect(self._tick)
@@ -156,7 +155,6 @@ class Session(QObject):
         self.manager = UpdateRecorder(new)
         self.backend = backend
         self.shape = tuple(new.shape)
-        self._sync_queued_at = None
         if old is not None:
             try:
                 old.close()
@@ -200,8 +198,7 @@ class Session(QObject):
         try:
             self.manager.synchronize(timeout)
         except TimeoutError as exc:
-            self._sync_queued_at = self.epoch
-            hint = " (paused: Step or Resume to reach it)" if self.paused else ""
+            hint = " (paused: Step or Resume, then Synchronize)" if self.paused else ""
             self.sigMessage.emit(f"synchronize: {exc}{hint}")
         except Exception as exc:
             self._report("synchronize", exc)
@@ -220,14 +217,12 @@ class Session(QObject):
         self.last_stats = st
         if st.epoch != self.epoch:
             self.epoch = st.epoch
-            if self._sync_queued_at is not None and st.epoch > self._sync_queued_at:
-                self._sync_queued_at = None
             self.sigFrontChanged.emit(st.epoch)
 
     def _tick(self) -> None:
         if self.manager is None:
             return
-        if self.autosync and not self.paused and self._sync_queued_at is None:
+        if self.autosync and not self.paused:
             self.synchronize(SYNC_TIMEOUT_S)
         else:
             self.poll()

@@ -64,6 +64,8 @@
 #define SPIN_NS 50000
 #define GATHER_NS 20000
 #define GATHER_MIN 64
+/* What remembering one entry for the catch-up costs, in buffer elements. */
+#define ENTRY_COST ((sizeof(entry) + sizeof(float) - 1) / sizeof(float))
 #define SETS_CHUNK 65536
 
 enum { ENTRY_UPDATE = 0, ENTRY_SETS = 1, ENTRY_SYNC = 2 };
@@ -75,6 +77,7 @@ typedef struct entry {
     uint64_t count;     /* element updates (1 for a plain update) */
     uint64_t producer;
     uint64_t ticket;    /* ENTRY_SYNC */
+    int32_t cancelled;  /* ENTRY_SYNC whose synchronize() timed out: no swap for it */
     uint64_t touched;   /* elements written: the cost of catching up on it */
     int64_t start[3], stop[3];  /* region, normalized to 3-d */
     uint64_t offset;    /* BS_OP_SET: flat element offset */
@@ -102,6 +105,7 @@ struct bs_manager {
     pthread_t worker;
     int worker_started;
     int closed;
+    int close_done;               /* bs_close finished: the worker is joined, the queue freed */
 
     entry *ring;
     size_t ring_cap, ring_head, ring_len;
@@ -208,8 +212,8 @@ static void ev_record(bs_manager *m, int kind, uint64_t seq, uint64_t count,
 
 static void entry_free(entry *e)
 {
-    free(e->data);       /* ENTRY_SETS: one block holds offsets and values */
-    if (e->kind == ENTRY_SETS) free(e->offsets);
+    free(e->data);       /* write payload, or the values of element sets */
+    free(e->offsets);    /* offsets of element sets (NULL otherwise) */
     e->data = NULL;
     e->offsets = NULL;
 }
@@ -403,37 +407,38 @@ static int worker_has_work(const bs_manager *m)
  * Its payload is no longer needed: the catch-up copies from the front. */
 static void batch_keep(bs_manager *m, entry *e)
 {
-    if (e->kind != ENTRY_SETS) {
-        free(e->data);
-        e->data = NULL;
+    /* No payload is needed any more: the catch-up copies from the front. */
+    free(e->data);
+    e->data = NULL;
+    if (e->touched == 0 || m->batch_overflow) {   /* nothing to copy, or a full copy anyway */
+        entry_free(e);
+        return;
     }
-    if (!m->batch_overflow) {
-        m->batch_touched += e->touched;
-        if (m->batch_touched > m->nelem) {
-            /* Copying piecewise would cost more than copying the buffer: drop the batch. */
+    /* Each remembered entry costs its elements plus its own bookkeeping; when the
+     * batch costs more than the buffer, copy the buffer instead (memory stays
+     * bounded by about one buffer). */
+    m->batch_touched += e->touched + ENTRY_COST;
+    if (m->batch_touched > m->nelem) {
+        for (size_t i = 0; i < m->batch_len; i++) entry_free(&m->batch[i]);
+        m->batch_len = 0;
+        m->batch_overflow = 1;
+        entry_free(e);
+        return;
+    }
+    if (m->batch_len == m->batch_cap) {
+        size_t ncap = m->batch_cap ? m->batch_cap * 2 : 256;
+        entry *nb = realloc(m->batch, ncap * sizeof *nb);
+        if (!nb) {   /* fall back to a full copy */
             for (size_t i = 0; i < m->batch_len; i++) entry_free(&m->batch[i]);
             m->batch_len = 0;
             m->batch_overflow = 1;
-        } else {
-            if (m->batch_len == m->batch_cap) {
-                size_t ncap = m->batch_cap ? m->batch_cap * 2 : 256;
-                entry *nb = realloc(m->batch, ncap * sizeof *nb);
-                if (nb) {
-                    m->batch = nb;
-                    m->batch_cap = ncap;
-                } else {
-                    for (size_t i = 0; i < m->batch_len; i++) entry_free(&m->batch[i]);
-                    m->batch_len = 0;
-                    m->batch_overflow = 1;   /* fall back to a full copy */
-                }
-            }
-            if (!m->batch_overflow) {
-                m->batch[m->batch_len++] = *e;
-                return;
-            }
+            entry_free(e);
+            return;
         }
+        m->batch = nb;
+        m->batch_cap = ncap;
     }
-    entry_free(e);
+    m->batch[m->batch_len++] = *e;
 }
 
 /* Copies the elements entry e wrote from src to dst. */
@@ -477,6 +482,11 @@ static void catch_up(bs_manager *m, uint64_t *pieces)
     m->batch_len = 0;
     m->batch_touched = 0;
     m->batch_overflow = 0;
+    if (m->batch_cap > 4096) {   /* do not keep a large list for good */
+        free(m->batch);
+        m->batch = NULL;
+        m->batch_cap = 0;
+    }
 }
 
 /* Caller holds mu; everything up to applied_seq is applied and caught up. */
@@ -565,10 +575,13 @@ static void *worker_main(void *arg)
             /* Consecutive markers share one swap. Everything before them is applied. */
             uint64_t ticket = 0;
             while (m->ring_len && ring_peek(m)->kind == ENTRY_SYNC) {
-                ticket = ring_pop(m).ticket;
+                entry mk = ring_pop(m);
                 m->markers_queued--;
+                if (!mk.cancelled) ticket = mk.ticket;
             }
-            swap_buffers(m, ticket);
+            /* Markers whose callers gave up (timed out) do not swap: the front
+             * they were shown stays valid until a synchronize() completes. */
+            if (ticket) swap_buffers(m, ticket);
             continue;   /* the catch-up comes first on the next turn */
         }
 
@@ -631,9 +644,15 @@ static void *worker_main(void *arg)
                 if (!m->worker_err) {
                     m->worker_err = 1;
                     m->worker_err_seq = first;
-                    snprintf(m->worker_msg, sizeof m->worker_msg,
-                             "update seq %llu failed in the worker (injected fault); it was not applied",
-                             (unsigned long long)first);
+                    if (w->n > 1)
+                        snprintf(m->worker_msg, sizeof m->worker_msg,
+                                 "updates seq %llu..%llu failed in the worker (injected fault); "
+                                 "they were not applied",
+                                 (unsigned long long)first, (unsigned long long)(first + w->n - 1));
+                    else
+                        snprintf(m->worker_msg, sizeof m->worker_msg,
+                                 "update seq %llu failed in the worker (injected fault); it was not applied",
+                                 (unsigned long long)first);
                 }
             } else {
                 ev_record_at(m, t_applied, BS_EV_APPLY, first, w->n, w->e.producer, back_slot, w->e.op);
@@ -714,8 +733,7 @@ int bs_create(const bs_config *c, bs_manager **out)
 
     int rc = pthread_create(&m->worker, NULL, worker_main, m);
     if (rc != 0) {
-        m->closed = 1;
-        bs_destroy(m);
+        bs_destroy(m);   /* no worker to join (worker_started is 0) */
         return fail(BS_ETHREAD, "pthread_create failed: %s", strerror(rc));
     }
     m->worker_started = 1;
@@ -727,7 +745,9 @@ int bs_close(bs_manager *m)
 {
     CHECK_M(m);
     pthread_mutex_lock(&m->mu);
-    if (m->closed && !m->worker_started) {
+    if (m->closed) {
+        /* Closed, or being closed by another thread: return once that is done. */
+        while (!m->close_done) pthread_cond_wait(&m->sync_cv, &m->mu);
         pthread_mutex_unlock(&m->mu);
         return BS_OK;
     }
@@ -754,6 +774,8 @@ int bs_close(bs_manager *m)
     m->has_cur = 0;
     for (size_t i = 0; i < m->batch_len; i++) entry_free(&m->batch[i]);
     m->batch_len = 0;
+    m->close_done = 1;
+    pthread_cond_broadcast(&m->sync_cv);
     pthread_mutex_unlock(&m->mu);
     return BS_OK;
 }
@@ -782,7 +804,7 @@ static int wait_for_room(bs_manager *m, uint64_t units, int block)
 {
     for (;;) {
         if (m->closed) return fail(BS_ECLOSED, "manager is closed");
-        if (m->pending + units <= m->max_pending) return BS_OK;
+        if (units <= m->max_pending && m->pending <= m->max_pending - units) return BS_OK;
         if (!block)
             return fail(BS_EFULL, "queue full: %llu of %llu element updates pending",
                         (unsigned long long)m->pending, (unsigned long long)m->max_pending);
@@ -843,6 +865,7 @@ int bs_enqueue_batch(bs_manager *m, const bs_update *u, size_t n, uint64_t produ
     CHECK_M(m);
     if (n == 0) return BS_OK;
     if (!u) return fail(BS_EINVAL, "updates is NULL");
+    if (n > SIZE_MAX / sizeof(entry)) return fail(BS_EINVAL, "a batch of %zu updates is too many", n);
     entry *es = malloc(n * sizeof *es);
     if (!es) return fail(BS_ENOMEM, "cannot allocate %zu updates", n);
     int rc = BS_OK;
@@ -925,9 +948,7 @@ int bs_set_many(bs_manager *m, const int64_t *indices, const float *values, size
     if (!indices || !values) return fail(BS_EINVAL, "indices or values is NULL");
     const int nd = m->ndim;
     uint64_t chunk = m->max_pending < SETS_CHUNK ? m->max_pending : SETS_CHUNK;
-    if (!block && n > m->max_pending)
-        return fail(BS_EFULL, "%zu sets exceed the queue bound of %llu", n,
-                    (unsigned long long)m->max_pending);
+    if (n > SIZE_MAX / 16) return fail(BS_EINVAL, "set_many: %zu elements is too many", n);
     size_t nchunks = (n + chunk - 1) / chunk;
     entry *es = calloc(nchunks, sizeof *es);
     if (!es) return fail(BS_ENOMEM, "cannot allocate %zu chunks", nchunks);
@@ -967,6 +988,9 @@ int bs_set_many(bs_manager *m, const int64_t *indices, const float *values, size
         }
         if (!rc) memcpy(e->data, values + lo, cnt * sizeof(float));
     }
+    if (!rc && !block && n > m->max_pending)   /* valid, but it can never fit at once */
+        rc = fail(BS_EFULL, "%zu sets exceed the queue bound of %llu", n,
+                  (unsigned long long)m->max_pending);
     size_t pushed = 0;
     if (!rc) {
         pthread_mutex_lock(&m->mu);
@@ -990,6 +1014,18 @@ int bs_set_many(bs_manager *m, const int64_t *indices, const float *values, size
 }
 
 /* ---------------------------------------------------------------- sync & front */
+
+/* Caller holds mu: the marker of `ticket` (still queued) will not swap. */
+static void cancel_marker(bs_manager *m, uint64_t ticket)
+{
+    for (size_t i = 0; i < m->ring_len; i++) {
+        entry *e = &m->ring[(m->ring_head + i) % m->ring_cap];
+        if (e->kind == ENTRY_SYNC && e->ticket == ticket) {
+            e->cancelled = 1;
+            return;
+        }
+    }
+}
 
 /* Caller holds mu, which this releases: the end of a completed synchronize. */
 static int sync_done(bs_manager *m, uint64_t *epoch_out)
@@ -1035,7 +1071,7 @@ int bs_synchronize(bs_manager *m, double timeout_s, uint64_t *epoch_out)
         /* Idle worker, everything applied: swap here, no round trip. */
         uint64_t ticket = ++m->tickets_issued;
         swap_buffers(m, ticket);
-        wake_worker(m);   /* for the catch-up */
+        wake_worker_now(m);   /* for the catch-up, which it does even when paused */
         return sync_done(m, epoch_out);
     }
     entry marker;
@@ -1057,12 +1093,15 @@ int bs_synchronize(bs_manager *m, double timeout_s, uint64_t *epoch_out)
         int w = timed ? pthread_cond_timedwait(&m->sync_cv, &m->mu, &deadline)
                       : pthread_cond_wait(&m->sync_cv, &m->mu);
         if (w == ETIMEDOUT && m->tickets_done < ticket) {
+            /* Not swapped yet, so the marker is still queued: cancel it. */
+            cancel_marker(m, ticket);
             uint64_t pend = m->pending;
+            int paused = m->paused;
             pthread_mutex_unlock(&m->mu);
             return fail(BS_ETIMEDOUT,
                         "synchronize timed out after %.3f s (%llu updates still pending%s); "
-                        "the sync stays queued",
-                        timeout_s, (unsigned long long)pend, m->paused ? ", worker paused" : "");
+                        "nothing was swapped",
+                        timeout_s, (unsigned long long)pend, paused ? ", worker paused" : "");
         }
     }
     if (m->tickets_done < ticket) {
@@ -1121,7 +1160,7 @@ int bs_step(bs_manager *m, uint64_t n)
     pthread_mutex_lock(&m->mu);
     int closed = m->closed;
     if (!closed && m->paused) {
-        m->step_credits += n;
+        m->step_credits = n > UINT64_MAX - m->step_credits ? UINT64_MAX : m->step_credits + n;
         wake_worker_now(m);
     }
     int paused = m->paused;

@@ -107,7 +107,8 @@ const char *bs_strerror(int status);
 const char *bs_last_error(void);
 
 int bs_create(const bs_config *config, bs_manager **out);
-/* Stops and joins the worker; pending updates are dropped. Idempotent. Every
+/* Stops and joins the worker; pending updates are dropped. Idempotent, and a
+ * concurrent second call returns only once the first has finished. Every
  * later call except bs_front/bs_stats/bs_destroy returns BS_ECLOSED. */
 int bs_close(bs_manager *m);
 /* Closes if needed and frees everything. No other call may be in flight. */
@@ -131,7 +132,8 @@ int bs_set_many(bs_manager *m, const int64_t *indices, const float *values, size
                 uint64_t producer, int block, uint64_t *seqs_out, size_t *bad_index_out);
 
 /* Waits until everything enqueued before the call is applied and swapped into
- * the front. timeout_s < 0 waits forever. */
+ * the front. timeout_s < 0 waits forever. On BS_ETIMEDOUT nothing is swapped
+ * for this call (the front stays as it was); the updates stay queued. */
 int bs_synchronize(bs_manager *m, double timeout_s, uint64_t *epoch_out);
 /* The front buffer (valid until the next synchronize) and its epoch. */
 int bs_front(bs_manager *m, const float **data_out, uint64_t *epoch_out);
@@ -148,8 +150,9 @@ int bs_step(bs_manager *m, uint64_t n);
 int bs_events_read(bs_manager *m, uint64_t since, bs_event *out, size_t cap,
                    size_t *n_out, uint64_t *next_out);
 
-/* Testing aid: the next `after`-th update the worker applies fails (is skipped)
- * with BS_EWORKER, reported by the next bs_synchronize. */
+/* Testing aid: the `after`-th queue entry the worker applies from now on (one
+ * update, or one chunk of a bs_set_many) fails: it is skipped, and the next
+ * bs_synchronize reports BS_EWORKER naming its sequence numbers. */
 int bs_inject_worker_fault(bs_manager *m, uint64_t after);
 
 #ifdef __cplusplus
