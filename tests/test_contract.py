@@ -642,3 +642,30 @@ def test_catch_up_happens_even_while_paused(open_mgr):
     m.enqueue(Add(((0, 4), (0, 4)), 1.0))
     m.synchronize(timeout=WAIT)
     assert m.front()[:2].tolist() == [[2.0] * 4] * 2 and m.front()[2:].tolist() == [[1.0] * 4] * 2
+
+
+def test_large_writes_idle_worker_and_queued_alike(open_mgr):
+    """Writes of 65,536+ elements may be copied by the producer itself when the
+    worker is idle; mixed with queued updates, pauses and syncs the result is
+    still the reference, bit for bit."""
+    shape = (512, 512)
+    m = open_mgr(shape)
+    ref = ReferenceModel(shape)
+    rng = np.random.default_rng(11)
+
+    def both(u):
+        m.enqueue(u)
+        ref.apply(u)
+
+    for epoch in range(4):
+        both(Write(((0, 512), (0, 512)), rng.standard_normal(shape).astype(np.float32)))
+        both(Add(((100, 300), (0, 512)), 0.25))
+        both(Write(((256, 512), (256, 512)), rng.standard_normal((256, 256))))
+        if epoch == 2:
+            m.pause()  # queued now, applied by the worker after resume
+            both(Write(((0, 256), (0, 512)), np.full((256, 512), -3.5)))
+            m.resume()
+        both(Scale(((0, 512), (128, 130)), -2.0))
+        m.synchronize(timeout=WAIT)
+        ref.synchronize()
+        assert_front(m, ref)

@@ -34,6 +34,11 @@
  * instead (and stops remembering, so memory stays bounded). Both buffers are
  * equal after every catch-up, so the back is never stale.
  *
+ * A large write enqueued while the worker is idle and nothing is queued is
+ * copied by the producer itself straight into the back (try_direct_write): the
+ * same order, one copy fewer. It claims the back with direct_busy, which holds
+ * off the worker and every swap until the copy is recorded.
+ *
  * A synchronize() that finds the worker idle and everything applied swaps by
  * itself under the lock (no round trip through the worker) and leaves the
  * catch-up to the worker, which does it before anything else. A second swap
@@ -64,6 +69,9 @@
 #define SPIN_NS 50000
 #define GATHER_NS 20000
 #define GATHER_MIN 64
+/* A write of at least this many elements, enqueued while the worker is idle with
+ * nothing queued, is copied by the producer straight into the back buffer. */
+#define DIRECT_MIN (1 << 16)
 /* What remembering one entry for the catch-up costs, in buffer elements. */
 #define ENTRY_COST ((sizeof(entry) + sizeof(float) - 1) / sizeof(float))
 #define SETS_CHUNK 65536
@@ -120,6 +128,7 @@ struct bs_manager {
     int worker_waiting;           /* the worker sleeps on work_cv: wake it with a signal */
     int worker_busy;              /* the worker applies a chunk with the lock dropped */
     int catchup_pending;          /* a swap happened; the new back is not caught up yet */
+    int direct_busy;              /* a producer copies a large write straight into the back */
     uint64_t kick;                /* bumped (atomically) whenever there may be new work */
     uint64_t urgent;              /* bumped (atomically) when the worker must not dawdle */
     uint64_t queued_units;        /* atomic mirror of `pending`, read while spinning */
@@ -395,6 +404,7 @@ static void apply_entry(const bs_manager *m, float *b, const entry *e, uint64_t 
 /* Caller holds mu: is there anything the worker may do now? */
 static int worker_has_work(const bs_manager *m)
 {
+    if (m->direct_busy) return 0;   /* a producer writes the back; everything waits */
     if (m->catchup_pending) return 1;
     int may_apply = !m->paused || m->step_credits > 0;
     if (m->has_cur) return may_apply;
@@ -568,6 +578,7 @@ static void *worker_main(void *arg)
             m->worker_busy = 0;
             m->catchup_pending = 0;
             ev_record(m, BS_EV_CATCHUP, m->visible_seq, pieces, 0, 1 - m->front_slot, -1);
+            pthread_cond_broadcast(&m->sync_cv);   /* a direct write may wait for this */
             continue;
         }
 
@@ -829,6 +840,54 @@ static int push_entry(bs_manager *m, entry *e)
     return BS_OK;
 }
 
+/* Caller holds mu: may a producer apply an update itself, right now? Only when
+ * that cannot change the order: nothing queued or half applied, the worker idle,
+ * the back caught up, nothing paused, no other direct write. */
+static int direct_write_allowed(const bs_manager *m)
+{
+    return !m->closed && m->ring_len == 0 && !m->has_cur && !m->worker_busy &&
+           !m->catchup_pending && !m->paused && !m->direct_busy &&
+           m->applied_seq == m->last_seq && m->fault_countdown == 0;
+}
+
+/* A large write with an idle worker: the producer copies the caller's data
+ * straight into the back buffer (one copy instead of two: no payload copy for
+ * the worker to apply). The back is claimed with direct_busy, which stops the
+ * worker and every swap until the copy is recorded, so the order is the queue's.
+ * Returns 1 when it did the write, 0 when the normal path must. */
+static int try_direct_write(bs_manager *m, entry *e, const float *data, uint64_t *seq_out)
+{
+    pthread_mutex_lock(&m->mu);
+    /* The worker only catching up after a swap, nothing queued: waiting for it
+     * is cheaper than a payload copy the worker would copy again. */
+    while (!m->closed && m->ring_len == 0 && !m->has_cur && !m->paused && m->catchup_pending)
+        pthread_cond_wait(&m->sync_cv, &m->mu);   /* the worker broadcasts when caught up */
+    if (!direct_write_allowed(m)) {
+        pthread_mutex_unlock(&m->mu);
+        return 0;
+    }
+    m->direct_busy = 1;
+    e->seq = ++m->last_seq;
+    int back_slot = 1 - m->front_slot;
+    float *back = m->buf[back_slot];
+    ev_record(m, BS_EV_ENQUEUE, e->seq, 1, e->producer, back_slot, e->op);
+    pthread_mutex_unlock(&m->mu);
+
+    e->data = (float *)data;   /* borrowed for the copy, never freed here */
+    apply_region(m, back, e);
+    e->data = NULL;
+
+    pthread_mutex_lock(&m->mu);
+    m->direct_busy = 0;
+    m->applied_seq = e->seq;
+    ev_record(m, BS_EV_APPLY, e->seq, 1, e->producer, back_slot, e->op);
+    batch_keep(m, e);
+    wake_worker_now(m);   /* it may have work (or a sync) that waited for us */
+    if (seq_out) *seq_out = e->seq;
+    pthread_mutex_unlock(&m->mu);
+    return 1;
+}
+
 int bs_enqueue(bs_manager *m, const bs_update *u, uint64_t producer, int block, uint64_t *seq_out)
 {
     CHECK_M(m);
@@ -836,6 +895,9 @@ int bs_enqueue(bs_manager *m, const bs_update *u, uint64_t producer, int block, 
     int rc = validate_update(m, u, &e);
     if (rc) return rc;
     e.producer = producer;
+    if (block && e.op == BS_OP_WRITE && e.touched >= DIRECT_MIN &&
+        try_direct_write(m, &e, u->data, seq_out))
+        return BS_OK;
     if ((rc = copy_payload(&e, u))) return rc;
     pthread_mutex_lock(&m->mu);
     rc = wait_for_room(m, 1, block);
@@ -1067,7 +1129,7 @@ int bs_synchronize(bs_manager *m, double timeout_s, uint64_t *epoch_out)
     }
     ev_record(m, BS_EV_SYNC_BEGIN, m->last_seq, 0, 0, m->front_slot, -1);
     if (m->ring_len == 0 && !m->has_cur && !m->worker_busy && !m->catchup_pending &&
-        m->applied_seq == m->last_seq) {
+        !m->direct_busy && m->applied_seq == m->last_seq) {
         /* Idle worker, everything applied: swap here, no round trip. */
         uint64_t ticket = ++m->tickets_issued;
         swap_buffers(m, ticket);

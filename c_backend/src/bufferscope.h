@@ -4,7 +4,9 @@
  * A manager owns two float32 buffers (front and back) of the same N-d shape
  * (1 <= ndim <= 3) and one persistent worker thread. Producers enqueue updates
  * (set, fill, add, scale, write, and batches of sets); the worker applies them to
- * the back buffer in FIFO order. bs_synchronize() waits until everything queued
+ * the back buffer in FIFO order (a large write enqueued while the worker is idle
+ * and nothing is queued is copied straight into the back by the enqueuing
+ * thread instead: the same order, one copy fewer). bs_synchronize() waits until everything queued
  * before the call is applied, then front and back are swapped (a pointer
  * exchange) and the worker brings the new back up to date by copying from the
  * front just the elements the last batch wrote (the whole buffer when the batch

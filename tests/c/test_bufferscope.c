@@ -258,6 +258,53 @@ static void test_close_wakes_waiters(void)
     bs_destroy(g_closing);
 }
 
+#define BIG 512
+typedef struct { bs_manager *m; int64_t r0; float v; float *block; } writer_arg;
+
+/* Large writes (copied by the producer straight into the back when the worker
+ * is idle) racing with small updates elsewhere and with synchronizers. */
+static void *big_writer(void *p)
+{
+    writer_arg *a = p;
+    for (int i = 0; i < 40; i++) {
+        for (size_t k = 0; k < (size_t)(BIG / 2) * BIG; k++) a->block[k] = a->v + (float)i;
+        bs_update u = region_update(BS_OP_WRITE, a->r0, a->r0 + BIG / 2, 0, BIG, 0.0);
+        u.data = a->block;
+        CHECK(bs_enqueue(a->m, &u, 1, 1, NULL) == BS_OK);
+        memset(a->block, 0xff, (size_t)(BIG / 2) * BIG * sizeof(float)); /* copied already */
+        bs_update add = region_update(BS_OP_ADD, a->r0, a->r0 + 1, 0, 1, 0.5);
+        CHECK(bs_enqueue(a->m, &add, 1, 1, NULL) == BS_OK);
+    }
+    return NULL;
+}
+
+static void test_large_writes(void)
+{
+    bs_manager *m = make(2, BIG, BIG, 1024);
+    writer_arg a[2] = {{m, 0, 100.0f, malloc((size_t)(BIG / 2) * BIG * sizeof(float))},
+                       {m, BIG / 2, 200.0f, malloc((size_t)(BIG / 2) * BIG * sizeof(float))}};
+    pthread_t t[3];
+    pthread_create(&t[0], NULL, big_writer, &a[0]);
+    pthread_create(&t[1], NULL, big_writer, &a[1]);
+    pthread_create(&t[2], NULL, syncer, m);
+    for (int i = 0; i < 3; i++) pthread_join(t[i], NULL);
+    CHECK(bs_synchronize(m, 10.0, NULL) == BS_OK);
+    const float *f;
+    bs_front(m, &f, NULL);
+    /* last write of each half is v + 39, then its add of 0.5 on element (r0, 0) */
+    CHECK(f[0] == 139.5f && f[1] == 139.0f && f[BIG * BIG / 2 - 1] == 139.0f);
+    CHECK(f[(BIG / 2) * BIG] == 239.5f && f[BIG * BIG - 1] == 239.0f);
+    /* the back caught up: one more small update and sync keeps both halves */
+    bs_update add = region_update(BS_OP_ADD, 0, BIG, 1, 2, 1.0);
+    CHECK(bs_enqueue(m, &add, 0, 1, NULL) == BS_OK);
+    CHECK(bs_synchronize(m, 10.0, NULL) == BS_OK);
+    bs_front(m, &f, NULL);
+    CHECK(f[1] == 140.0f && f[2] == 139.0f && f[(BIG / 2) * BIG + 1] == 240.0f);
+    free(a[0].block);
+    free(a[1].block);
+    bs_destroy(m);
+}
+
 static void test_create_destroy_cycles(void)
 {
     for (int i = 0; i < 200; i++) {
@@ -275,6 +322,7 @@ int main(void)
     test_pause_timeout_full_and_fault();
     test_close_wakes_waiters();
     test_producers_and_syncers();
+    test_large_writes();
     test_create_destroy_cycles();
     if (failures) {
         fprintf(stderr, "%d checks failed\n", failures);
