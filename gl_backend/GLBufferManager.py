@@ -434,19 +434,23 @@ class _Core:
         finally:
             self.lock.release()
 
+    def _unlocked(self, work):
+        """Lock held on entry and exit: run ``work()`` with it dropped (GPU work
+        must not block producers); returns ``(result, None)`` or ``(None, exc)``."""
+        self.lock.release()
+        try:
+            return work(), None
+        except Exception as exc:
+            return None, exc
+        finally:
+            self.lock.acquire()
+
     def _serve_read(self) -> None:
         """Lock held on entry and exit; dropped while reading."""
         want, slot, epoch = self.reads.requested, self.front_slot, self.epoch
-        self.lock.release()
-        try:
-            arr = self.gpu.read(slot, self.shape)
-            arr.flags.writeable = False
-            err = None
-        except Exception as exc:
-            arr, err = None, exc
-        finally:
-            self.lock.acquire()
+        arr, err = self._unlocked(lambda: self.gpu.read(slot, self.shape))
         if arr is not None:
+            arr.flags.writeable = False
             self.front_cache = (epoch, arr)
         elif not self.worker_err:
             self._set_error(self.visible_seq, f"reading the front back failed: {err}")
@@ -461,14 +465,7 @@ class _Core:
             self.ranges.done = want   # asked twice in one epoch: already known
             self.sync_cv.notify_all()
             return
-        self.lock.release()
-        try:
-            rng = self.gpu.finite_range(slot)
-            err = None
-        except Exception as exc:
-            rng, err = None, exc
-        finally:
-            self.lock.acquire()
+        rng, err = self._unlocked(lambda: self.gpu.finite_range(slot))
         if err is None:
             self.range_cache = (epoch, rng)
         elif not self.worker_err:
@@ -484,14 +481,7 @@ class _Core:
         while self.queue and self.queue[0].kind == _SYNC:
             markers.append(self.queue.popleft())
             self.markers_queued -= 1
-        self.lock.release()
-        try:
-            self.gpu.wait()
-            err = None
-        except Exception as exc:
-            err = exc
-        finally:
-            self.lock.acquire()
+        _, err = self._unlocked(self.gpu.wait)
         if err is not None and not self.worker_err:
             self._set_error(self.applied_seq, f"waiting for the GPU failed: {err}")
         live = [mk.ticket for mk in markers if not mk.cancelled]
@@ -506,14 +496,8 @@ class _Core:
         self.ev_record("visible", self.visible_seq, 0, 0, self.front_slot, "")
         self.sync_cv.notify_all()
         front, back = self.front_slot, 1 - self.front_slot
-        self.lock.release()
-        try:
-            replayed = self._catch_up(front, back)
-            err = None
-        except Exception as exc:
-            replayed, err = 0, exc
-        finally:
-            self.lock.acquire()
+        replayed, err = self._unlocked(lambda: self._catch_up(front, back))
+        replayed = replayed or 0
         if err is not None and not self.worker_err:
             self._set_error(self.visible_seq, f"bringing the new back up to date failed: {err}")
         self.ev_record("catch-up", self.visible_seq, replayed, 0, back, "")
