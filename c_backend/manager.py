@@ -226,7 +226,8 @@ class CBufferManager(BufferManager):
         self._check_open()
         data = ffi.new("const float **")
         epoch = ffi.new("uint64_t *")
-        lib.bs_front(self._h, data, epoch)
+        if rc := lib.bs_front(self._h, data, epoch):
+            _raise(rc)
         ptr = int(ffi.cast("uintptr_t", data[0]))
         cached = self._front_cache
         if cached is not None and cached[0] == ptr and cached[1] == epoch[0]:
@@ -241,12 +242,14 @@ class CBufferManager(BufferManager):
                 return
             self._closed = True
             self._front_cache = None
-            lib.bs_close(self._h)
+            if rc := lib.bs_close(self._h):
+                _raise(rc)
 
     def stats(self) -> ManagerStats:
         self._check_open()
         s = ffi.new("bs_stats *")
-        lib.bs_stats_get(self._h, s)
+        if rc := lib.bs_stats_get(self._h, s):
+            _raise(rc)
         return ManagerStats(
             epoch=s.epoch,
             last_seq=s.last_seq,
@@ -266,7 +269,8 @@ class CBufferManager(BufferManager):
         nxt = ffi.new("uint64_t *")
         cursor = max(0, int(since))
         while True:
-            lib.bs_events_read(self._h, cursor, buf, 4096, n, nxt)
+            if rc := lib.bs_events_read(self._h, cursor, buf, 4096, n, nxt):
+                _raise(rc)
             for k in range(n[0]):
                 e = buf[k]
                 out.append(Event(
@@ -310,4 +314,5 @@ class CBufferManager(BufferManager):
         after = _as_int(after, "after")
         if not 1 <= after < 2**64:
             raise ValueError(f"after must be >= 1, got {after}")
-        lib.bs_inject_worker_fault(self._h, after)
+        if rc := lib.bs_inject_worker_fault(self._h, after):
+            _raise(rc)
