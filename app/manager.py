@@ -50,6 +50,20 @@ class ManagerStats:
     paused: bool
     events_recorded: int
 
+    @classmethod
+    def read(cls, counters: object, events_recorded: int) -> ManagerStats:
+        """From any object with the counters as attributes (a backend's state, a C struct)."""
+        return cls(
+            epoch=int(counters.epoch),
+            last_seq=int(counters.last_seq),
+            applied_seq=int(counters.applied_seq),
+            visible_seq=int(counters.visible_seq),
+            pending=int(counters.pending),
+            max_pending=int(counters.max_pending),
+            paused=bool(counters.paused),
+            events_recorded=int(events_recorded),
+        )
+
 
 class BufferManager(abc.ABC):
     """An asynchronous double-buffered float32 buffer (SPEC §3).

@@ -250,16 +250,7 @@ class CBufferManager(BufferManager):
         s = ffi.new("bs_stats *")
         if rc := lib.bs_stats_get(self._h, s):
             _raise(rc)
-        return ManagerStats(
-            epoch=s.epoch,
-            last_seq=s.last_seq,
-            applied_seq=s.applied_seq,
-            visible_seq=s.visible_seq,
-            pending=s.pending,
-            max_pending=s.max_pending,
-            paused=bool(s.paused),
-            events_recorded=s.events_recorded,
-        )
+        return ManagerStats.read(s, s.events_recorded)
 
     def events(self, since: int = 0) -> tuple[list[Event], int]:
         self._check_open()

@@ -1008,16 +1008,7 @@ class GLBufferManager(BufferManager):
         self._check_open()
         core = self._core
         with core.lock:
-            return ManagerStats(
-                epoch=core.epoch,
-                last_seq=core.last_seq,
-                applied_seq=core.applied_seq,
-                visible_seq=core.visible_seq,
-                pending=core.pending,
-                max_pending=core.max_pending,
-                paused=core.paused,
-                events_recorded=core.ev_count,
-            )
+            return ManagerStats.read(core, core.ev_count)
 
     def events(self, since: int = 0) -> tuple[list[Event], int]:
         self._check_open()
