@@ -268,7 +268,12 @@ def validate_set_many(
     if vals.ndim != 1 or vals.shape[0] != idx.shape[0]:
         raise ValueError(f"values must have shape ({idx.shape[0]},), got {vals.shape}")
     idx = np.ascontiguousarray(idx, dtype=np.int64)
-    if check_bounds and idx.size:
+    # Bounds: one unsigned max per dimension (a negative index is huge as uint64);
+    # the element-wise pass runs only to name the first bad element.
+    as_unsigned = idx.view(np.uint64)
+    if check_bounds and idx.size and any(
+        int(as_unsigned[:, d].max()) >= size for d, size in enumerate(shape)
+    ):
         bad = (idx < 0) | (idx >= np.asarray(shape, dtype=np.int64))
         if bad.any():
             row, dim = np.argwhere(bad)[0]

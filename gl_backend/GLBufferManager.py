@@ -819,17 +819,11 @@ class GLBufferManager(BufferManager):
 
     def set_many(self, indices: object, values: object, block: bool = True) -> np.ndarray:
         self._check_open()
-        idx, vals = validate_set_many(indices, values, self.shape, check_bounds=False)
+        idx, vals = validate_set_many(indices, values, self.shape)
         n = len(vals)
         seqs = np.empty(n, dtype=np.uint64)
         if n == 0:
             return seqs
-        # Bounds in one unsigned pass per dimension (a negative index is huge as
-        # uint64); the checked pass runs only to name the bad element.
-        as_unsigned = idx.view(np.uint64)
-        for d, size in enumerate(self.shape):
-            if int(as_unsigned[:, d].max()) >= size:
-                validate_set_many(indices, values, self.shape)
         core = self._core
         if not block and n > core.max_pending:
             raise queue.Full(f"{n} sets exceed the queue bound of {core.max_pending}")
