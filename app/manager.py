@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import ManagerClosedError
-from .updates import Shape, Update
+from .updates import Shape, Update, _as_int, validate, validate_all, validate_set_many
 
 DEFAULT_MAX_PENDING = 1 << 18
 DEFAULT_EVENT_CAPACITY = 1 << 16
@@ -65,6 +65,28 @@ class ManagerStats:
         )
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend offers beyond the contract, declared (never probed with ``hasattr``).
+
+    front_texture
+        ``front_texture()`` and ``texture_size``: the front as a GL texture that a
+        viewer whose context shares objects with the manager's can sample.
+    gpu_range
+        ``front_range()``/``request_front_range()``: the front's finite min/max reduced
+        by the backend itself, once per epoch, without reading the buffer back.
+    gl_info
+        ``gl_info()``: vendor, renderer and version of the backend's own context.
+    """
+
+    front_texture: bool = False
+    gpu_range: bool = False
+    gl_info: bool = False
+
+
+MAX_COUNT = (1 << 63) - 1   # step/fault/events arguments: anything larger is refused
+
+
 class BufferManager(abc.ABC):
     """An asynchronous double-buffered float32 buffer (SPEC §3).
 
@@ -72,9 +94,20 @@ class BufferManager(abc.ABC):
     them to the back buffer in FIFO order; ``synchronize`` waits until everything
     queued before it is applied, then swaps, and the new front is what
     ``front()`` returns until the next synchronize.
+
+    The public methods are template methods: they check that the manager is open
+    and validate every argument here, once, for every backend (so all backends
+    accept and refuse exactly the same input), then call the backend's ``_name``
+    method with normalized arguments. A backend may override a public method only
+    for a fast path that accepts and refuses exactly what the base would.
     """
 
     backend: str = ""
+    capabilities: Capabilities = Capabilities()
+    #: ``validate`` copies Write payloads unless the backend copies them itself.
+    _copies_payload: bool = False
+    #: ``set_many`` bounds are checked by the backend itself (with the same message).
+    _checks_set_bounds: bool = False
 
     def __init__(self, shape: Shape, fill: float, max_pending: int) -> None:
         self.shape: Shape = tuple(shape)
@@ -85,50 +118,109 @@ class BufferManager(abc.ABC):
         self._producers: dict[int, str] = {}
         self._closed = False
 
-    # -- the contract ------------------------------------------------------------
-    @abc.abstractmethod
+    # -- the contract: validation here, the work in the backend ------------------------
     def enqueue(self, update: Update, block: bool = True) -> int:
         """Queue one update; returns its sequence number. Raises ValueError when invalid."""
+        self._check_open()
+        u = validate(update, self.shape, copy=not self._copies_payload)
+        return self._enqueue(u, bool(block))
 
-    @abc.abstractmethod
     def enqueue_many(self, updates: Iterable[Update], block: bool = True) -> list[int]:
         """Queue several updates in one call (all validated first: all or nothing)."""
+        self._check_open()
+        valid = validate_all(updates, self.shape, copy=not self._copies_payload)
+        if not valid:
+            return []
+        return self._enqueue_many(valid, bool(block))
 
-    @abc.abstractmethod
     def set_many(self, indices: object, values: object, block: bool = True) -> np.ndarray:
         """Vectorized sets, ``(n, ndim)`` ints and ``(n,)`` floats, in array order."""
+        self._check_open()
+        idx, vals = validate_set_many(indices, values, self.shape,
+                                      check_bounds=not self._checks_set_bounds)
+        if len(vals) == 0:
+            return np.empty(0, dtype=np.uint64)
+        return self._set_many(idx, vals, bool(block))
 
-    @abc.abstractmethod
     def synchronize(self, timeout: float | None = None) -> int:
         """Wait until everything queued before the call is visible; returns the epoch."""
+        self._check_open()
+        return self._synchronize(check_timeout(timeout))
 
-    @abc.abstractmethod
     def front(self) -> np.ndarray:
         """The front buffer, read-only, valid until the next synchronize()."""
+        self._check_open()
+        return self._front()
+
+    def stats(self) -> ManagerStats:
+        """Counters: epoch, sequence numbers, queue depth."""
+        self._check_open()
+        return self._stats()
+
+    def events(self, since: int = 0) -> tuple[list[Event], int]:
+        """Ordering events with index >= since, and the index to ask for next."""
+        self._check_open()
+        return self._events(check_count(since, "since", minimum=0))
+
+    def pause(self) -> None:
+        """Stop applying updates (syncs of already applied work still complete)."""
+        self._check_open()
+        self._set_paused(True)
+
+    def resume(self) -> None:
+        """Apply updates again."""
+        self._check_open()
+        self._set_paused(False)
+
+    def step(self, n: int = 1) -> None:
+        """While paused: let the worker apply exactly n more element updates."""
+        self._check_open()
+        n = check_count(n, "step count", minimum=0)
+        if not self._stats().paused:
+            raise ValueError("step needs a paused worker")
+        self._step(n)
+
+    def inject_worker_fault(self, after: int = 1) -> None:
+        """Testing aid: the ``after``-th queue entry the worker applies from now on (one
+        update, or one chunk of a ``set_many``) fails: it is skipped, and the next
+        synchronize() raises BackendError naming its sequence numbers."""
+        self._check_open()
+        self._inject_worker_fault(check_count(after, "after", minimum=1))
 
     @abc.abstractmethod
     def close(self) -> None:
         """Stop and join the worker and free the buffers. Idempotent."""
 
+    # -- what a backend implements (arguments already validated) ------------------------
     @abc.abstractmethod
-    def stats(self) -> ManagerStats:
-        """Counters: epoch, sequence numbers, queue depth."""
+    def _enqueue(self, update: Update, block: bool) -> int: ...
 
     @abc.abstractmethod
-    def events(self, since: int = 0) -> tuple[list[Event], int]:
-        """Ordering events with index >= since, and the index to ask for next."""
+    def _enqueue_many(self, updates: list[Update], block: bool) -> list[int]: ...
 
     @abc.abstractmethod
-    def pause(self) -> None:
-        """Stop applying updates (syncs of already applied work still complete)."""
+    def _set_many(self, indices: np.ndarray, values: np.ndarray, block: bool) -> np.ndarray: ...
 
     @abc.abstractmethod
-    def resume(self) -> None:
-        """Apply updates again."""
+    def _synchronize(self, timeout: float | None) -> int: ...
 
     @abc.abstractmethod
-    def step(self, n: int = 1) -> None:
-        """While paused: let the worker apply exactly n more element updates."""
+    def _front(self) -> np.ndarray: ...
+
+    @abc.abstractmethod
+    def _stats(self) -> ManagerStats: ...
+
+    @abc.abstractmethod
+    def _events(self, since: int) -> tuple[list[Event], int]: ...
+
+    @abc.abstractmethod
+    def _set_paused(self, paused: bool) -> None: ...
+
+    @abc.abstractmethod
+    def _step(self, n: int) -> None: ...
+
+    @abc.abstractmethod
+    def _inject_worker_fault(self, after: int) -> None: ...
 
     # -- shared conveniences ------------------------------------------------------
     @property
@@ -164,16 +256,39 @@ class BufferManager(abc.ABC):
         return f"<{type(self).__name__} {self.backend} shape={self.shape} {state}>"
 
 
+def check_count(n: object, what: str, minimum: int = 0) -> int:
+    """An integer argument in ``[minimum, MAX_COUNT]`` (ValueError naming it otherwise)."""
+    n = _as_int(n, what)
+    if n < minimum:
+        raise ValueError(f"{what} must be >= {minimum}, got {n}")
+    if n > MAX_COUNT:
+        raise ValueError(f"{what} must be < 2**63, got {n}")
+    return n
+
+
 def check_open_args(shape: object, fill: object, max_pending: object) -> tuple[Shape, float, int]:
     """Shared validation of ``open_manager`` arguments (ValueError naming the problem)."""
-    from .updates import _as_int, as_value, validate_shape
+    from .updates import as_value, validate_shape
 
     shp = validate_shape(shape)
     f = as_value(fill, "fill")
     mp = _as_int(max_pending, "max_pending")
     if mp < 1:
         raise ValueError(f"max_pending must be >= 1, got {mp}")
+    if mp > MAX_COUNT:
+        raise ValueError(f"max_pending must be < 2**63, got {mp}")
     return shp, f, mp
+
+
+MAX_EVENT_CAPACITY = 1 << 26
+
+
+def check_event_capacity(event_capacity: object) -> int:
+    """The size of a manager's event ring: 0 (none kept) to ``MAX_EVENT_CAPACITY``."""
+    n = _as_int(event_capacity, "event_capacity")
+    if not 0 <= n <= MAX_EVENT_CAPACITY:
+        raise ValueError(f"event_capacity must be between 0 and {MAX_EVENT_CAPACITY}, got {n}")
+    return n
 
 
 def check_timeout(timeout: object) -> float | None:

@@ -12,10 +12,8 @@ view outliving ``close()`` still reads valid memory.
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
-from collections.abc import Iterable
 
 import numpy as np
 
@@ -27,9 +25,10 @@ from app.manager import (
     BufferManager,
     Event,
     ManagerStats,
-    check_timeout,
+    check_event_capacity,
 )
-from app.updates import Set, Shape, Update, Write, _as_int, validate, validate_all, validate_set_many
+from app.sysmem import check_buffers_fit
+from app.updates import Set, Shape, Update, Write
 
 from ._bufferscope_c import ffi, lib
 
@@ -54,13 +53,6 @@ def _raise(rc: int) -> None:
     raise _ERRORS.get(rc, RuntimeError)(msg or ffi.string(lib.bs_strerror(rc)).decode())
 
 
-def _physical_memory() -> int | None:
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 class _FrontView:
     """Keeps the C buffers alive for as long as a numpy view of the front exists.
 
@@ -81,6 +73,8 @@ class _FrontView:
 
 class CBufferManager(BufferManager):
     backend = "c"
+    _copies_payload = True      # bs_enqueue copies Write data before it returns
+    _checks_set_bounds = True   # bs_set_many checks bounds with the same message
 
     def __init__(
         self,
@@ -90,16 +84,8 @@ class CBufferManager(BufferManager):
         event_capacity: int = DEFAULT_EVENT_CAPACITY,
     ) -> None:
         super().__init__(shape, fill, max_pending)
-        event_capacity = _as_int(event_capacity, "event_capacity")
-        if event_capacity < 0:
-            raise ValueError(f"event_capacity must be >= 0, got {event_capacity}")
-        nbytes = int(np.prod(self.shape, dtype=np.float64)) * 4
-        phys = _physical_memory()
-        if phys is not None and 2 * nbytes > phys:
-            raise MemoryError(
-                f"two buffers of shape {self.shape} need {2 * nbytes / 2**30:.1f} GiB; "
-                f"this machine has {phys / 2**30:.1f} GiB of memory"
-            )
+        event_capacity = check_event_capacity(event_capacity)
+        check_buffers_fit(self.shape)
         cfg = ffi.new("bs_config *")
         cfg.ndim = self.ndim
         for d, n in enumerate(self.shape):
@@ -145,6 +131,9 @@ class CBufferManager(BufferManager):
 
     # -- the contract ---------------------------------------------------------------
     def enqueue(self, update: Update, block: bool = True) -> int:
+        """The per-call fast path: a Set of plain ints and a plain number goes
+        straight to C, which checks its bounds with the same message as
+        ``validate``; anything else takes the validated path of the base."""
         try:
             seqp, pid = self._tls.state
         except AttributeError:
@@ -165,7 +154,10 @@ class CBufferManager(BufferManager):
                         return seqp[0]
                     if rc is not None:
                         _raise(rc)
-        u = validate(update, self.shape, copy=False)  # the library copies the payload
+        return super().enqueue(update, block)
+
+    def _enqueue(self, u: Update, block: bool) -> int:
+        seqp, pid = self._thread_state()
         cu = ffi.new("bs_update *")
         keep: list = []
         self._fill_update(cu, u, keep)
@@ -174,12 +166,8 @@ class CBufferManager(BufferManager):
             _raise(rc)
         return seqp[0]
 
-    def enqueue_many(self, updates: Iterable[Update], block: bool = True) -> list[int]:
-        self._check_open()
-        valid = validate_all(updates, self.shape, copy=False)  # the library copies payloads
+    def _enqueue_many(self, valid: list[Update], block: bool) -> list[int]:
         n = len(valid)
-        if n == 0:
-            return []
         cus = ffi.new("bs_update[]", n)
         keep: list = []
         for k, u in enumerate(valid):
@@ -191,13 +179,9 @@ class CBufferManager(BufferManager):
             _raise(rc)
         return list(seqs)
 
-    def set_many(self, indices: object, values: object, block: bool = True) -> np.ndarray:
-        self._check_open()
-        idx, vals = validate_set_many(indices, values, self.shape, check_bounds=False)
+    def _set_many(self, idx: np.ndarray, vals: np.ndarray, block: bool) -> np.ndarray:
         n = len(vals)
         seqs = np.empty(n, dtype=np.uint64)
-        if n == 0:
-            return seqs
         bad = ffi.new("size_t *")
         rc = lib.bs_set_many(
             self._h,
@@ -213,17 +197,14 @@ class CBufferManager(BufferManager):
             _raise(rc)
         return seqs
 
-    def synchronize(self, timeout: float | None = None) -> int:
-        self._check_open()
-        t = check_timeout(timeout)
+    def _synchronize(self, t: float | None) -> int:
         epoch = ffi.new("uint64_t *")
         rc = lib.bs_synchronize(self._h, -1.0 if t is None else t, epoch)
         if rc:
             _raise(rc)
         return int(epoch[0])
 
-    def front(self) -> np.ndarray:
-        self._check_open()
+    def _front(self) -> np.ndarray:
         data = ffi.new("const float **")
         epoch = ffi.new("uint64_t *")
         if rc := lib.bs_front(self._h, data, epoch):
@@ -245,20 +226,18 @@ class CBufferManager(BufferManager):
             if rc := lib.bs_close(self._h):
                 _raise(rc)
 
-    def stats(self) -> ManagerStats:
-        self._check_open()
+    def _stats(self) -> ManagerStats:
         s = ffi.new("bs_stats *")
         if rc := lib.bs_stats_get(self._h, s):
             _raise(rc)
         return ManagerStats.read(s, s.events_recorded)
 
-    def events(self, since: int = 0) -> tuple[list[Event], int]:
-        self._check_open()
+    def _events(self, since: int) -> tuple[list[Event], int]:
         out: list[Event] = []
         buf = ffi.new("bs_event[]", 4096)
         n = ffi.new("size_t *")
         nxt = ffi.new("uint64_t *")
-        cursor = max(0, int(since))
+        cursor = since
         while True:
             if rc := lib.bs_events_read(self._h, cursor, buf, 4096, n, nxt):
                 _raise(rc)
@@ -279,31 +258,14 @@ class CBufferManager(BufferManager):
             if n[0] < 4096:
                 return out, cursor
 
-    def pause(self) -> None:
-        self._check_open()
-        if rc := lib.bs_set_paused(self._h, 1):
+    def _set_paused(self, paused: bool) -> None:
+        if rc := lib.bs_set_paused(self._h, int(paused)):
             _raise(rc)
 
-    def resume(self) -> None:
-        self._check_open()
-        if rc := lib.bs_set_paused(self._h, 0):
-            _raise(rc)
-
-    def step(self, n: int = 1) -> None:
-        self._check_open()
-        n = _as_int(n, "n")
-        if not 0 <= n < 2**64:
-            raise ValueError(f"step count must be >= 0 and below 2**64, got {n}")
+    def _step(self, n: int) -> None:
         if rc := lib.bs_step(self._h, n):
             _raise(rc)
 
-    def inject_worker_fault(self, after: int = 1) -> None:
-        """Testing aid: the ``after``-th queue entry the worker applies from now on (one
-        update, or one chunk of a ``set_many``) fails: it is skipped, and the next
-        synchronize() raises BackendError naming its sequence numbers."""
-        self._check_open()
-        after = _as_int(after, "after")
-        if not 1 <= after < 2**64:
-            raise ValueError(f"after must be >= 1, got {after}")
+    def _inject_worker_fault(self, after: int) -> None:
         if rc := lib.bs_inject_worker_fault(self._h, after):
             _raise(rc)

@@ -66,7 +66,6 @@ import struct
 import threading
 import time
 import weakref
-from collections.abc import Iterable
 
 import numpy as np
 
@@ -75,11 +74,12 @@ from app.manager import (
     DEFAULT_EVENT_CAPACITY,
     DEFAULT_MAX_PENDING,
     BufferManager,
+    Capabilities,
     Event,
     ManagerStats,
-    check_timeout,
+    check_event_capacity,
 )
-from app.updates import Set, Shape, Update, Write, _as_int, validate, validate_all, validate_set_many
+from app.updates import Set, Shape, Update, Write
 
 from . import _context
 
@@ -109,7 +109,6 @@ GROUP_TOTAL = (1 << 31) - 1  # elements per compute dispatch (uint arithmetic in
 RECT_SLICES = 16             # a Write of more slices than this goes through the compute path
 GATHER_ELEMENTS = 4096      # fewer queued than this and no sync waiting: gather a moment
 GATHER_S = 0.0005           # ... this long, so trickling updates share GL calls
-MAX_EVENT_CAPACITY = 1 << 26
 START_TIMEOUT_S = 60.0
 
 
@@ -734,6 +733,7 @@ class GLBufferManager(BufferManager):
     """
 
     backend = "gl"
+    capabilities = Capabilities(front_texture=True, gpu_range=True, gl_info=True)
 
     def __init__(
         self,
@@ -744,11 +744,7 @@ class GLBufferManager(BufferManager):
         share_context=None,
     ) -> None:
         super().__init__(shape, fill, max_pending)
-        event_capacity = _as_int(event_capacity, "event_capacity")
-        if event_capacity < 0:
-            raise ValueError(f"event_capacity must be >= 0, got {event_capacity}")
-        if event_capacity > MAX_EVENT_CAPACITY:
-            raise ValueError(f"event_capacity must be <= {MAX_EVENT_CAPACITY}")
+        event_capacity = check_event_capacity(event_capacity)
         if share_context is not None:
             from PyQt6.QtGui import QOpenGLContext
 
@@ -785,20 +781,15 @@ class GLBufferManager(BufferManager):
         return e
 
     # -- the contract ---------------------------------------------------------------------
-    def enqueue(self, update: Update, block: bool = True) -> int:
-        self._check_open()
-        e = self._entry(validate(update, self.shape), self._producer_id())
+    def _enqueue(self, update: Update, block: bool) -> int:
+        e = self._entry(update, self._producer_id())
         core = self._core
         with core.lock:
             core.wait_for_room(1, block)
             return core.push(e)
 
-    def enqueue_many(self, updates: Iterable[Update], block: bool = True) -> list[int]:
-        self._check_open()
-        valid = validate_all(updates, self.shape)
+    def _enqueue_many(self, valid: list[Update], block: bool) -> list[int]:
         n = len(valid)
-        if n == 0:
-            return []
         pid = self._producer_id()
         entries = [self._entry(u, pid) for u in valid]
         core = self._core
@@ -817,13 +808,9 @@ class GLBufferManager(BufferManager):
                     pushed += 1
         return seqs
 
-    def set_many(self, indices: object, values: object, block: bool = True) -> np.ndarray:
-        self._check_open()
-        idx, vals = validate_set_many(indices, values, self.shape)
+    def _set_many(self, idx: np.ndarray, vals: np.ndarray, block: bool) -> np.ndarray:
         n = len(vals)
         seqs = np.empty(n, dtype=np.uint64)
-        if n == 0:
-            return seqs
         core = self._core
         if not block and n > core.max_pending:
             raise queue.Full(f"{n} sets exceed the queue bound of {core.max_pending}")
@@ -859,9 +846,7 @@ class GLBufferManager(BufferManager):
                 pos += e.count
         return seqs
 
-    def synchronize(self, timeout: float | None = None) -> int:
-        self._check_open()
-        t = check_timeout(timeout)
+    def _synchronize(self, t: float | None) -> int:
         core = self._core
         deadline = None if t is None else time.monotonic() + min(t, 1e9)
         with core.lock:
@@ -911,8 +896,7 @@ class GLBufferManager(BufferManager):
         if core.dead:
             raise BackendError(core.dead)
 
-    def front(self) -> np.ndarray:
-        self._check_open()
+    def _front(self) -> np.ndarray:
         core = self._core
         with core.lock:
             cached = core.front_cache
@@ -948,6 +932,20 @@ class GLBufferManager(BufferManager):
             if cached is None or cached[0] < asked_epoch:
                 raise BackendError(core.worker_msg or "reducing the front to its range failed")
             return self._range_result(cached)
+
+    def request_front_range(self):
+        """Never blocks: the newest ``(min, max, epoch)`` known (as ``front_range``),
+        or None when none is known yet. When it is not the current epoch's, the
+        worker is asked to reduce the current front; a later call returns that.
+        For a GUI thread that must not wait on the worker."""
+        self._check_open()
+        core = self._core
+        with core.lock:
+            cached = core.range_cache
+            if (cached is None or cached[0] != core.epoch) and not core.ranges.waiting:
+                core.ranges.requested += 1
+                core.work_cv.notify()
+            return None if cached is None else self._range_result(cached)
 
     @staticmethod
     def _range_result(cached) -> tuple[float, float, int] | tuple[None, None, int]:
@@ -998,14 +996,12 @@ class GLBufferManager(BufferManager):
         self._finalizer()   # the first call closes the core; later ones do nothing
         self._core.close()  # returns once the core is closed, whoever closed it
 
-    def stats(self) -> ManagerStats:
-        self._check_open()
+    def _stats(self) -> ManagerStats:
         core = self._core
         with core.lock:
             return ManagerStats.read(core, core.ev_count)
 
-    def events(self, since: int = 0) -> tuple[list[Event], int]:
-        self._check_open()
+    def _events(self, since: int) -> tuple[list[Event], int]:
         core = self._core
         with core.lock:
             oldest = core.ev_count - len(core.ev) if core.ev_cap else core.ev_count
@@ -1019,14 +1015,7 @@ class GLBufferManager(BufferManager):
         ]
         return out, nxt
 
-    def pause(self) -> None:
-        self._set_paused(True)
-
-    def resume(self) -> None:
-        self._set_paused(False)
-
     def _set_paused(self, paused: bool) -> None:
-        self._check_open()
         core = self._core
         with core.lock:
             if core.closed:
@@ -1035,11 +1024,7 @@ class GLBufferManager(BufferManager):
             core.step_credits = 0
             core.work_cv.notify()
 
-    def step(self, n: int = 1) -> None:
-        self._check_open()
-        n = _as_int(n, "n")
-        if n < 0:
-            raise ValueError(f"step count must be >= 0, got {n}")
+    def _step(self, n: int) -> None:
         core = self._core
         with core.lock:
             if core.closed:
@@ -1049,11 +1034,6 @@ class GLBufferManager(BufferManager):
             core.step_credits += n
             core.work_cv.notify()
 
-    def inject_worker_fault(self, after: int = 1) -> None:
-        """Testing aid: the ``after``-th next update fails in the worker (it is skipped)."""
-        self._check_open()
-        after = _as_int(after, "after")
-        if after < 0:
-            raise ValueError(f"after must be >= 0, got {after}")
+    def _inject_worker_fault(self, after: int) -> None:
         with self._core.lock:
             self._core.fault_countdown = after

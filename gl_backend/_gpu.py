@@ -22,7 +22,6 @@ next swap replays them onto the other texture.
 from __future__ import annotations
 
 import ctypes
-import os
 from importlib import resources
 from pathlib import Path
 
@@ -30,6 +29,8 @@ import numpy as np
 from OpenGL import GL
 from OpenGL.raw.GL.VERSION.GL_1_1 import glGetTexImage as _raw_get_tex_image
 from OpenGL.raw.GL.VERSION.GL_1_5 import glGetBufferSubData as _raw_get_buffer_sub_data
+
+from app.sysmem import check_buffers_fit
 
 OP_FILL, OP_ADD, OP_SCALE, OP_WRITE = 1, 2, 3, 4
 BOX_FIELDS = 8
@@ -90,13 +91,6 @@ def texture_layout(shape3: tuple[int, int, int], max_size: int) -> tuple[int, in
     return max_size, -(-nelem // max_size)
 
 
-def physical_memory() -> int | None:
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def _gl_error_check(what: str) -> None:
     err = GL.glGetError()
     if err == GL.GL_OUT_OF_MEMORY:
@@ -114,13 +108,7 @@ class Gpu:
         self.max_texture_size = int(GL.glGetIntegerv(GL.GL_MAX_TEXTURE_SIZE))
         self.width, self.height = texture_layout(shape3, self.max_texture_size)
         self.natural = self.width == shape3[2]
-        nbytes = self.width * self.height * 4
-        phys = physical_memory()
-        if phys is not None and 2 * nbytes > phys:
-            raise MemoryError(
-                f"two {self.width}x{self.height} float32 textures need "
-                f"{2 * nbytes / 2**30:.1f} GiB; this machine has {phys / 2**30:.1f} GiB of memory"
-            )
+        check_buffers_fit((self.height, self.width), what="float32 textures")
         self.textures: list[int] = []
         self.views: list[int] = []
         self.fbos: list[int] = []
