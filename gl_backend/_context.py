@@ -8,28 +8,13 @@ bufferscope context uses, and the probe behind ``why_not()``.
 
 from __future__ import annotations
 
-import os
 import sys
 
+from app.display import display_problem
 from app.errors import BackendUnavailableError
 
 # Compute shaders, image load/store, texture views and glCopyImageSubData.
 GL_VERSION = (4, 3)
-
-
-def display_problem() -> str | None:
-    """Why Qt could not open a display here (None when it should be able to)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    platform = os.environ.get("QT_QPA_PLATFORM", "")
-    if platform.split(":")[0] in ("offscreen", "minimal", "eglfs", "vnc") and platform:
-        return None
-    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
-        return None
-    return (
-        "no display: DISPLAY and WAYLAND_DISPLAY are unset "
-        "(run under `xvfb-run -a` or on a desktop session)"
-    )
 
 
 def ensure_app():
