@@ -8,7 +8,9 @@ bufferscope context uses, and the probe behind ``why_not()``.
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 
 from app.display import display_problem
 from app.errors import BackendUnavailableError
@@ -18,7 +20,15 @@ GL_VERSION = (4, 3)
 
 
 def ensure_app():
-    """The running ``QGuiApplication`` (or ``QApplication``), created when there is none."""
+    """The running ``QGuiApplication`` (or ``QApplication``), created when there is none.
+
+    Made on the main thread when called there. Called from another thread (a
+    script that opens its first GL manager in a worker thread), the application
+    is made on a "Qt home" thread of ours that lives as long as the process, and
+    every Qt surface and context is then created and destroyed there
+    (``on_app_thread``): an application whose thread has ended crashes Qt when it
+    is destroyed at exit.
+    """
     from PyQt6.QtGui import QGuiApplication
 
     app = QGuiApplication.instance()
@@ -27,14 +37,80 @@ def ensure_app():
     problem = display_problem()
     if problem:
         raise BackendUnavailableError(f"cannot start Qt for the GL backend: {problem}")
-    # Kept for the life of the process: Qt objects must not outlive their application.
-    _created_app.append(
-        QGuiApplication([sys.argv[0] if sys.argv and sys.argv[0] else "bufferscope"])
-    )
-    return _created_app[0]
+    if threading.current_thread() is threading.main_thread():
+        # Kept for the life of the process: Qt objects must not outlive their application.
+        _created_app.append(QGuiApplication(_app_argv()))
+        return _created_app[0]
+    with _home_lock:
+        if not _home:
+            _home.append(_QtHome())
+    return _home[0].app
+
+
+def _app_argv() -> list[str]:
+    return [sys.argv[0] if sys.argv and sys.argv[0] else "bufferscope"]
 
 
 _created_app: list = []
+_home: list = []
+_home_lock = threading.Lock()
+
+
+class _QtHome:
+    """A thread that makes the QGuiApplication and then runs calls for others."""
+
+    def __init__(self) -> None:
+        import queue
+
+        self.calls: queue.Queue = queue.Queue()
+        self.app = None
+        self.error: BaseException | None = None
+        ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(ready,),
+                                       name="bufferscope-qt-home", daemon=True)
+        self.thread.start()
+        if not ready.wait(60.0):
+            raise BackendUnavailableError("the Qt home thread did not start")
+        if self.error is not None:
+            raise BackendUnavailableError(f"cannot start Qt for the GL backend: {self.error}")
+
+    def _run(self, ready: threading.Event) -> None:
+        from PyQt6.QtGui import QGuiApplication
+
+        try:
+            os.environ.setdefault("QT_NO_GLIB", "1")   # no GLib main context to unwind at exit
+            self.app = QGuiApplication(_app_argv())
+        except BaseException as exc:
+            self.error = exc
+            ready.set()
+            return
+        ready.set()
+        while True:
+            fn, box, done = self.calls.get()
+            try:
+                box.append((fn(), None))
+            except BaseException as exc:
+                box.append((None, exc))
+            done.set()
+
+    def call(self, fn):
+        box: list = []
+        done = threading.Event()
+        self.calls.put((fn, box, done))
+        while not done.wait(0.05):   # returns to Python often (Ctrl+C)
+            pass
+        result, exc = box[0]
+        if exc is not None:
+            raise exc
+        return result
+
+
+def on_app_thread(fn):
+    """``fn()`` on the thread of the application we made on the Qt home thread, or
+    here when the application is not ours (the app's own GUI thread calls us)."""
+    if _home and threading.current_thread() is not _home[0].thread:
+        return _home[0].call(fn)
+    return fn()
 
 
 def surface_format():
@@ -61,9 +137,13 @@ def create_offscreen(share_context=None):
     global share context is used when there is one (``AA_ShareOpenGLContexts``).
     Raises ``BackendUnavailableError`` when no 4.3 core context can be made.
     """
+    ensure_app()
+    return on_app_thread(lambda: _create_offscreen(share_context))
+
+
+def _create_offscreen(share_context):
     from PyQt6.QtGui import QOffscreenSurface, QOpenGLContext
 
-    ensure_app()
     fmt = surface_format()
     surface = QOffscreenSurface()
     surface.setFormat(fmt)
@@ -96,7 +176,7 @@ def create_offscreen(share_context=None):
 
 def dispose(surface, ctx) -> None:
     """Destroy a pair made by ``create_offscreen`` (on the thread the objects live in)."""
-    _dispose(surface, ctx)
+    on_app_thread(lambda: _dispose(surface, ctx))
 
 
 def _dispose(surface, ctx) -> None:

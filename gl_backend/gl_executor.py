@@ -129,8 +129,6 @@ class GlExecutor:
     where = "on the GPU"
 
     def __init__(self, shape, fill: float, share_context=None) -> None:
-        from PyQt6.QtCore import QThread
-
         self.shape = tuple(shape)
         self.ndim = len(self.shape)
         self.shape3 = (1,) * (3 - self.ndim) + self.shape
@@ -150,8 +148,8 @@ class GlExecutor:
         self._moved = False
         self._abandoned = False
         self._current = False
-        self.home_thread = QThread.currentThread()
         self.surface, self.ctx = _context.create_offscreen(share_context)
+        self.home_thread = self.ctx.thread()   # where it goes back to, and is disposed of
         self.shared = self.ctx.shareContext() is not None
 
     # -- producer side --------------------------------------------------------------
@@ -195,7 +193,8 @@ class GlExecutor:
                     self._abandoned = True
                     self._cv.notify_all()
                     raise BackendUnavailableError("the GL worker thread did not start")
-            self.ctx.moveToThread(self._worker_qthread)
+            worker = self._worker_qthread
+            _context.on_app_thread(lambda: self.ctx.moveToThread(worker))  # pushed by its owner
             self._moved = True
             self._cv.notify_all()
 

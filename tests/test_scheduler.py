@@ -1,0 +1,251 @@
+"""The Python scheduler (``app.scheduler``) beyond the shared contract suite: the
+queue bound in element units, cancelled markers, ``timeout=0``, step credits,
+Ctrl+C, read-only fronts — on the numpy reference backend (no GL needed) and on
+the GL backend, which is the same scheduler with a GPU executor.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from conftest import backend_param, require_backend
+
+import app
+from app import Fill, Set, Write
+from app.reference import ReferenceModel, same_bits
+
+WAIT = 10.0
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(params=["numpy", "gl"])
+def backend(request) -> str:
+    return backend_param(request)
+
+
+@pytest.fixture
+def mgr(backend):
+    made = []
+
+    def make(shape, **kw):
+        m = app.open_manager(backend, shape, **kw)
+        made.append(m)
+        return m
+
+    yield make
+    for m in made:
+        m.close()
+
+
+def wait_until(pred, what, timeout=WAIT):
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.002)
+
+
+def test_a_write_counts_its_elements_against_the_bound(mgr):
+    m = mgr((64, 64), max_pending=5000)
+    m.pause()
+    whole = np.ones((64, 64), dtype=np.float32)
+    # 4096 elements fit a bound of 5000 once; a second does not.
+    m.enqueue(Write(((0, 64), (0, 64)), whole), block=False)
+    with pytest.raises(queue.Full, match="element units"):
+        m.enqueue(Write(((0, 64), (0, 64)), whole), block=False)
+    assert m.stats().pending == 4096
+    m.resume()
+    m.synchronize(timeout=WAIT)
+    # A Write larger than the bound is admitted alone into an empty queue ...
+    small = mgr((64, 64), max_pending=100)
+    small.pause()
+    small.enqueue(Write(((0, 64), (0, 64)), whole * 2), block=False)
+    # ... and nothing else joins it while it waits.
+    with pytest.raises(queue.Full):
+        small.enqueue(Set((0, 0), 1.0), block=False)
+    small.resume()
+    small.synchronize(timeout=WAIT)
+    assert np.all(small.front() == 2.0)
+
+
+def test_a_thousand_full_buffer_writes_do_not_grow_memory(mgr):
+    """The outside attack: 1000 full-buffer writes on a paused manager, block=False."""
+    m = mgr((256, 256), max_pending=1 << 18)
+    m.pause()
+    block = np.zeros((256, 256), dtype=np.float32)
+    accepted = 0
+    with pytest.raises(queue.Full):
+        for _ in range(1000):
+            m.enqueue(Write(((0, 256), (0, 256)), block), block=False)
+            accepted += 1
+    assert accepted == (1 << 18) // (256 * 256)   # 4 buffers' worth: the bound, not 1000
+
+
+def test_cancelled_markers_do_not_pile_up(mgr):
+    m = mgr((8, 8))
+    m.pause()
+    m.enqueue(Set((0, 0), 1.0))
+    sched = m._sched
+    for _ in range(3000):
+        with pytest.raises(TimeoutError):
+            m.synchronize(timeout=1e-6)
+    with sched.lock:
+        assert sched.markers_queued <= 1, "a cancelled marker at the tail is dropped"
+        assert len(sched.queue) <= 2
+    m.resume()
+    assert m.synchronize(timeout=WAIT) == 1
+    assert m.front()[0, 0] == 1.0
+
+
+def test_timeout_zero_on_an_idle_empty_manager_always_succeeds(mgr):
+    m = mgr((16, 16))
+    m.enqueue(Fill(((0, 16), (0, 16)), 3.0))
+    m.synchronize(timeout=WAIT)
+    epochs = [m.synchronize(timeout=0) for _ in range(100)]
+    assert epochs == list(range(2, 102))
+    assert np.all(m.front() == 3.0)
+
+
+def test_timeout_zero_with_work_or_paused_raises_at_once(mgr):
+    m = mgr((16, 16))
+    m.pause()
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError, match="paused"):
+        m.synchronize(timeout=0)      # paused, nothing queued: still refused (SPEC §3.11)
+    m.enqueue(Set((1, 1), 5.0))
+    with pytest.raises(TimeoutError, match="pending"):
+        m.synchronize(timeout=0)
+    assert time.monotonic() - t0 < 5.0
+    assert m.stats().epoch == 0
+    m.resume()
+    assert m.synchronize(timeout=WAIT) == 1 and m.front()[1, 1] == 5.0
+
+
+def test_step_credit_is_never_banked_on_an_empty_queue(mgr):
+    m = mgr((4, 4))
+    m.pause()
+    m.step(5)                       # nothing queued: no credit kept
+    for k in range(3):
+        m.enqueue(Set((0, k), float(k + 1)))
+    time.sleep(0.2)                 # the worker would apply them now if credit were banked
+    assert m.stats().applied_seq == 0
+    m.step(2)
+    wait_until(lambda: m.stats().applied_seq == 2, "two steps applied")
+    time.sleep(0.1)
+    assert m.stats().applied_seq == 2
+    m.step(10)                      # only one is left: only one credit is kept
+    wait_until(lambda: m.stats().applied_seq == 3, "the last step applied")
+    m.enqueue(Set((3, 3), 9.0))
+    time.sleep(0.2)
+    assert m.stats().applied_seq == 3, "the extra credits were not banked"
+    m.resume()
+    m.synchronize(timeout=WAIT)
+    assert m.front()[3, 3] == 9.0
+
+
+def test_the_numpy_and_gl_fronts_match_the_reference_after_a_swap_in_the_caller(mgr):
+    """The fast path (nothing queued, back caught up): the slots are exchanged in
+    the caller; the new front still holds every update, and the next updates land
+    on a current back (no stale back)."""
+    m = mgr((8, 8))
+    ref = ReferenceModel((8, 8))
+    for k in range(5):
+        u = Fill(((k, k + 2), (0, 8)), float(k))
+        m.enqueue(u)
+        ref.apply(u)
+        m.synchronize(timeout=WAIT)
+        ref.synchronize()
+        m.synchronize(timeout=WAIT)       # idle: swapped in the caller
+        ref.synchronize()
+        assert same_bits(m.front(), ref.front)
+
+
+def test_ctrl_c_interrupts_a_blocked_synchronize_and_the_manager_stays_usable(backend):
+    script = textwrap.dedent(f"""
+        import os, signal, threading, time
+        import app
+        from app import Set
+        m = app.open_manager({backend!r}, (8, 8), max_pending=1)
+        m.pause()
+        m.enqueue(Set((0, 0), 1.0))
+        threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+        t0 = time.monotonic()
+        try:
+            m.synchronize(timeout=None)
+            print("NOT INTERRUPTED")
+        except KeyboardInterrupt:
+            print("interrupted after", round(time.monotonic() - t0 - 0.3, 3))
+        # A blocking enqueue on the full queue is interruptible too.
+        threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+        try:
+            m.enqueue(Set((1, 1), 2.0))
+            print("NOT INTERRUPTED")
+        except KeyboardInterrupt:
+            print("interrupted enqueue")
+        m.resume()
+        e = m.synchronize(timeout=10)
+        f = m.front()
+        print("usable", e, f[0, 0], f[1, 1])
+        m.close()
+    """)
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       timeout=120, env=env, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("interrupted after"), r.stdout
+    assert float(lines[0].split()[-1]) < 0.1, "KeyboardInterrupt within 0.1 s"
+    assert lines[1] == "interrupted enqueue", r.stdout
+    # The cancelled sync swapped nothing; the interrupted enqueue queued nothing.
+    assert lines[2] == "usable 1 1.0 0.0", r.stdout
+
+
+@pytest.mark.parametrize("fronts", ["numpy", "gl", "c"])
+def test_front_arrays_cannot_be_made_writable(fronts, request):
+    if fronts == "gl":
+        request.getfixturevalue("qapp")
+    require_backend(fronts)
+    with app.open_manager(fronts, (4, 4)) as m:
+        m.enqueue(Set((0, 0), 1.0))
+        m.synchronize(timeout=WAIT)
+        f = m.front()
+        with pytest.raises(ValueError):
+            f.setflags(write=True)
+        with pytest.raises(ValueError):
+            f[0, 0] = 5.0
+        assert m.front()[0, 0] == 1.0
+
+
+def test_gl_manager_opened_first_in_a_worker_thread_exits_cleanly():
+    """The outside attack: the QGuiApplication made in a thread that has ended
+    crashed Qt at exit (exit 139 in 5 of 6 runs)."""
+    require_backend("gl")
+    script = textwrap.dedent("""
+        import threading
+        import app
+        from app import Fill
+        def work():
+            m = app.open_manager("gl", (16, 16))
+            m.enqueue(Fill(((0, 4), (0, 4)), 1.0))
+            m.synchronize(timeout=20)
+            assert m.front()[0, 0] == 1.0
+            m.close()
+            m2 = app.open_manager("gl", (4,))   # a second one reuses the application
+            m2.close()
+        t = threading.Thread(target=work)
+        t.start()
+        t.join(60)
+        print("done")
+    """)
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    for _ in range(4):
+        r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           timeout=120, env=env, cwd=ROOT)
+        assert r.returncode == 0 and r.stdout.strip() == "done", (r.returncode, r.stderr[-2000:])
