@@ -23,7 +23,7 @@ run: $(STAMP)/install
 	$(PY) -m app gui $(ARGS)
 
 test: $(STAMP)/install
-	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m app.glinfo || true
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) -m gl_backend.glinfo || true
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)/install

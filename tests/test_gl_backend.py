@@ -1,5 +1,5 @@
 """What only the GL backend has: its worker's GL context and objects, texture
-limits, GPU float arithmetic, the shared front texture, and app.glinfo.
+limits, GPU float arithmetic, the shared front texture, and gl_backend.glinfo.
 
 The shared contract (order, visibility, errors, ...) is in test_contract.py.
 Without an OpenGL context these tests skip locally and fail when CI=true.
@@ -280,7 +280,7 @@ def test_front_is_read_back_once_per_epoch_and_read_only(gl):
 def test_why_not_is_none_and_glinfo_prints_the_driver(gl):
     assert app.why_not("gl") is None
     env = dict(os.environ)
-    r = subprocess.run([sys.executable, "-m", "app.glinfo"], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "gl_backend.glinfo"], capture_output=True, text=True,
                        timeout=120, env=env, cwd=os.path.dirname(os.path.dirname(__file__)))
     assert r.returncode == 0, r.stderr
     for key in ("vendor", "renderer", "version", "glsl version", "max texture size",
@@ -291,7 +291,7 @@ def test_why_not_is_none_and_glinfo_prints_the_driver(gl):
 def test_glinfo_fails_clearly_without_a_display():
     env = {k: v for k, v in os.environ.items()
            if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
-    r = subprocess.run([sys.executable, "-m", "app.glinfo"], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "gl_backend.glinfo"], capture_output=True, text=True,
                        timeout=120, env=env, cwd=os.path.dirname(os.path.dirname(__file__)))
     assert r.returncode != 0
     assert "no OpenGL context" in r.stderr and "DISPLAY" in r.stderr

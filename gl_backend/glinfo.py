@@ -1,9 +1,9 @@
-"""``python -m app.glinfo``: print what OpenGL this machine gives us.
+"""``python -m gl_backend.glinfo``: print what OpenGL this machine gives us.
 
 Vendor, renderer, version, GLSL version and the limits that bound a GL buffer
 (texture sizes, array layers, shader storage, compute work groups), so a CI log
 or a bug report says which driver ran. Qt and PyOpenGL are imported inside the
-functions: ``app`` stays importable without them. Exit status 1, with the reason,
+functions, so importing ``gl_backend`` stays free of them. Exit status 1, with the reason,
 when no context can be made.
 """
 
@@ -46,22 +46,12 @@ def collect() -> dict[str, object]:
         from OpenGL import GL
     except Exception as exc:
         raise RuntimeError(f"PyOpenGL cannot be used: {exc}") from None
+    from ._context import dispose, ensure_app
+
     try:
-        from gl_backend._context import ensure_app
-    except ImportError:
-        ensure_app = None
-    if ensure_app is not None:
-        try:
-            ensure_app()
-        except Exception as exc:
-            raise RuntimeError(str(exc)) from None
-    else:  # pragma: no cover - the package ships gl_backend
-        from PyQt6.QtGui import QGuiApplication
-
-        if QGuiApplication.instance() is None:
-            collect._app = QGuiApplication([sys.argv[0]])
-
-    from gl_backend._context import dispose
+        ensure_app()
+    except Exception as exc:
+        raise RuntimeError(str(exc)) from None
 
     for fmt in _formats():
         surface = QOffscreenSurface()
