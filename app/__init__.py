@@ -5,7 +5,7 @@ when a GL manager is opened or the GUI starts.
 
 from .backends import BACKENDS, open_manager, why_not
 from .errors import BackendError, BackendUnavailableError, ManagerClosedError
-from .manager import BufferManager, Event, ManagerStats
+from .manager import BufferManager, Capabilities, Event, ManagerStats
 from .reference import ReferenceModel
 from .updates import Add, Fill, Scale, Set, Update, Write
 
@@ -17,6 +17,7 @@ __all__ = [
     "BackendError",
     "BackendUnavailableError",
     "BufferManager",
+    "Capabilities",
     "Event",
     "Fill",
     "ManagerClosedError",

@@ -20,14 +20,10 @@ from .gl_executor import GlExecutor
 
 
 class GLBufferManager(ScheduledManager):
-    """The GL backend's buffer manager.
+    """The GL backend's buffer manager (parameters as ``ScheduledManager``, plus one).
 
     Parameters
     ----------
-    shape, fill, max_pending
-        As for ``app.open_manager``.
-    event_capacity
-        Size of the ring of ordering events (0 keeps none).
     share_context
         A ``QOpenGLContext`` (a viewer's) to share textures with; without it the
         application's global share context is used when there is one.

@@ -73,6 +73,15 @@ def open_mgr(backend):
         m.close()
 
 
+def wait_until(pred, timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll ``pred`` until true; AssertionError naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.002)
+
+
 def _live_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if not isinstance(t, threading._DummyThread)}
 

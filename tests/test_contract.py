@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import CONTRACT_BACKENDS, backend_param
+from conftest import CONTRACT_BACKENDS, backend_param, wait_until
 
 import app
 from app import Add, Fill, Scale, Set, Write
@@ -34,14 +34,6 @@ def assert_front(m, ref: ReferenceModel) -> None:
     front = m.front()
     flush = m.backend == "gl"
     assert same_bits(front, ref.front, flush_subnormals=flush), first_difference(front, ref.front)
-
-
-def wait_until(pred, timeout=WAIT, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.002)
 
 
 def start_threads(targets):

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import backend_param, require_backend
+from conftest import backend_param, require_backend, wait_until
 
 import app
 from app import Fill, Set, Write
@@ -30,30 +30,8 @@ def backend(request) -> str:
     return backend_param(request)
 
 
-@pytest.fixture
-def mgr(backend):
-    made = []
-
-    def make(shape, **kw):
-        m = app.open_manager(backend, shape, **kw)
-        made.append(m)
-        return m
-
-    yield make
-    for m in made:
-        m.close()
-
-
-def wait_until(pred, what, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.002)
-
-
-def test_a_write_counts_its_elements_against_the_bound(mgr):
-    m = mgr((64, 64), max_pending=5000)
+def test_a_write_counts_its_elements_against_the_bound(open_mgr):
+    m = open_mgr((64, 64), max_pending=5000)
     m.pause()
     whole = np.ones((64, 64), dtype=np.float32)
     # 4096 elements fit a bound of 5000 once; a second does not.
@@ -64,7 +42,7 @@ def test_a_write_counts_its_elements_against_the_bound(mgr):
     m.resume()
     m.synchronize(timeout=WAIT)
     # A Write larger than the bound is admitted alone into an empty queue ...
-    small = mgr((64, 64), max_pending=100)
+    small = open_mgr((64, 64), max_pending=100)
     small.pause()
     small.enqueue(Write(((0, 64), (0, 64)), whole * 2), block=False)
     # ... and nothing else joins it while it waits.
@@ -75,9 +53,9 @@ def test_a_write_counts_its_elements_against_the_bound(mgr):
     assert np.all(small.front() == 2.0)
 
 
-def test_a_thousand_full_buffer_writes_do_not_grow_memory(mgr):
+def test_a_thousand_full_buffer_writes_do_not_grow_memory(open_mgr):
     """The outside attack: 1000 full-buffer writes on a paused manager, block=False."""
-    m = mgr((256, 256), max_pending=1 << 18)
+    m = open_mgr((256, 256), max_pending=1 << 18)
     m.pause()
     block = np.zeros((256, 256), dtype=np.float32)
     accepted = 0
@@ -88,8 +66,8 @@ def test_a_thousand_full_buffer_writes_do_not_grow_memory(mgr):
     assert accepted == (1 << 18) // (256 * 256)   # 4 buffers' worth: the bound, not 1000
 
 
-def test_cancelled_markers_do_not_pile_up(mgr):
-    m = mgr((8, 8))
+def test_cancelled_markers_do_not_pile_up(open_mgr):
+    m = open_mgr((8, 8))
     m.pause()
     m.enqueue(Set((0, 0), 1.0))
     sched = m._sched
@@ -104,8 +82,8 @@ def test_cancelled_markers_do_not_pile_up(mgr):
     assert m.front()[0, 0] == 1.0
 
 
-def test_timeout_zero_on_an_idle_empty_manager_always_succeeds(mgr):
-    m = mgr((16, 16))
+def test_timeout_zero_on_an_idle_empty_manager_always_succeeds(open_mgr):
+    m = open_mgr((16, 16))
     m.enqueue(Fill(((0, 16), (0, 16)), 3.0))
     m.synchronize(timeout=WAIT)
     epochs = [m.synchronize(timeout=0) for _ in range(100)]
@@ -113,8 +91,8 @@ def test_timeout_zero_on_an_idle_empty_manager_always_succeeds(mgr):
     assert np.all(m.front() == 3.0)
 
 
-def test_timeout_zero_with_work_or_paused_raises_at_once(mgr):
-    m = mgr((16, 16))
+def test_timeout_zero_with_work_or_paused_raises_at_once(open_mgr):
+    m = open_mgr((16, 16))
     m.pause()
     t0 = time.monotonic()
     with pytest.raises(TimeoutError, match="paused"):
@@ -128,8 +106,8 @@ def test_timeout_zero_with_work_or_paused_raises_at_once(mgr):
     assert m.synchronize(timeout=WAIT) == 1 and m.front()[1, 1] == 5.0
 
 
-def test_step_credit_is_never_banked_on_an_empty_queue(mgr):
-    m = mgr((4, 4))
+def test_step_credit_is_never_banked_on_an_empty_queue(open_mgr):
+    m = open_mgr((4, 4))
     m.pause()
     m.step(5)                       # nothing queued: no credit kept
     for k in range(3):
@@ -137,11 +115,11 @@ def test_step_credit_is_never_banked_on_an_empty_queue(mgr):
     time.sleep(0.2)                 # the worker would apply them now if credit were banked
     assert m.stats().applied_seq == 0
     m.step(2)
-    wait_until(lambda: m.stats().applied_seq == 2, "two steps applied")
+    wait_until(lambda: m.stats().applied_seq == 2, what="two steps applied")
     time.sleep(0.1)
     assert m.stats().applied_seq == 2
     m.step(10)                      # only one is left: only one credit is kept
-    wait_until(lambda: m.stats().applied_seq == 3, "the last step applied")
+    wait_until(lambda: m.stats().applied_seq == 3, what="the last step applied")
     m.enqueue(Set((3, 3), 9.0))
     time.sleep(0.2)
     assert m.stats().applied_seq == 3, "the extra credits were not banked"
@@ -150,11 +128,11 @@ def test_step_credit_is_never_banked_on_an_empty_queue(mgr):
     assert m.front()[3, 3] == 9.0
 
 
-def test_the_numpy_and_gl_fronts_match_the_reference_after_a_swap_in_the_caller(mgr):
+def test_the_numpy_and_gl_fronts_match_the_reference_after_a_swap_in_the_caller(open_mgr):
     """The fast path (nothing queued, back caught up): the slots are exchanged in
     the caller; the new front still holds every update, and the next updates land
     on a current back (no stale back)."""
-    m = mgr((8, 8))
+    m = open_mgr((8, 8))
     ref = ReferenceModel((8, 8))
     for k in range(5):
         u = Fill(((k, k + 2), (0, 8)), float(k))
