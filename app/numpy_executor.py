@@ -139,11 +139,11 @@ class NumpyBufferManager(ScheduledManager):
     backend = "numpy"
 
     def __init__(self, shape: Shape, fill: float = 0.0, max_pending: int = 1 << 18,
-                 event_capacity: int = DEFAULT_EVENT_CAPACITY) -> None:
+                 event_capacity: int = DEFAULT_EVENT_CAPACITY, trace: str | None = None) -> None:
         from .sysmem import check_buffers_fit
 
         check_buffers_fit(tuple(shape))
-        super().__init__(shape, fill, max_pending, event_capacity,
+        super().__init__(shape, fill, max_pending, event_capacity, trace,
                          executor=NumpyExecutor(shape, float(fill)),
                          thread_name="bufferscope-numpy-worker")
 

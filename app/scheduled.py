@@ -12,6 +12,7 @@ import weakref
 
 import numpy as np
 
+from . import capture
 from .manager import (
     DEFAULT_EVENT_CAPACITY,
     BufferManager,
@@ -32,13 +33,16 @@ class ScheduledManager(BufferManager):
         As for ``app.open_manager``.
     event_capacity
         Size of the ring of ordering events (0 keeps none).
+    trace
+        A path: record every update and swap there as a trace (SPEC §5) while the
+        program runs. Default: ``BUFFERSCOPE_TRACE`` when set (see ``app.capture``).
     executor
         Applies the updates (see ``app.scheduler.Executor``); it must not hold a
         reference to this manager.
     """
 
     def __init__(self, shape: Shape, fill: float, max_pending: int,
-                 event_capacity: int = DEFAULT_EVENT_CAPACITY, *,
+                 event_capacity: int = DEFAULT_EVENT_CAPACITY, trace: str | None = None, *,
                  executor: Executor, thread_name: str) -> None:
         super().__init__(shape, fill, max_pending)
         event_capacity = check_event_capacity(event_capacity)
@@ -50,6 +54,14 @@ class ScheduledManager(BufferManager):
         self._sched = Scheduler(executor, self.shape, self.fill, self.max_pending,
                                 event_capacity, thread_name)
         self._finalizer = weakref.finalize(self, self._sched.close)
+        if trace is None:
+            trace = capture.path_from_environment()
+        if trace is not None:
+            try:
+                self._sched.capture = capture.Capture(trace, self.shape, self.fill, self._producers)
+            except BaseException:
+                self.close()
+                raise
 
     # -- building entries ---------------------------------------------------------------
     def _entry(self, u: Update, producer: int) -> Entry:
@@ -59,11 +71,17 @@ class ScheduledManager(BufferManager):
         return e
 
     def _enqueue(self, update: Update, block: bool) -> int:
-        return self._sched.push(self._entry(update, self._producer_id()), block)
+        seq = self._sched.push(self._entry(update, self._producer_id()), block)
+        if self._sched.capture is not None:
+            self._sched.capture.throttle()
+        return seq
 
     def _enqueue_many(self, valid: list[Update], block: bool) -> list[int]:
         pid = self._producer_id()
-        return self._sched.push_many([self._entry(u, pid) for u in valid], block)
+        seqs = self._sched.push_many([self._entry(u, pid) for u in valid], block)
+        if self._sched.capture is not None:
+            self._sched.capture.throttle()
+        return seqs
 
     def _set_many(self, idx: np.ndarray, vals: np.ndarray, block: bool) -> np.ndarray:
         n = len(vals)
@@ -88,6 +106,8 @@ class ScheduledManager(BufferManager):
         for e, first in zip(entries, self._sched.push_many(entries, block)):
             seqs[pos: pos + e.count] = np.arange(first, first + e.count, dtype=np.uint64)
             pos += e.count
+        if self._sched.capture is not None:
+            self._sched.capture.throttle()
         return seqs
 
     # -- the rest of the contract ---------------------------------------------------------

@@ -80,7 +80,7 @@ class Entry:
     a SYNC marker. ``enc`` is whatever the executor's ``encode`` made of it."""
 
     __slots__ = ("kind", "op", "seq", "count", "units", "producer", "ticket", "cancelled",
-                 "update", "flat", "values", "enc")
+                 "outcome", "update", "flat", "values", "enc")
 
     def __init__(self, kind: int, op: str, count: int, units: int, producer: int) -> None:
         self.kind = kind
@@ -91,6 +91,7 @@ class Entry:
         self.producer = producer
         self.ticket = 0
         self.cancelled = False
+        self.outcome: bool | None = None   # a marker: did it swap? (None: not yet known)
         self.update: Update | None = None
         self.flat: np.ndarray | None = None
         self.values: np.ndarray | None = None
@@ -202,6 +203,7 @@ class Scheduler:
         self.ev: collections.deque = collections.deque(maxlen=max(1, event_capacity))
         self.ev_count = 0
 
+        self.capture = None   # an app.capture.Capture while the queue is recorded
         self.cur: Entry | None = None   # worker-private: an entry taken in part (stepping)
         self.cur_done = 0
 
@@ -290,6 +292,8 @@ class Scheduler:
         self.last_seq += e.count
         self.pending += e.units
         self.ev_record("enqueue", e.seq, e.count, e.producer, 1 - self.front_slot, e.op)
+        if self.capture is not None:
+            self.capture.record(e)
         if self.worker_idle:
             self.work_cv.notify()
         return e.seq
@@ -365,21 +369,28 @@ class Scheduler:
         self.queue.append(marker)
         self.markers_queued += 1
         self.ev_record("sync-begin", self.last_seq, 0, 0, self.front_slot, "")
+        if self.capture is not None:
+            self.capture.record(marker)
         self.work_cv.notify()
         return marker
 
     def _cancel(self, marker: Entry) -> None:
         """Caller holds the lock: no swap for ``marker``; dropped at once at the tail."""
         marker.cancelled = True
+        marker.outcome = False
         if self.queue and self.queue[-1] is marker:
             self.queue.pop()
             self.markers_queued -= 1
+        if self.capture is not None:
+            self.capture.wake()
 
     def _swap_in_caller(self) -> int:
         """Caller holds the lock; nothing queued and back == front: exchange the slots."""
         self.ev_record("sync-begin", self.last_seq, 0, 0, self.front_slot, "")
         self.tickets_issued += 1
         self._publish(self.tickets_issued)
+        if self.capture is not None:
+            self.capture.record_swap()
         rng = self.range_cache      # same values, new epoch (a read-back may be a view: not it)
         if rng is not None and rng[0] == self.epoch - 1:
             self.range_cache = (self.epoch, rng[1])
@@ -559,6 +570,10 @@ class Scheduler:
         if err is not None:
             self._set_error(self.applied_seq, f"waiting {self.executor.where} failed: {err}")
         live = [mk.ticket for mk in markers if not mk.cancelled]
+        for mk in markers:   # one swap for the group: the last live marker's
+            mk.outcome = bool(live) and mk.ticket == max(live)
+        if self.capture is not None:
+            self.capture.wake()
         if not live:
             return
         self.back_current = False
@@ -631,7 +646,8 @@ class Scheduler:
 
     # -- closing ---------------------------------------------------------------------
     def close(self) -> None:
-        """Idempotent: stop and join the worker (it frees the executor's buffers)."""
+        """Idempotent: stop and join the worker (it frees the executor's buffers),
+        then finish the trace being recorded."""
         on_worker = self.thread is threading.current_thread()
         with self.lock:
             already = self.closed
@@ -655,8 +671,11 @@ class Scheduler:
                 self.range_cache = None
                 self.queue.clear()
                 self.pending = 0
+                capture, self.capture = self.capture, None
                 self.close_done = True
                 self.sync_cv.notify_all()
+            if capture is not None:
+                capture.close()
 
 
 def write_units(u: Update) -> int:

@@ -39,6 +39,7 @@ class GLBufferManager(ScheduledManager):
         max_pending: int = DEFAULT_MAX_PENDING,
         event_capacity: int = DEFAULT_EVENT_CAPACITY,
         share_context=None,
+        trace: str | None = None,
     ) -> None:
         if share_context is not None:
             from PyQt6.QtGui import QOpenGLContext
@@ -47,7 +48,7 @@ class GLBufferManager(ScheduledManager):
                 raise ValueError(f"share_context must be a QOpenGLContext, got {share_context!r}")
         executor = GlExecutor(tuple(shape), float(fill), share_context)
         try:
-            super().__init__(shape, fill, max_pending, event_capacity,
+            super().__init__(shape, fill, max_pending, event_capacity, trace,
                              executor=executor, thread_name="bufferscope-gl-worker")
         except BaseException:
             executor.dispose()
