@@ -26,7 +26,16 @@ OP_NAMES = ("set", "fill", "add", "scale", "write")
 
 
 class Event(NamedTuple):
-    """One ordering event. ``seq..seq+count-1`` are the updates it concerns."""
+    """One ordering event (SPEC §4). ``seq..seq+count-1`` are the updates it concerns.
+
+    ``enqueue`` and ``apply`` events also say what those updates wrote: ``region``
+    (one ``(start, stop)`` per dimension; a Set's index as a one-element box) and
+    ``value`` for Set/Fill/Add/Scale; ``region`` and ``values`` (the data, in the
+    region's shape, referenced not copied) for a Write; ``indices`` ((count, ndim)
+    int64) and ``values`` ((count,) float32) for a run of ``set_many`` elements.
+    A backend keeps payloads within a memory budget: an old event whose payload
+    was let go has ``payload_dropped`` set and its arrays are None.
+    """
 
     index: int      # position in the stream of all events of this manager
     t_ns: int       # time.monotonic_ns() clock
@@ -37,6 +46,11 @@ class Event(NamedTuple):
     producer: str   # thread name of the enqueuing thread ("" when not applicable)
     slot: int       # buffer written (apply), new front (swap/visible)
     op: str         # update type of enqueue/apply events, "" otherwise
+    region: tuple[tuple[int, int], ...] | None = None
+    value: float | None = None
+    indices: np.ndarray | None = None
+    values: np.ndarray | None = None
+    payload_dropped: bool = False
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,18 @@ from .manager import (
     ManagerStats,
     check_event_capacity,
 )
-from .scheduler import SETS, SETS_CHUNK, UPDATE, Entry, Executor, Scheduler, write_units
-from .updates import Shape, Update
+from .scheduler import (
+    SETS,
+    SETS_CHUNK,
+    UPDATE,
+    Entry,
+    Executor,
+    Scheduler,
+    StrippedEntry,
+    readonly,
+    write_units,
+)
+from .updates import Set, Shape, Update, Write
 
 
 class ScheduledManager(BufferManager):
@@ -125,8 +135,28 @@ class ScheduledManager(BufferManager):
     def _events(self, since: int) -> tuple[list[Event], int]:
         raw, nxt = self._sched.events(since)
         name = self.producer_name
-        return [Event(index=i, t_ns=t, kind=k, seq=sq, count=c, epoch=ep, producer=name(p),
-                      slot=sl, op=op) for (i, t, k, sq, c, ep, p, sl, op) in raw], nxt
+        out = []
+        for (i, t, k, sq, c, ep, p, sl, op, entry, frm) in raw:
+            ev = Event(i, t, k, sq, c, ep, name(p), sl, op)
+            if entry is not None:
+                ev = ev._replace(**self._detail(entry, frm, c))
+            out.append(ev)
+        return out, nxt
+
+    def _detail(self, e, frm: int, n: int) -> dict:
+        """What elements ``frm..frm+n-1`` of queue entry ``e`` wrote (Event fields)."""
+        if isinstance(e, StrippedEntry):
+            return {"region": e.region, "payload_dropped": True}
+        if e.kind == SETS:
+            flat = e.flat[frm: frm + n]
+            return {"indices": np.stack(np.unravel_index(flat, self.shape), axis=1),
+                    "values": readonly(e.values[frm: frm + n])}
+        u = e.update
+        if type(u) is Set:
+            return {"region": tuple((i, i + 1) for i in u.index), "value": u.value}
+        if type(u) is Write:
+            return {"region": u.region, "values": readonly(u.data)}
+        return {"region": u.region, "value": u.value}
 
     def _set_paused(self, paused: bool) -> None:
         self._sched.set_paused(paused)

@@ -70,6 +70,7 @@ WORK_ELEMENTS = 1 << 21      # element units taken at a time (whole entries beyo
 SETS_CHUNK = 65536           # element sets per queue entry
 GATHER_UNITS = 4096          # fewer queued than this and no sync waiting: gather a moment
 GATHER_S = 0.0005            # ... this long, so trickling updates share executor calls
+EVENT_PAYLOAD_UNITS = 1 << 22  # payload elements the event ring may keep alive (~48 MiB)
 START_TIMEOUT_S = 60.0
 WAIT_SLICE_S = 0.05          # blocking waits return to Python this often (Ctrl+C)
 
@@ -202,6 +203,8 @@ class Scheduler:
         self.ev_cap = event_capacity
         self.ev: collections.deque = collections.deque(maxlen=max(1, event_capacity))
         self.ev_count = 0
+        self.ev_payload = 0       # payload units the ring references (see EVENT_PAYLOAD_UNITS)
+        self.ev_stripped = 0      # events before this index hold no payload
 
         self.capture = None   # an app.capture.Capture while the queue is recorded
         self.cur: Entry | None = None   # worker-private: an entry taken in part (stepping)
@@ -253,13 +256,39 @@ class Scheduler:
             self.executor.finish()
 
     # -- events ------------------------------------------------------------------------
-    def ev_record(self, kind: str, seq: int, count: int, producer: int, slot: int, op: str) -> None:
-        """Caller holds the lock."""
+    def ev_record(self, kind: str, seq: int, count: int, producer: int, slot: int, op: str,
+                  entry: Entry | None = None, frm: int = 0) -> None:
+        """Caller holds the lock. ``entry`` (and the first element ``frm`` of it the
+        event concerns) says what an enqueue/apply event's updates wrote."""
         if not self.ev_cap:
             return
-        self.ev.append((self.ev_count, time.monotonic_ns(), kind, seq, count, self.epoch,
-                        producer, slot, op))
+        ev = self.ev
+        if len(ev) == ev.maxlen:                      # the oldest is about to go
+            gone = ev[0][9]
+            if type(gone) is Entry:
+                self.ev_payload -= _payload_units(gone)
+            self.ev_stripped = max(self.ev_stripped, self.ev_count - len(ev) + 1)
+        ev.append((self.ev_count, time.monotonic_ns(), kind, seq, count, self.epoch,
+                   producer, slot, op, entry, frm))
         self.ev_count += 1
+        if entry is not None:
+            self.ev_payload += _payload_units(entry)
+            if self.ev_payload > EVENT_PAYLOAD_UNITS:
+                self._strip_payloads()
+
+    def _strip_payloads(self) -> None:
+        """Let go of the payloads of the oldest events until the budget holds again."""
+        ev = self.ev
+        oldest = self.ev_count - len(ev)
+        pos = max(0, self.ev_stripped - oldest)
+        while self.ev_payload > EVENT_PAYLOAD_UNITS // 2 and pos < len(ev):
+            rec = ev[pos]
+            e = rec[9]
+            if type(e) is Entry and _payload_units(e):
+                self.ev_payload -= _payload_units(e)
+                ev[pos] = rec[:9] + (StrippedEntry(e), rec[10])
+            pos += 1
+        self.ev_stripped = oldest + pos
 
     def events(self, since: int) -> tuple[list[tuple], int]:
         with self.lock:
@@ -291,7 +320,7 @@ class Scheduler:
         self.queue.append(e)
         self.last_seq += e.count
         self.pending += e.units
-        self.ev_record("enqueue", e.seq, e.count, e.producer, 1 - self.front_slot, e.op)
+        self.ev_record("enqueue", e.seq, e.count, e.producer, 1 - self.front_slot, e.op, e)
         if self.capture is not None:
             self.capture.record(e)
         if self.worker_idle:
@@ -638,7 +667,7 @@ class Scheduler:
                 self._set_error(first, f"update seq {first} failed in the worker "
                                        "(injected fault); it was not applied")
             else:
-                self.ev_record("apply", first, n, e.producer, back, e.op)
+                self.ev_record("apply", first, n, e.producer, back, e.op, e, frm)
             self.applied_seq = first + n - 1
         if err is not None:
             first = items[0][0].seq + items[0][1]
@@ -676,6 +705,25 @@ class Scheduler:
                 self.sync_cv.notify_all()
             if capture is not None:
                 capture.close()
+
+
+class StrippedEntry:
+    """What an event keeps of an entry whose payload it let go: its region."""
+
+    __slots__ = ("kind", "region")
+
+    def __init__(self, e: Entry) -> None:
+        self.kind = e.kind
+        self.region = None if e.update is None else e.update.region
+
+
+def _payload_units(e: Entry) -> int:
+    """The elements of payload an entry holds beyond its fixed size."""
+    if e.kind == SETS:
+        return e.count
+    if type(e.update) is Write:
+        return e.units
+    return 0
 
 
 def write_units(u: Update) -> int:

@@ -227,3 +227,61 @@ def test_gl_manager_opened_first_in_a_worker_thread_exits_cleanly():
         r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                            timeout=120, env=env, cwd=ROOT)
         assert r.returncode == 0 and r.stdout.strip() == "done", (r.returncode, r.stderr[-2000:])
+
+
+def test_events_say_what_each_update_wrote(open_mgr):
+    m = open_mgr((4, 5))
+    m.enqueue(Set((1, 2), 3.0))
+    m.enqueue(Fill(((0, 2), (1, 3)), 1.5))
+    m.set_many([[0, 0], [3, 4], [0, 0]], [1.0, 2.0, 3.0])
+    data = np.arange(4.0).reshape(2, 2)
+    m.enqueue(Write(((2, 4), (0, 2)), data))
+    data[:] = -1      # the event references the manager's copy, not the caller's array
+    m.synchronize(timeout=WAIT)
+    events = m.events()[0]
+    for kind in ("enqueue", "apply"):
+        got = [e for e in events if e.kind == kind]
+        assert [(e.seq, e.count, e.op) for e in got] == [(1, 1, "set"), (2, 1, "fill"),
+                                                         (3, 3, "set"), (6, 1, "write")]
+        s, f, sm, w = got
+        assert (s.region, s.value) == (((1, 2), (2, 3)), 3.0)
+        assert (f.region, f.value) == (((0, 2), (1, 3)), 1.5)
+        assert sm.indices.tolist() == [[0, 0], [3, 4], [0, 0]] and sm.values.tolist() == [1, 2, 3]
+        assert w.region == ((2, 4), (0, 2)) and w.values.tolist() == [[0, 1], [2, 3]]
+        with pytest.raises(ValueError):
+            w.values[0, 0] = 9.0          # read-only: the ring's record cannot be edited
+        assert not any(e.payload_dropped for e in got)
+
+
+def test_stepping_a_set_many_chunk_reports_each_steps_elements(open_mgr):
+    m = open_mgr((2, 2))
+    m.pause()
+    m.set_many([[0, 0], [0, 1], [1, 0]], [1.0, 2.0, 3.0])
+    m.step(1)
+    wait_until(lambda: m.stats().applied_seq == 1, what="one step")
+    m.step(2)
+    wait_until(lambda: m.stats().applied_seq == 3, what="two more")
+    applied = [e for e in m.events()[0] if e.kind == "apply"]
+    assert [(e.seq, e.count) for e in applied] == [(1, 1), (2, 2)]
+    assert applied[0].indices.tolist() == [[0, 0]] and applied[0].values.tolist() == [1.0]
+    assert applied[1].indices.tolist() == [[0, 1], [1, 0]] and applied[1].values.tolist() == [2, 3]
+
+
+def test_event_payloads_stay_within_a_budget(open_mgr, monkeypatch):
+    from app import scheduler
+
+    monkeypatch.setattr(scheduler, "EVENT_PAYLOAD_UNITS", 1000)
+    m = open_mgr((64, 64))
+    for _ in range(40):
+        m.set_many(np.zeros((100, 2), dtype=np.int64), np.ones(100))
+        m.enqueue(Write(((0, 10), (0, 10)), np.ones((10, 10))))
+    m.synchronize(timeout=WAIT)
+    assert m._sched.ev_payload <= 1000
+    events = [e for e in m.events()[0] if e.kind in ("enqueue", "apply")]
+    dropped = [e for e in events if e.payload_dropped]
+    kept = [e for e in events if not e.payload_dropped]
+    assert dropped and kept, "the oldest let go of their payloads, the newest kept them"
+    assert max(e.index for e in dropped) < min(e.index for e in kept)
+    assert all(e.values is None and e.indices is None for e in dropped)
+    writes = [e for e in dropped if e.op == "write"]
+    assert writes and all(e.region == ((0, 10), (0, 10)) for e in writes), "the region stays"
