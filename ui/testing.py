@@ -27,7 +27,7 @@ def gl_problem() -> str | None:
 
     from gl_backend._context import dispose
 
-    from .BufferView import view_format
+    from .buffer_view import view_format
 
     if QGuiApplication.instance() is None:
         return "no QGuiApplication"
