@@ -228,25 +228,25 @@ class Session(QObject):
         """A synchronize (or a read-back) runs on the worker thread now."""
         return self._inflight is not None
 
-    def synchronize(self, timeout: float = SYNC_TIMEOUT_S) -> int | None:
+    def synchronize(self, timeout: float | None = None) -> int | None:
         """Ask for a synchronize; returns at once with its request id (None: no
         manager). ``sigSyncFinished(id, epoch, error)`` says how it ended; a timeout
         leaves the sync queued in the manager and is reported."""
         if self.manager is None:
             return None
-        return self._request(sync=True, timeout=timeout)
+        return self._request(sync=True, timeout=SYNC_TIMEOUT_S if timeout is None else timeout)
 
     def refresh_front(self) -> None:
         """Read the front back (on the worker thread) and emit ``sigFrontChanged``."""
         if self.manager is not None:
             self._request(sync=False, read=True)
 
-    def _request(self, sync: bool, timeout: float = SYNC_TIMEOUT_S, read: bool = False) -> int:
+    def _request(self, sync: bool, timeout: float = 0.0, read: bool = False) -> int:
         self._job_ids += 1
         p = self._pending or {"sync": False, "timeout": timeout, "read": False}
         p["sync"] |= sync
         p["read"] |= read
-        p["timeout"] = max(p["timeout"], timeout) if sync else p["timeout"]
+        p["timeout"] = max(p["timeout"], timeout)
         p["id"] = self._job_ids
         self._pending = p
         if self._inflight is None:
@@ -310,7 +310,7 @@ class Session(QObject):
         if self.manager is None:
             return
         if self.autosync and not self.paused and self._inflight is None:
-            self.synchronize(SYNC_TIMEOUT_S)
+            self.synchronize()
         elif self._inflight is None:
             self.poll()
 
