@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import time
 
+import numpy as np
 import pytest
 from PyQt6.QtCore import QTimer
 
@@ -65,8 +66,12 @@ def test_gui_keeps_painting_while_a_synchronize_waits_on_a_paused_worker(
             qtbot.wait(500)
             frames = v.frame_count() - frames0
             assert s.syncing and s.epoch == epoch0, "the sync is still waiting on the worker"
-            assert frames >= 5, f"only {frames} frames painted in 0.5 s while a sync waited"
-            assert len(ticks) >= 10, f"the GUI thread ran only {len(ticks)} timer ticks in 0.5 s"
+            # Low bars (a loaded CI machine paints slowly); the old GUI thread managed
+            # none at all: it sat in synchronize for the whole sync timeout.
+            assert frames >= 3, f"only {frames} frames painted in 0.5 s while a sync waited"
+            assert len(ticks) >= 3, f"the GUI thread ran only {len(ticks)} timer ticks in 0.5 s"
+            gaps = np.diff(ticks)
+            assert gaps.max() < 0.4, f"the GUI thread stalled for {gaps.max():.2f} s"
             assert v.frames_per_second() > 0
         finally:
             timer.stop()

@@ -20,7 +20,7 @@ from app import Fill, Set, open_manager, why_not
 from ui import colormaps
 from ui.main_window import MainWindow
 from ui.session import Session
-from ui.testing import close_enough, pixel, require_gl  # prepares Qt first
+from ui.testing import close_enough, open_window, pixel, require_gl, sync  # prepares Qt first
 
 pytestmark = pytest.mark.gl
 
@@ -34,15 +34,8 @@ def make_window(qtbot):
     windows = []
 
     def make(**kwargs):
-        kwargs.setdefault("scenario", None)
-        w = MainWindow(**kwargs)
-        qtbot.addWidget(w)
-        w.resize(1000, 700)
-        w.show()
-        qtbot.waitExposed(w)
+        w = open_window(qtbot, **kwargs)
         windows.append(w)
-        if w.session.manager is not None:   # the first front arrives from the sync thread
-            qtbot.waitUntil(lambda: w.view.front() is not None, timeout=5000)
         return w
 
     yield make
@@ -62,24 +55,6 @@ def view_color(w, row, col):
     img = w.view.grabFramebuffer()
     x, y = w.view.texel_center(row, col)
     return pixel(img, x, y)
-
-
-def sync(qtbot, s, timeout_ms=5000) -> int:
-    """Ask the session for a synchronize and wait until that very request ended
-    (it runs on the session's worker thread); the epoch it left."""
-    done = {}
-
-    def finished(req, epoch, error):
-        if req >= done.get("want", 1 << 62):
-            done["epoch"] = epoch
-
-    s.sigSyncFinished.connect(finished)
-    try:
-        done["want"] = s.synchronize()
-        qtbot.waitUntil(lambda: "epoch" in done, timeout=timeout_ms)
-    finally:
-        s.sigSyncFinished.disconnect(finished)
-    return done["epoch"]
 
 
 def click(qtbot, button):

@@ -122,9 +122,12 @@ class MainWindow(QMainWindow):
 
     def _action(self, menu, text: str, slot, *keys) -> QAction:
         act = QAction(text, self)
-        if keys:
-            act.setShortcuts([k if isinstance(k, QKeySequence) else QKeySequence(k)
-                              for k in keys])
+        seqs: dict[str, QKeySequence] = {}
+        for k in keys:   # the same sequence twice would make the shortcut ambiguous
+            seq = k if isinstance(k, QKeySequence) else QKeySequence(k)
+            seqs.setdefault(seq.toString(), seq)
+        if seqs:
+            act.setShortcuts(list(seqs.values()))
         act.triggered.connect(slot)
         menu.addAction(act)
         return act
