@@ -44,16 +44,18 @@ class StatusBar(QStatusBar):
         self.log_button.clicked.connect(self.sigLogRequested)
         self.addPermanentWidget(self.log_button)
         self.labels: dict[str, QLabel] = {}
-        for key, tip in (
-            ("backend", "buffer manager backend"),
-            ("renderer", "OpenGL renderer of the view"),
-            ("epoch", "epoch of the front buffer shown"),
-            ("queue", "updates waiting in the manager's queue"),
-            ("ups", "element updates applied per second"),
-            ("fps", "frames drawn by the view per second"),
+        for key, tip, widest in (
+            ("backend", "buffer manager backend", ""),
+            ("renderer", "OpenGL renderer of the view", ""),
+            ("epoch", "epoch of the front buffer shown", "epoch 0000000"),
+            ("queue", "updates waiting in the manager's queue", "queue 000000"),
+            ("ups", "element updates applied per second", "00,000,000 updates/s"),
+            ("fps", "frames drawn by the view per second", "0000 frames/s"),
         ):
             lab = QLabel(self)
             lab.setToolTip(tip)
+            if widest:   # room for the figures as they grow: no clipped "updat"
+                lab.setMinimumWidth(QFontMetrics(lab.font()).horizontalAdvance(widest))
             lab.setObjectName(f"status_{key}")
             self.addPermanentWidget(lab)
             self.labels[key] = lab
