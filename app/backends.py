@@ -26,12 +26,19 @@ BACKENDS: dict[str, BackendInfo] = {
     "gl": BackendInfo("gl", "gl_backend", "OpenGL (worker thread with its own context)"),
 }
 
+# Backends that open_manager accepts but the app does not offer: "numpy" runs the
+# GL backend's scheduler on two numpy arrays (the protocol tested without OpenGL).
+REFERENCE_BACKENDS: dict[str, BackendInfo] = {
+    "numpy": BackendInfo("numpy", "app.numpy_executor", "numpy reference (scheduler on the CPU)"),
+}
+
 
 def _module(name: str):
-    if name not in BACKENDS:
+    info = BACKENDS.get(name) or REFERENCE_BACKENDS.get(name)
+    if info is None:
         raise ValueError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
     try:
-        return importlib.import_module(BACKENDS[name].module)
+        return importlib.import_module(info.module)
     except ImportError as exc:
         raise BackendUnavailableError(f"backend {name!r} cannot be imported: {exc}") from exc
 

@@ -23,7 +23,7 @@ def why_not() -> str | None:
 
 def open_manager(shape, fill, max_pending, **options):
     """A ``GLBufferManager``; options: ``event_capacity``, ``share_context``."""
-    from .GLBufferManager import GLBufferManager
+    from .gl_manager import GLBufferManager
 
     return GLBufferManager(shape, fill, max_pending, **options)
 
@@ -37,7 +37,7 @@ def surface_format():
 
 def __getattr__(name: str):
     if name == "GLBufferManager":
-        from .GLBufferManager import GLBufferManager
+        from .gl_manager import GLBufferManager
 
         return GLBufferManager
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

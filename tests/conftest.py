@@ -16,6 +16,9 @@ import app
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 ALL_BACKENDS = ["c", "gl"]
+# The contract suites also run on the numpy reference backend: the GL backend's
+# scheduler with a CPU executor, so the queue protocol is tested without OpenGL.
+CONTRACT_BACKENDS = [*ALL_BACKENDS, "numpy"]
 
 
 def pytest_configure(config):
@@ -39,8 +42,8 @@ def require_backend(name: str) -> None:
     pytest.skip(f"backend {name!r} unavailable: {reason}")
 
 
-@pytest.fixture(params=ALL_BACKENDS)
-def backend(request) -> str:
+def backend_param(request) -> str:
+    """The backend named by ``request.param``, required to be usable here."""
     name = request.param
     if name == "gl":
         # pytest-qt's QApplication must exist before the GL backend would make
@@ -48,6 +51,11 @@ def backend(request) -> str:
         request.getfixturevalue("qapp")
     require_backend(name)
     return name
+
+
+@pytest.fixture(params=ALL_BACKENDS)
+def backend(request) -> str:
+    return backend_param(request)
 
 
 @pytest.fixture

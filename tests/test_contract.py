@@ -15,10 +15,17 @@ import time
 
 import numpy as np
 import pytest
+from conftest import CONTRACT_BACKENDS, backend_param
 
 import app
 from app import Add, Fill, Scale, Set, Write
 from app.reference import ReferenceModel, first_difference, same_bits
+
+
+@pytest.fixture(params=CONTRACT_BACKENDS)
+def backend(request) -> str:
+    """c, gl and the numpy reference backend (the GL scheduler without GL)."""
+    return backend_param(request)
 
 WAIT = 10.0  # seconds: the bound on every wait in this file
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import CONTRACT_BACKENDS, backend_param
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -20,6 +21,12 @@ from hypothesis.stateful import (
 import app
 from app import Add, Fill, Scale, Set, Write
 from app.reference import ReferenceModel, first_difference, same_bits
+
+
+@pytest.fixture(params=CONTRACT_BACKENDS)
+def backend(request) -> str:
+    """c, gl and the numpy reference backend (the GL scheduler without GL)."""
+    return backend_param(request)
 
 SPECIAL = [0.0, -0.0, 1.0, -1.0, float("nan"), float("inf"), float("-inf"),
            1e-45, -1e-40, 3.4028235e38, 1e39, 0.1, 2.0**-126]

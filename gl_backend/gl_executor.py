@@ -1,0 +1,392 @@
+"""``GlExecutor``: the scheduler's executor on the GPU, in a context of its own.
+
+DESIGN
+The worker thread owns an OpenGL 4.3 core context (Qt's ``QOpenGLContext`` on a
+``QOffscreenSurface``, both created on the creating thread — the GUI thread in
+the app; the context is moved to the worker, which alone makes it current, and
+moved back when the worker ends). Front and back are two ``R32UI`` textures
+holding float32 bit patterns, with ``R32F`` views for viewers (see ``_gpu``).
+
+``apply`` merges neighbouring entries into few GL calls: a run of sets (``Set``
+and ``set_many`` alike) becomes one upload of (offset, bits) pairs and one
+compute scatter — repeated offsets are resolved on the CPU first, keeping the
+last one, so no two invocations write the same texel; a run of Fill/Add/Scale
+(and Writes that are not plain rectangles of the texture) becomes one compute
+dispatch per group of pairwise disjoint boxes (a box overlapping an earlier one
+of the group starts a new group, so read-modify-write never races); a Write
+that is a rectangle of the texture is uploaded with ``glTexSubImage2D``.
+
+``catch_up`` replays the GL operations applied since the previous swap (their
+set and box buffers are kept for this, left-right style), or, when those
+touched more elements than the buffer holds, copies the whole front with
+``glCopyImageSubData`` (the kept operations are dropped as soon as that
+happens, so memory stays bounded); it ends with a fence, so a back the
+scheduler calls current has landed. ``wait`` is the fence before each swap.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+
+import numpy as np
+
+from app.errors import BackendUnavailableError
+from app.scheduler import SETS, Entry, Item
+from app.updates import Set, Write
+
+from . import _context
+
+_F32, _U32 = struct.Struct("<f"), struct.Struct("<I")
+_OP_CODES = {"fill": 1, "add": 2, "scale": 3, "write": 4}
+GROUP_BOXES = 4096           # boxes per compute dispatch
+GROUP_TOTAL = (1 << 31) - 1  # elements per compute dispatch (uint arithmetic in the shader)
+RECT_SLICES = 16             # a Write of more slices than this goes through the compute path
+
+
+def float_bits(value: float) -> int:
+    """The float32 bit pattern of ``value`` (rounded as numpy rounds; overflow gives ±inf)."""
+    try:
+        return _U32.unpack(_F32.pack(value))[0]
+    except OverflowError:
+        pass
+    with np.errstate(over="ignore", invalid="ignore"):
+        return int(np.array([value], dtype=np.float64).astype(np.float32).view(np.uint32)[0])
+
+
+class _Enc:
+    """What the GL executor needs of one entry: ``pairs`` ((n, 2) uint32 offsets and
+    bits for set_many, an ``(offset, bits)`` tuple for one Set); ``start``/``stop``
+    (padded to 3-d), ``bits`` and ``data`` (a Write's uint32 block) for regions."""
+
+    __slots__ = ("pairs", "start", "stop", "bits", "data", "touched")
+
+    def __init__(self) -> None:
+        self.pairs = None
+        self.start = self.stop = None
+        self.bits = 0
+        self.data = None
+        self.touched = 0
+
+
+class _BoxGroup:
+    """Disjoint boxes collected for one compute dispatch."""
+
+    def __init__(self) -> None:
+        self.starts = np.empty((GROUP_BOXES, 3), dtype=np.int64)
+        self.stops = np.empty((GROUP_BOXES, 3), dtype=np.int64)
+        self.records = np.empty((GROUP_BOXES, 8), dtype=np.uint32)
+        self.clear()
+
+    def clear(self) -> None:
+        self.k = 0
+        self.total = 0
+        self.payload: list[np.ndarray] = []
+        self.payload_len = 0
+
+    def fits(self, start: tuple, stop: tuple, volume: int) -> bool:
+        k = self.k
+        if k == 0:
+            return True
+        if k == GROUP_BOXES or self.total + volume > GROUP_TOTAL:
+            return False
+        if k <= 8:  # a few boxes: plain Python is quicker than numpy
+            for j in range(k):
+                s, t = self.starts[j], self.stops[j]
+                if (s[0] < stop[0] and start[0] < t[0] and s[1] < stop[1] and start[1] < t[1]
+                        and s[2] < stop[2] and start[2] < t[2]):
+                    return False
+            return True
+        hit = (self.starts[:k] < stop) & (self.stops[:k] > start)
+        return not bool(np.any(np.all(hit, axis=1)))
+
+    def add(self, op: str, enc: _Enc, volume: int) -> None:
+        k = self.k
+        self.starts[k] = enc.start
+        self.stops[k] = enc.stop
+        if op == "write":
+            arg = self.payload_len
+            block = enc.data.reshape(-1)
+            self.payload.append(block)
+            self.payload_len += block.size
+        else:
+            arg = enc.bits
+        self.records[k] = (self.total, enc.start[0], enc.start[1], enc.start[2],
+                           enc.stop[1] - enc.start[1], enc.stop[2] - enc.start[2],
+                           _OP_CODES[op], arg)
+        self.total += volume
+        self.k = k + 1
+
+
+class GlExecutor:
+    """Front and back as GL textures in the worker's own context (see the module doc).
+
+    Created on the thread that will dispose of its Qt objects (the GUI thread in
+    the app); everything else but ``encode`` and ``hand_over`` runs on the worker.
+    """
+
+    where = "on the GPU"
+
+    def __init__(self, shape, fill: float, share_context=None) -> None:
+        from PyQt6.QtCore import QThread
+
+        self.shape = tuple(shape)
+        self.ndim = len(self.shape)
+        self.shape3 = (1,) * (3 - self.ndim) + self.shape
+        self.nelem = int(np.prod(self.shape, dtype=np.int64))
+        self.fill = fill
+        self.strides = [int(np.prod(self.shape[d + 1:], dtype=np.int64)) for d in range(self.ndim)]
+        self.gpu = None
+        self.group = _BoxGroup()
+        self.batch_ops: list = []
+        self.batch_entries = 0
+        self.batch_touched = 0
+        self.batch_overflow = False
+        self.object_names: dict[str, list[int]] = {}
+        # start-up hand-shake: the creator moves the context to the worker's QThread
+        self._cv = threading.Condition()
+        self._worker_qthread = None
+        self._moved = False
+        self._abandoned = False
+        self._current = False
+        self.home_thread = QThread.currentThread()
+        self.surface, self.ctx = _context.create_offscreen(share_context)
+        self.shared = self.ctx.shareContext() is not None
+
+    # -- producer side --------------------------------------------------------------
+    def encode(self, e: Entry) -> None:
+        enc = _Enc()
+        if e.kind == SETS:
+            pairs = np.empty((e.count, 2), dtype=np.uint32)
+            pairs[:, 0] = e.flat
+            pairs[:, 1] = e.values.view(np.uint32)
+            enc.pairs = pairs
+            enc.touched = e.count
+            e.enc = enc
+            return
+        u = e.update
+        t = type(u)
+        if t is Set:
+            off = 0
+            for i, s in zip(u.index, self.strides):
+                off += i * s
+            enc.pairs = (off, float_bits(u.value))
+            enc.touched = 1
+            e.enc = enc
+            return
+        pad = 3 - self.ndim
+        enc.start = (0,) * pad + tuple(a for a, _ in u.region)
+        enc.stop = (1,) * pad + tuple(b for _, b in u.region)
+        ext = tuple(b - a for a, b in zip(enc.start, enc.stop))
+        enc.touched = ext[0] * ext[1] * ext[2]
+        if t is Write:
+            enc.data = u.data.view(np.uint32).reshape(ext)
+        else:
+            enc.bits = float_bits(u.value)
+        e.enc = enc
+
+    # -- the worker's life ------------------------------------------------------------
+    def hand_over(self, deadline: float) -> None:
+        """Creating thread: move the context to the worker once its QThread exists."""
+        with self._cv:
+            while self._worker_qthread is None:
+                if not self._cv.wait(max(0.0, deadline - time.monotonic())):
+                    self._abandoned = True
+                    self._cv.notify_all()
+                    raise BackendUnavailableError("the GL worker thread did not start")
+            self.ctx.moveToThread(self._worker_qthread)
+            self._moved = True
+            self._cv.notify_all()
+
+    def start(self) -> dict:
+        from PyQt6.QtCore import QThread
+
+        with self._cv:
+            self._worker_qthread = QThread.currentThread()
+            self._cv.notify_all()
+            while not self._moved and not self._abandoned:
+                self._cv.wait(0.05)
+            if not self._moved:
+                raise BackendUnavailableError("the GL context was not handed to the worker")
+        if not self.ctx.makeCurrent(self.surface):
+            raise BackendUnavailableError(
+                "cannot make the OpenGL context current on the GL worker thread")
+        self._current = True
+        try:
+            from OpenGL import GL
+
+            from ._gpu import Gpu
+
+            self.gpu = Gpu(self.shape3, self.fill)
+            return {
+                "vendor": GL.glGetString(GL.GL_VENDOR).decode(),
+                "renderer": GL.glGetString(GL.GL_RENDERER).decode(),
+                "version": GL.glGetString(GL.GL_VERSION).decode(),
+                "max_texture_size": self.gpu.max_texture_size,
+            }
+        except BaseException:
+            self.finish()
+            raise
+
+    def finish(self) -> None:
+        """Worker: free every GL object, release the context, hand it back."""
+        if not self._moved:
+            return
+        try:
+            if self._current:
+                if self.gpu is not None:
+                    self._drop_batch()
+                    self.gpu.delete()
+                    from OpenGL import GL
+
+                    GL.glFinish()
+                self.ctx.doneCurrent()
+        finally:
+            self._current = False
+            self.gpu = None
+            self.object_names = {}
+            self.ctx.moveToThread(self.home_thread)
+
+    def dispose(self) -> None:
+        _context.dispose(self.surface, self.ctx)
+
+    # -- requests ----------------------------------------------------------------------
+    def wait(self) -> None:
+        self.gpu.wait()
+
+    def read(self, slot: int) -> np.ndarray:
+        return self.gpu.read(slot, self.shape)
+
+    def finite_range(self, slot: int):
+        return self.gpu.finite_range(slot)
+
+    # -- catch-up ------------------------------------------------------------------------
+    def catch_up(self, front: int, back: int) -> int:
+        """Make the new back equal the front, then fence."""
+        try:
+            if self.batch_overflow:
+                self.gpu.copy(front, back)
+                replayed = 0
+            else:
+                for op in self.batch_ops:
+                    op.apply(self.gpu, back)
+                replayed = self.batch_entries
+            self.gpu.wait()
+            return replayed
+        except Exception:
+            # The back may now be half replayed: copy the front over it.
+            self.gpu.copy(front, back)
+            raise
+        finally:
+            self._drop_batch()
+
+    def _drop_batch(self) -> None:
+        names = [b for op in self.batch_ops for b in op.buffers()]
+        self.batch_ops = []
+        self.batch_entries = 0
+        self.batch_touched = 0
+        self.batch_overflow = False
+        self.gpu.delete_buffers(names)
+
+    def _keep(self, ops, entries: int, failed: bool) -> None:
+        """Remember applied operations for the catch-up replay."""
+        if failed:
+            self.batch_overflow = True
+        if not self.batch_overflow:
+            self.batch_touched += sum(t for _, t in ops)
+            if self.batch_touched > self.nelem:
+                # Replaying would cost more than copying the buffer: drop the batch.
+                self.batch_overflow = True
+        self.batch_ops.extend(op for op, _ in ops)
+        self.batch_entries += entries
+        if self.batch_overflow:
+            self._drop_batch()
+            self.batch_overflow = True
+
+    # -- applying ------------------------------------------------------------------------
+    def apply(self, items: list[Item], slot: int) -> Exception | None:
+        """Issue the GL work of ``items`` on texture ``slot``, merged."""
+        from ._gpu import SCATTER_MAX, BoxesOp, RectsOp, SetsOp, last_writes
+
+        gpu = self.gpu
+        ops: list = []
+        sets: list = []
+        group = self.group
+        group.clear()
+        done_entries = 0
+
+        def flush_sets() -> None:
+            if sets:
+                parts, singles = [], []
+                for p in sets:
+                    if type(p) is tuple:
+                        singles.append(p)
+                        continue
+                    if singles:
+                        parts.append(np.array(singles, dtype=np.uint32))
+                        singles = []
+                    parts.append(p)
+                if singles:
+                    parts.append(np.array(singles, dtype=np.uint32))
+                pairs = parts[0] if len(parts) == 1 else np.concatenate(parts)
+                sets.clear()
+                # Slices are dispatched in order, so a later slice wins over an earlier one.
+                for lo in range(0, len(pairs), SCATTER_MAX):
+                    part = last_writes(pairs[lo: lo + SCATTER_MAX], gpu.stamps)
+                    op = SetsOp(gpu, part)
+                    ops.append((op, len(part)))
+                    op.apply(gpu, slot)
+
+        def flush_group() -> None:
+            if group.k:
+                op = BoxesOp(gpu, group.records[: group.k].copy(), group.payload, group.total)
+                ops.append((op, group.total))
+                group.clear()
+                op.apply(gpu, slot)
+
+        try:
+            for e, frm, n, failed in items:
+                if failed:
+                    continue
+                if frm + n == e.count:
+                    done_entries += 1
+                enc = e.enc
+                if enc.pairs is not None:
+                    flush_group()
+                    sets.append(enc.pairs if n == e.count else enc.pairs[frm: frm + n])
+                    continue
+                flush_sets()
+                volume = enc.touched
+                if volume == 0:
+                    continue
+                rects = self._rects(enc) if e.op == "write" else None
+                if rects is not None:
+                    flush_group()
+                    op = RectsOp(rects)
+                    ops.append((op, volume))
+                    op.apply(gpu, slot)
+                    continue
+                if not group.fits(enc.start, enc.stop, volume):
+                    flush_group()
+                group.add(e.op, enc, volume)
+            flush_sets()
+            flush_group()
+            err = None
+        except Exception as exc:
+            err = exc
+        self._keep(ops, done_entries, failed=err is not None)
+        return err
+
+    def _rects(self, enc: _Enc):
+        """A Write as texture rectangles ``(x, y, w, h, bits)``, or None for the compute path."""
+        if not self.gpu.natural:
+            return None
+        (d0, r0, c0), (d1, r1, c1) = enc.start, enc.stop
+        rows = self.shape3[1]
+        w = c1 - c0
+        if r0 == 0 and r1 == rows:
+            return [(c0, d0 * rows, w, (d1 - d0) * rows, enc.data.reshape(-1, w))]
+        if d1 - d0 > RECT_SLICES:
+            return None
+        return [(c0, d * rows + r0, w, r1 - r0, enc.data[d - d0]) for d in range(d0, d1)]
