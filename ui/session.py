@@ -287,7 +287,9 @@ class Session(QObject):
         if res.stats is not None:
             self.last_stats = res.stats
         epoch = self.epoch if res.epoch is None else int(res.epoch)
-        if epoch != self.epoch or res.front is not None:
+        # A front read with an unchanged epoch is news only when it was asked for
+        # (a refresh); an auto-sync that swapped nothing new costs no diff.
+        if epoch != self.epoch or (res.front is not None and not job.sync):
             self.epoch = epoch
             self.sigFrontChanged.emit(epoch, res.front)
         if job.sync:
