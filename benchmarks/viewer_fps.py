@@ -31,7 +31,7 @@ def main() -> int:
     app = _application()
     from PyQt6.QtCore import QEventLoop, QTimer
 
-    from ui.MainWindow import MainWindow
+    from ui.main_window import MainWindow
 
     def wait(seconds: float) -> None:
         loop = QEventLoop()
@@ -44,13 +44,14 @@ def main() -> int:
     wait(2.0)
     view = win.view
     rows: list[int] = []
-    upload = view._upload
+    renderer = view.renderer
+    upload = renderer.upload
 
-    def counting_upload(GL):
-        upload(GL)
-        rows.append(view.uploaded_rows)
+    def counting_upload(src):
+        upload(src)
+        rows.append(renderer.uploaded_rows)
 
-    view._upload = counting_upload
+    renderer.upload = counting_upload
     e0, t0 = win.session.epoch, time.monotonic()
     wait(args.seconds)
     dt = time.monotonic() - t0
@@ -59,7 +60,7 @@ def main() -> int:
     print(f"{args.backend}: {args.scenario} {'x'.join(map(str, shape))}, window {w}x{h}, "
           f"auto-sync {args.hz:.0f} Hz: {frames / dt:.1f} frames/s, "
           f"{(win.session.epoch - e0) / dt:.1f} epochs/s, "
-          f"{'samples the front texture' if view.usingSharedTexture else 'uploads'}, "
+          f"{'samples the front texture' if view.using_shared_texture else 'uploads'}, "
           f"{sum(rows) / max(1, len(rows)):.0f} of {shape[-2] if len(shape) > 1 else 1} rows "
           f"uploaded per frame; renderer {view.gl_info.get('renderer', '?')}")
     win.close()

@@ -1,4 +1,4 @@
-"""The main window driven as a user would (ui/MainWindow.py, ControlPanel, Session).
+"""The main window driven as a user would (ui/main_window.py, control_panel, session).
 
 Every test closes its window; the autouse guard of conftest.py fails a test that
 leaves a thread behind (producers, manager workers).
@@ -18,9 +18,9 @@ from PyQt6.QtGui import QKeySequence
 
 from app import Fill, Set, open_manager, why_not
 from ui import colormaps
-from ui.MainWindow import MainWindow
-from ui.Session import Session
-from ui.testing import close_enough, pixel, require_gl  # prepares Qt first
+from ui.main_window import MainWindow
+from ui.session import Session
+from ui.testing import close_enough, open_window, pixel, require_gl, sync  # prepares Qt first
 
 pytestmark = pytest.mark.gl
 
@@ -34,12 +34,7 @@ def make_window(qtbot):
     windows = []
 
     def make(**kwargs):
-        kwargs.setdefault("scenario", None)
-        w = MainWindow(**kwargs)
-        qtbot.addWidget(w)
-        w.resize(1000, 700)
-        w.show()
-        qtbot.waitExposed(w)
+        w = open_window(qtbot, **kwargs)
         windows.append(w)
         return w
 
@@ -52,13 +47,13 @@ def make_window(qtbot):
 def fixed_levels(w, lo="0", hi="1"):
     w.panel.level_lo.setText(lo)
     w.panel.level_hi.setText(hi)
-    w.panel.applyLevels()
-    assert not w.view.autoLevels() and w.view.levels() == (float(lo), float(hi))
+    w.panel.apply_levels()
+    assert not w.view.state.auto_levels and w.view.state.levels == (float(lo), float(hi))
 
 
 def view_color(w, row, col):
     img = w.view.grabFramebuffer()
-    x, y = w.view.texelCenter(row, col)
+    x, y = w.view.texel_center(row, col)
     return pixel(img, x, y)
 
 
@@ -72,7 +67,7 @@ def test_opens_on_the_live_default_scenario(make_window, qtbot):
     assert s.backend == "c" and s.scenario_name == "waves"
     assert w.panel.scenario_button.text() == "Stop"
     qtbot.waitUntil(lambda: s.epoch >= 5, timeout=5000)
-    qtbot.waitUntil(lambda: w.view.framesPerSecond() > 0, timeout=5000)
+    qtbot.waitUntil(lambda: w.view.frames_per_second() > 0, timeout=5000)
     front = w.view.front()
     assert front.shape == (256, 256) and np.any(front != 0)
     w._update_status()
@@ -100,12 +95,11 @@ def test_known_values_draw_in_the_colormap_colors(make_window, qtbot):
     a[3, 2] = np.nan
     w.session.enqueue(Fill(((0, 8), (4, 8)), 1.0))
     w.session.enqueue(Set((3, 2), float("nan")))
-    w.session.synchronize()
-    qtbot.waitUntil(lambda: w.view.epoch == w.session.epoch >= 1, timeout=2000)
+    sync(qtbot, w.session)
     img = w.view.grabFramebuffer()
     for row in range(8):
         for col in range(8):
-            x, y = w.view.texelCenter(row, col)
+            x, y = w.view.texel_center(row, col)
             want = (colormaps.NAN_COLOR if (row, col) == (3, 2)
                     else VIRIDIS[255 if col >= 4 else 0])
             assert close_enough(pixel(img, x, y), want), (row, col)
@@ -115,11 +109,13 @@ def test_fill_through_the_form_then_synchronize(make_window, qtbot):
     w = make_window(shape=(16, 16))
     p = w.panel
     fixed_levels(w)
-    p.autosync_check.setChecked(False)          # the user synchronizes by hand
-    p.op_combo.setCurrentText("Fill")
-    p.value_edit.setText("1")
-    p.setRegion(((2, 6), (3, 9)))
-    click(qtbot, p.enqueue_button)
+    p.autosync_check.click()                    # the user synchronizes by hand
+    assert not w.session.autosync
+    qtbot.waitUntil(lambda: not w.session.syncing, timeout=3000)   # the last auto-sync ends
+    p.form.op_combo.setCurrentText("Fill")
+    p.form.value_edit.setText("1")
+    p.form.set_region(((2, 6), (3, 9)))
+    click(qtbot, p.form.enqueue_button)
     qtbot.wait(50)
     assert w.view.front()[4, 4] == 0.0            # not visible before the sync
     click(qtbot, p.sync_button)
@@ -127,33 +123,32 @@ def test_fill_through_the_form_then_synchronize(make_window, qtbot):
     assert close_enough(view_color(w, 4, 4), VIRIDIS[255])
     assert close_enough(view_color(w, 10, 10), VIRIDIS[0])
     # hover readout: index, value, epoch and the update that wrote it
-    x, y = w.view.texelCenter(5, 8)
+    x, y = w.view.texel_center(5, 8)
     qtbot.mouseMove(w.view, QPoint(x, y))
     qtbot.waitUntil(lambda: "index (5, 8)" in w.readout.text(), timeout=2000)
     text = w.readout.text()
     assert "value 1" in text and f"epoch {w.session.epoch}" in text
     assert "last write: seq 1 fill by MainThread" in text
-    assert w.readoutText((12, 12)).endswith("none since the buffer was opened")
+    assert w.readout_text((12, 12)).endswith("none since the buffer was opened")
 
 
 def test_region_from_a_shift_drag_then_write_random(make_window, qtbot):
     w = make_window(shape=(16, 16))
     p = w.panel
     w.view.grabFramebuffer()
-    x0, y0 = w.view.texelCenter(1, 1)
-    x1, y1 = w.view.texelCenter(3, 4)
+    x0, y0 = w.view.texel_center(1, 1)
+    x1, y1 = w.view.texel_center(3, 4)
     qtbot.mousePress(w.view, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ShiftModifier,
                      QPoint(x0, y0))
     qtbot.mouseMove(w.view, QPoint(x1, y1))
     qtbot.mouseRelease(w.view, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ShiftModifier,
                        QPoint(x1, y1))
-    assert p.region() == ((1, 4), (1, 5))
-    p.op_combo.setCurrentText("Write")
-    p.write_mode.setCurrentText("random")
-    p.value_edit.setText("2")
-    assert p.enqueueFromForm() is not None
-    w.session.synchronize()
-    qtbot.waitUntil(lambda: w.view.epoch == w.session.epoch, timeout=2000)
+    assert p.form.region() == ((1, 4), (1, 5))
+    p.form.op_combo.setCurrentText("Write")
+    p.form.write_mode.setCurrentText("random")
+    p.form.value_edit.setText("2")
+    assert p.form.enqueue_from_form() is not None
+    sync(qtbot, w.session)
     block = w.view.front()[1:4, 1:5]
     assert np.all((block >= 0) & (block <= 2)) and len(np.unique(block)) > 1
     assert np.all(w.view.front()[5:, :] == 0)
@@ -165,11 +160,11 @@ def test_pause_and_step_apply_exactly_one_update_per_step(make_window, qtbot):
     click(qtbot, p.pause_button)
     assert s.paused and p.pause_button.text() == "Resume" and p.step_button.isEnabled()
     base = s.manager.stats().applied_seq
-    p.op_combo.setCurrentText("Add")
-    p.value_edit.setText("1")
-    p.setRegion(((0, 8), (0, 8)))
+    p.form.op_combo.setCurrentText("Add")
+    p.form.value_edit.setText("1")
+    p.form.set_region(((0, 8), (0, 8)))
     for _ in range(3):
-        click(qtbot, p.enqueue_button)
+        click(qtbot, p.form.enqueue_button)
     assert s.manager.stats().pending == 3
     for k in range(1, 4):
         click(qtbot, p.step_button)
@@ -198,9 +193,9 @@ def test_keyboard_drives_enqueue_pause_step_and_sync(make_window, qtbot):
     keys("Ctrl+P")
     assert s.paused and p.pause_button.isChecked()
     base = s.manager.stats().applied_seq
-    p.op_combo.setCurrentText("Fill")
-    p.value_edit.setText("4")
-    p.setRegion(((0, 8), (0, 8)))
+    p.form.op_combo.setCurrentText("Fill")
+    p.form.value_edit.setText("4")
+    p.form.set_region(((0, 8), (0, 8)))
     keys("Ctrl+Shift+Return")
     keys("Ctrl+Shift+Return")
     assert s.manager.stats().pending == 2
@@ -222,6 +217,7 @@ def test_synchronize_while_paused_is_reported_not_raised(make_window, qtbot):
     with qtbot.waitSignal(s.sigMessage, timeout=3000) as msg:
         s.synchronize(timeout=0.05)
     assert "timed out" in msg.args[0] and "Step or Resume, then Synchronize" in msg.args[0]
+    qtbot.waitUntil(lambda: not s.syncing, timeout=3000)   # an auto-sync may have been queued too
     epoch = s.epoch
     s.step(1)
     qtbot.waitUntil(lambda: s.manager.stats().applied_seq == s.manager.stats().last_seq, timeout=3000)
@@ -236,39 +232,40 @@ def test_synchronize_while_paused_is_reported_not_raised(make_window, qtbot):
 def test_errors_show_in_the_status_bar(make_window, qtbot):
     w = make_window(shape=(8, 8))
     p = w.panel
-    p.value_edit.setText("not a number")
-    assert p.enqueueFromForm() is None
+    p.form.value_edit.setText("not a number")
+    assert p.form.enqueue_from_form() is None
     assert "value must be a number" in w.statusbar.currentMessage()
-    p.op_combo.setCurrentText("Fill")
-    p.value_edit.setText("1")
-    p.setRegion(((6, 2), (0, 8)))                              # start > stop
-    assert p.enqueueFromForm() is None
+    p.form.op_combo.setCurrentText("Fill")
+    p.form.value_edit.setText("1")
+    p.form.set_region(((6, 2), (0, 8)))                              # start > stop
+    assert p.form.enqueue_from_form() is None
     assert "start 6 > stop 2" in w.statusbar.currentMessage()
     p.shape_edit.setText("0x5")
-    assert not p.applyShape()
+    assert not p.apply_shape()
     assert "shape" in w.statusbar.currentMessage()
     w.session.manager.manager.close()                          # the manager goes away under us
     w.session.synchronize()
-    assert "ManagerClosedError" in w.statusbar.currentMessage()
+    qtbot.waitUntil(lambda: "ManagerClosedError" in w.statusbar.currentMessage(), timeout=3000)
 
 
 def test_new_shape_and_3d_slices(make_window, qtbot):
     w = make_window(shape=(8, 8))
     p = w.panel
     p.shape_edit.setText("3x4x5")
-    assert p.applyShape()
+    assert p.apply_shape()
     assert w.session.shape == (3, 4, 5) and w.z_row.isVisibleTo(w)
-    assert len(p.region_spins) == 3
+    qtbot.waitUntil(lambda: w.view.front() is not None and w.view.front().shape == (3, 4, 5),
+                    timeout=3000)
+    assert len(p.form.region_spins) == 3
     fixed_levels(w)
     w.session.enqueue(Fill(((2, 3), (0, 4), (0, 5)), 1.0))
-    w.session.synchronize()
-    qtbot.waitUntil(lambda: w.view.epoch == w.session.epoch, timeout=2000)
+    sync(qtbot, w.session)
     assert close_enough(view_color(w, 1, 1), VIRIDIS[0])
     w.z_slider.setValue(2)
     assert close_enough(view_color(w, 1, 1), VIRIDIS[255])
-    w.view.setSelection(None)
+    w.view.state.set_selection(None)
     w.view.sigRegionSelected.emit(((1, 3), (0, 2)))
-    assert p.region() == ((2, 3), (1, 3), (0, 2))
+    assert p.form.region() == ((2, 3), (1, 3), (0, 2))
 
 
 def test_backend_toggle_keeps_the_picture(make_window, qtbot, monkeypatch):
@@ -283,7 +280,7 @@ def test_backend_toggle_keeps_the_picture(make_window, qtbot, monkeypatch):
             return real(self, backend, shape)
 
         monkeypatch.setattr(Session, "_open_raw", stand_in)
-        for module in ("ui.Session", "ui.ControlPanel", "ui.MainWindow"):
+        for module in ("ui.session", "ui.control_panel", "ui.main_window"):
             monkeypatch.setattr(importlib.import_module(module), "backend_problem",
                                 lambda name: None)
     w = make_window(shape=(16, 16), scenario="racing")
@@ -291,7 +288,7 @@ def test_backend_toggle_keeps_the_picture(make_window, qtbot, monkeypatch):
     qtbot.waitUntil(lambda: s.epoch >= 3, timeout=3000)
     p.backend_buttons["gl"].setEnabled(True)
     s.stop_scenario()
-    s.synchronize()
+    sync(qtbot, s)
     fixed_levels(w, "0", "4")
     before = w.view.front().copy()
     picture = w.view.grabFramebuffer()
@@ -314,7 +311,7 @@ def test_unavailable_gl_backend_says_why(make_window, monkeypatch):
     def problem(name):
         return reason if name == "gl" else None
 
-    for module in ("ui.Session", "ui.ControlPanel", "ui.MainWindow"):
+    for module in ("ui.session", "ui.control_panel", "ui.main_window"):
         monkeypatch.setattr(importlib.import_module(module), "backend_problem", problem)
     w = make_window(backend="gl", shape=(8, 8))
     assert w.session.backend == "c"
@@ -324,16 +321,16 @@ def test_unavailable_gl_backend_says_why(make_window, monkeypatch):
     assert reason in w.statusbar.currentMessage()
     assert not w.session.switch_backend("gl")
     assert w.session.backend == "c" and reason in w.statusbar.currentMessage()
-    assert f"gl backend: unavailable: {reason}" in w.aboutText()
+    assert f"gl backend: unavailable: {reason}" in w.about_text()
 
 
 def test_a_backend_that_raises_in_why_not_does_not_crash(monkeypatch):
-    from ui.Session import backend_problem
+    from ui.session import backend_problem
 
     def broken(name):
         raise AttributeError("module 'gl_backend' has no attribute 'why_not'")
 
-    monkeypatch.setattr(importlib.import_module("ui.Session"), "_why_not", broken)
+    monkeypatch.setattr(importlib.import_module("ui.session"), "_why_not", broken)
     assert "has no attribute" in backend_problem("gl")
     assert "unknown backend" in backend_problem("vulkan")
 
@@ -344,10 +341,9 @@ def test_export_npy_and_png(make_window, qtbot, tmp_path):
     w = make_window(shape=(4, 6))
     fixed_levels(w)
     w.session.enqueue(Fill(((0, 4), (3, 6)), 1.0))
-    w.session.synchronize()
-    qtbot.waitUntil(lambda: w.view.epoch == w.session.epoch, timeout=2000)
+    sync(qtbot, w.session)
     npy, png = tmp_path / "front.npy", tmp_path / "front.png"
-    assert w.exportNpy(str(npy)) and w.exportPng(str(png))
+    assert w.export_npy(str(npy)) and w.export_png(str(png))
     assert np.array_equal(np.load(npy), w.view.front())
     img = QImage(str(png))
     assert (img.width(), img.height()) == (6, 4)
@@ -361,7 +357,7 @@ def test_export_npy_and_png(make_window, qtbot, tmp_path):
 
 def test_about_names_the_versions(make_window):
     w = make_window(shape=(4, 4))
-    text = w.aboutText()
+    text = w.about_text()
     for name in ("Qt", "PyQt6", "PyOpenGL", "numpy", "C library ABI", "GL renderer"):
         assert f"{name}:" in text
     assert "GL renderer: not initialized" not in text
@@ -407,16 +403,15 @@ def test_gl_backend_front_texture_is_drawn_without_readback(make_window, qtbot, 
     s.enqueue(Fill(half, 1.0))
     nan_index = tuple(n - 1 for n in shape[:-1]) + (0,)
     s.enqueue(Set(nan_index, float("nan")))
-    s.synchronize()
-    qtbot.waitUntil(lambda: w.view.epoch == s.epoch >= 1, timeout=5000)
-    assert w.view.usingSharedTexture, "the view samples the GL backend's texture"
+    sync(qtbot, s)
+    assert w.view.using_shared_texture, "the view samples the GL backend's texture"
     if len(shape) == 3:
         w.z_slider.setValue(shape[0] - 1)
     img = w.view.grabFramebuffer()
     rows = 1 if len(shape) == 1 else shape[-2]
     for row in range(rows):
         for col in range(last):
-            x, y = w.view.texelCenter(row, col)
+            x, y = w.view.texel_center(row, col)
             if row == rows - 1 and col == 0:
                 want = colormaps.NAN_COLOR
             else:
@@ -430,19 +425,18 @@ def test_gl_auto_levels_belong_to_the_epoch_drawn(make_window, qtbot, monkeypatc
     problem = why_not("gl")
     if problem is not None:
         pytest.skip(f"the GL backend cannot run here: {problem}")
-    main_window = importlib.import_module("ui.MainWindow")
+    front_source = importlib.import_module("ui.front_source")
 
     # No read-back after the first one: the levels must not depend on it.
-    monkeypatch.setattr(main_window, "TEXTURE_MODE_READBACK_HZ", 1e-9)
+    monkeypatch.setattr(front_source, "TEXTURE_READBACK_HZ", 1e-9)
     w = make_window(backend="gl", shape=(32, 48))
     s, v = w.session, w.view
     assert s.backend == "gl", s.last_error
-    w.panel.autosync_check.setChecked(False)
+    s.set_autosync(False)
     qtbot.waitUntil(lambda: v.drawn_epoch == s.epoch, timeout=5000)
-    assert v.usingSharedTexture and v.autoLevels()
+    assert v.using_shared_texture and v.state.auto_levels
     readbacks = []
-    real_front = s.front
-    monkeypatch.setattr(s, "front", lambda: readbacks.append(s.epoch) or real_front())
+    s.sigFrontChanged.connect(lambda e, front: front is not None and readbacks.append(e))
     nan, inf = float("nan"), float("inf")
     model = np.zeros((32, 48), np.float32)     # what the buffer holds
     steps = [
@@ -457,21 +451,21 @@ def test_gl_auto_levels_belong_to_the_epoch_drawn(make_window, qtbot, monkeypatc
                 model[tuple(slice(a, b) for a, b in u.region)] = u.value
             else:
                 model[u.index] = u.value
-        epoch = s.synchronize()
+        epoch = sync(qtbot, s)
         qtbot.waitUntil(lambda e=epoch: v.drawn_epoch == e and v.levels_epoch == e,
                         timeout=5000)
-        assert v.levels() == want and w.colorbar.levels() == want
+        assert v.state.levels == want and w.colorbar.state.levels == want
         img = v.grabFramebuffer()
         assert v.drawn_epoch == v.levels_epoch == epoch
         # The brightest cell has the color of the top of the bar, the darkest the bottom.
         finite = np.where(np.isfinite(model), model, np.nan)
         for cell, k in ((np.nanargmax(finite), 255), (np.nanargmin(finite), 0)):
             row, col = np.unravel_index(cell, model.shape)
-            x, y = v.texelCenter(int(row), int(col))
+            x, y = v.texel_center(int(row), int(col))
             assert close_enough(pixel(img, x, y), VIRIDIS[k]), (epoch, (row, col), want)
     assert not readbacks, "the levels came from front_range, not from a read-back"
     # The hover value comes from the last read-back (epoch 0), and says so.
-    text = w.readoutText((5, 12))
+    text = w.readout_text((5, 12))
     assert f"epoch {v.data_epoch} (read back; the view shows epoch {s.epoch})" in text
     assert v.data_epoch < s.epoch
 

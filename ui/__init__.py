@@ -1,25 +1,37 @@
-"""The bufferscope Qt application: widgets (one per module, named after its class)
-and the entry points ``gui`` and ``screenshot`` (in ``ui.launch``).
+"""The bufferscope Qt application: widgets (one per snake_case module, ``ui/buffer_view.py``
+holding ``BufferView``), the Qt-free parts they share (``display_state``, ``camera``,
+``front_source``, ``sync_worker``) and the entry points ``gui`` and ``screenshot``
+(in ``ui.launch``).
+
+Naming: modules, functions and methods are snake_case (PEP 8); only Qt's own
+virtual methods keep Qt's names (``paintGL``, ``mousePressEvent``), and signals are
+``sigSomethingChanged``.
 
 Importing ``ui`` imports PyQt6; ``app`` and the backends never import ``ui``.
 """
 
-from .BufferView import BufferView
-from .ColorBar import ColorBar
-from .ControlPanel import ControlPanel
+from .buffer_view import BufferView
+from .color_bar import ColorBar
+from .control_panel import ControlPanel
+from .display_state import DisplayState
 from .launch import gui, prepare_qt, screenshot
-from .MainWindow import MainWindow
-from .Session import Session, backend_problem
-from .StatusBar import StatusBar
-from .UpdateRecorder import UpdateRecorder
+from .main_window import MainWindow
+from .message_log import MessageLog
+from .session import Session, backend_problem
+from .status_bar import StatusBar
+from .update_form import UpdateForm
+from .update_recorder import UpdateRecorder
 
 __all__ = [
     "BufferView",
     "ColorBar",
     "ControlPanel",
+    "DisplayState",
     "MainWindow",
+    "MessageLog",
     "Session",
     "StatusBar",
+    "UpdateForm",
     "UpdateRecorder",
     "backend_problem",
     "gui",

@@ -11,6 +11,7 @@ import os
 import sys
 
 from app import BACKENDS
+from app.display import display_problem, has_display
 from app.errors import BackendUnavailableError
 from app.scenarios import DEFAULT_SCENARIO, get_scenario
 
@@ -20,7 +21,7 @@ def prepare_qt() -> None:
     from PyQt6.QtCore import QCoreApplication, Qt
     from PyQt6.QtGui import QSurfaceFormat
 
-    from .BufferView import view_format
+    from .buffer_view import view_format
 
     if QCoreApplication.instance() is None:
         QCoreApplication.setAttribute(Qt.ApplicationAttribute.AA_ShareOpenGLContexts)
@@ -30,9 +31,8 @@ def prepare_qt() -> None:
 def _application():
     from PyQt6.QtWidgets import QApplication
 
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-            or os.environ.get("QT_QPA_PLATFORM")):
-        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    if not (has_display() or os.environ.get("QT_QPA_PLATFORM")):
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"   # screenshots need no display
     prepare_qt()
     app = QApplication.instance()
     if app is not None and not isinstance(app, QApplication):
@@ -56,13 +56,12 @@ def _check_names(backend: str, scenario: str | None) -> None:
 def gui(backend: str, shape: tuple[int, ...] | None, scenario: str | None) -> int:
     """Open the main window on a live scenario and run the event loop; the exit code."""
     _check_names(backend, scenario)
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-            or os.environ.get("QT_QPA_PLATFORM")):
-        print("bufferscope: error: no display to open the window on (DISPLAY and WAYLAND_DISPLAY "
-              "are unset); run it on a desktop, or under `xvfb-run -a`", file=sys.stderr)
+    problem = display_problem()
+    if problem:
+        print(f"bufferscope: error: cannot open the window: {problem}", file=sys.stderr)
         return 1
     app = _application()
-    from .MainWindow import MainWindow
+    from .main_window import MainWindow
 
     win = MainWindow(backend=backend, shape=shape, scenario=scenario or DEFAULT_SCENARIO)
     win.show()
@@ -89,7 +88,7 @@ def screenshot(
     app = _application()  # before why_not("gl"), which would make a bare QGuiApplication
     from PyQt6.QtCore import QEventLoop, QTimer
 
-    from .Session import backend_problem
+    from .session import backend_problem
 
     problem = backend_problem(backend)
     if problem:
@@ -97,7 +96,7 @@ def screenshot(
 
     from app.atomic import write_via_path
 
-    from .MainWindow import MainWindow
+    from .main_window import MainWindow
 
     win = MainWindow(backend=backend, shape=shape, scenario=scenario)
     try:

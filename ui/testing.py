@@ -27,7 +27,7 @@ def gl_problem() -> str | None:
 
     from gl_backend._context import dispose
 
-    from .BufferView import view_format
+    from .buffer_view import view_format
 
     if QGuiApplication.instance() is None:
         return "no QGuiApplication"
@@ -71,3 +71,36 @@ def pixel(image, x: int, y: int) -> tuple[int, int, int]:
 
 def close_enough(a, b, tol: int = 2) -> bool:
     return all(abs(int(p) - int(q)) <= tol for p, q in zip(a, b))
+
+
+def open_window(qtbot, **kwargs):
+    """A shown ``MainWindow`` (no scenario unless asked) with its first front drawn."""
+    from .main_window import MainWindow
+
+    kwargs.setdefault("scenario", None)
+    w = MainWindow(**kwargs)
+    qtbot.addWidget(w)
+    w.resize(1000, 700)
+    w.show()
+    qtbot.waitExposed(w)
+    if w.session.manager is not None:   # the first front arrives from the sync thread
+        qtbot.waitUntil(lambda: w.view.front() is not None, timeout=5000)
+    return w
+
+
+def sync(qtbot, session, timeout_ms: int = 5000) -> int:
+    """Ask ``session`` for a synchronize and wait until that very request ended (it
+    runs on the session's sync thread); the epoch it left."""
+    done: dict[str, int] = {}
+
+    def finished(req: int, epoch: int, error: str) -> None:
+        if req >= done.get("want", 1 << 62):
+            done["epoch"] = epoch
+
+    session.sigSyncFinished.connect(finished)
+    try:
+        done["want"] = session.synchronize()
+        qtbot.waitUntil(lambda: "epoch" in done, timeout=timeout_ms)
+    finally:
+        session.sigSyncFinished.disconnect(finished)
+    return done["epoch"]

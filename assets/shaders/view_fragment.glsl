@@ -67,12 +67,13 @@ void main() {
             if (d > -1.5) color = u_hover_color;
         }
     }
-    if (u_selection.z > u_selection.x && u_selection.w > u_selection.y) {
+    // The selection: an outline 2 px wide just inside the box, drawn only over the
+    // data (never outside it, never tinting the cells it encloses).
+    if (inside && u_selection.z > u_selection.x && u_selection.w > u_selection.y) {
         vec2 a = u_offset + u_selection.xy * u_scale;
         vec2 b = u_offset + u_selection.zw * u_scale;
         float d = outline_distance(px, a, b);
-        if (abs(d) < 1.0) color = u_selection_color;
-        else if (d < 0.0) color.rgb = mix(color.rgb, u_selection_color.rgb, 0.15);
+        if (d <= 0.0 && d > -2.0) color = u_selection_color;
     }
     frag_color = vec4(color.rgb, 1.0);
 }

@@ -1,15 +1,16 @@
 """``MainWindow``: the bufferscope application window (SPEC §7).
 
 The buffer view with its color bar, z-slider (3-D buffers) and hover readout in the
-middle, the control panel docked on the right, the status bar below, and the File
-and Help menus. It opens on a live scenario and, when closed, stops the scenario's
-threads and closes the manager.
+middle, the control panel docked on the right, the message log docked below
+(hidden until asked for), the status bar, and the File, View, Run and Help menus.
+The window owns the ``Session`` and the ``DisplayState``; its actions call them
+directly, and every widget follows their signals. It opens on a live scenario
+and, when closed, stops the scenario's threads and closes the manager.
 """
 
 from __future__ import annotations
 
 import html
-import time
 
 import numpy as np
 from PyQt6.QtCore import Qt, QTimer
@@ -29,16 +30,14 @@ from app.atomic import write_via_path
 from app.scenarios import DEFAULT_SCENARIO, get_scenario
 
 from . import colormaps
-from .BufferView import BufferView
-from .ColorBar import ColorBar, format_value
-from .ControlPanel import ControlPanel
-from .Session import Session, backend_problem
-from .StatusBar import StatusBar
+from .buffer_view import BufferView
+from .color_bar import ColorBar, format_value
+from .control_panel import ControlPanel
+from .display_state import DisplayState
+from .message_log import MessageLog
+from .session import Session, backend_problem
+from .status_bar import StatusBar
 
-# When the view samples the GL backend's texture the front is read back only this
-# often, for the hover readout (which names the epoch its value is from); the auto
-# levels come from the backend's GPU reduction (front_range) for every epoch drawn.
-TEXTURE_MODE_READBACK_HZ = 5.0
 READOUT_HZ = 4.0
 
 
@@ -55,17 +54,21 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("bufferscope")
         self.session = Session(self, share_context=QOpenGLContext.globalShareContext())
         self.session.set_autosync(True, autosync_hz)
-        self.view = BufferView()
-        self.colorbar = ColorBar()
+        self.state = DisplayState()
+        self.view = BufferView(self.state)
+        self.session.front_wanted = lambda: self.view.source.readback_due()
+        self.colorbar = ColorBar(self.state)
         self.statusbar = StatusBar(self)
         self.setStatusBar(self.statusbar)
         self._hover_index: tuple[int, ...] | None = None
-        self._last_readback = 0.0
         self._data_visible_seq: int | None = None   # seqs visible in the view's values
         self._readout_due = False
         self._build_center()
-        self.panel = ControlPanel(self.session, self.view, self)
+        self.panel = ControlPanel(self.session, self.state, self)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.panel)
+        self.message_log = MessageLog(self.statusbar, self)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.message_log)
+        self.message_log.hide()
         self._build_menus()
 
         s = self.session
@@ -74,11 +77,13 @@ class MainWindow(QMainWindow):
         s.sigFrontChanged.connect(self._on_front_changed)
         s.sigPausedChanged.connect(lambda _p: self._update_status())
         self.view.sigHover.connect(self._on_hover)
-        self.view.sigLevelsChanged.connect(
-            lambda lo, hi: self.colorbar.setLevels(lo, hi, self.view.autoLevels()))
-        self.view.sigGLInfo.connect(self._on_gl_info)
+        self.view.sigRegionSelected.connect(
+            lambda box: self.panel.form.set_plane_region(box, self.state.z))
+        self.view.sigGLInfo.connect(
+            lambda info: self.statusbar.set_renderer(info.get("renderer", "unavailable")))
         self.view.sigGLError.connect(self.statusbar.message)
-        self.panel.cmap_combo.currentTextChanged.connect(self.colorbar.setColormap)
+        self.statusbar.sigLogRequested.connect(self.message_log.show_log)
+        self.state.sigSliceChanged.connect(self._on_slice_changed)
 
         self._status_timer = QTimer(self)
         self._status_timer.timeout.connect(self._update_status)
@@ -100,7 +105,7 @@ class MainWindow(QMainWindow):
         self.z_label = QLabel("z 0")
         self.z_slider = QSlider(Qt.Orientation.Horizontal)
         self.z_slider.setObjectName("z_slider")
-        self.z_slider.valueChanged.connect(self._on_z_changed)
+        self.z_slider.valueChanged.connect(self.state.set_z)
         zrow.addWidget(self.z_label)
         zrow.addWidget(self.z_slider, 1)
         self.z_row = QWidget()
@@ -115,56 +120,57 @@ class MainWindow(QMainWindow):
         v.addWidget(self.readout)
         self.setCentralWidget(center)
 
+    def _action(self, menu, text: str, slot, *keys) -> QAction:
+        act = QAction(text, self)
+        seqs: dict[str, QKeySequence] = {}
+        for k in keys:   # the same sequence twice would make the shortcut ambiguous
+            seq = k if isinstance(k, QKeySequence) else QKeySequence(k)
+            seqs.setdefault(seq.toString(), seq)
+        if seqs:
+            act.setShortcuts(list(seqs.values()))
+        act.triggered.connect(slot)
+        menu.addAction(act)
+        return act
+
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
-        self.export_npy_action = QAction("Export front as .npy…", self)
-        self.export_npy_action.setShortcut(QKeySequence("Ctrl+E"))
-        self.export_npy_action.triggered.connect(lambda: self._export_dialog("npy"))
-        self.export_png_action = QAction("Export front as PNG…", self)
-        self.export_png_action.setShortcut(QKeySequence("Ctrl+Shift+E"))
-        self.export_png_action.triggered.connect(lambda: self._export_dialog("png"))
-        self.quit_action = QAction("Quit", self)
-        self.quit_action.setShortcut(QKeySequence("Ctrl+Q"))
-        self.quit_action.triggered.connect(self.close)
-        file_menu.addAction(self.export_npy_action)
-        file_menu.addAction(self.export_png_action)
+        self.export_npy_action = self._action(file_menu, "Export front as .npy…",
+                                              lambda: self._export_dialog("npy"), "Ctrl+E")
+        self.export_png_action = self._action(file_menu, "Export front as PNG…",
+                                              lambda: self._export_dialog("png"), "Ctrl+Shift+E")
         file_menu.addSeparator()
-        file_menu.addAction(self.quit_action)
+        self.quit_action = self._action(file_menu, "Quit", self.close, "Ctrl+Q")
 
         view_menu = self.menuBar().addMenu("&View")
-        fit = QAction("Fit to window", self)
-        fit.setShortcut(QKeySequence("Ctrl+0"))
-        fit.triggered.connect(self.view.fit)
-        zin = QAction("Zoom in", self)
-        zin.setShortcut(QKeySequence.StandardKey.ZoomIn)
-        zin.triggered.connect(lambda: self.view.zoomBy(1.5))
-        zout = QAction("Zoom out", self)
-        zout.setShortcut(QKeySequence.StandardKey.ZoomOut)
-        zout.triggered.connect(lambda: self.view.zoomBy(1 / 1.5))
-        for a in (fit, zin, zout):
-            view_menu.addAction(a)
+        self._action(view_menu, "Fit to window", self.view.fit, "Ctrl+0")
+        # Ctrl+= too: the "+" of the standard Ctrl++ needs Shift on most layouts.
+        self.zoom_in_action = self._action(view_menu, "Zoom in", lambda: self.view.zoom_by(1.5),
+                                           QKeySequence(QKeySequence.StandardKey.ZoomIn),
+                                           "Ctrl+=", "Ctrl++")
+        self.zoom_out_action = self._action(view_menu, "Zoom out",
+                                            lambda: self.view.zoom_by(1 / 1.5),
+                                            QKeySequence(QKeySequence.StandardKey.ZoomOut),
+                                            "Ctrl+-")
+        self._action(view_menu, "Clear the selection", lambda: self.state.set_selection(None))
+        view_menu.addSeparator()
+        self.log_action = self.message_log.toggleViewAction()
+        self.log_action.setText("Message log")
+        self.log_action.setShortcut(QKeySequence("Ctrl+L"))
+        view_menu.addAction(self.log_action)
 
         # The manager's controls, as keys: a debugger is driven from the keyboard.
+        s = self.session
         run_menu = self.menuBar().addMenu("&Run")
-        enqueue = QAction("Enqueue the form's update", self)
-        enqueue.setShortcut(QKeySequence("Ctrl+Shift+Return"))
-        enqueue.triggered.connect(self.panel.enqueue_button.click)
-        sync = QAction("Synchronize", self)
-        sync.setShortcut(QKeySequence("Ctrl+Return"))
-        sync.triggered.connect(lambda: self.session.synchronize())
-        self.pause_action = QAction("Pause / resume the worker", self)
-        self.pause_action.setShortcut(QKeySequence("Ctrl+P"))
-        self.pause_action.triggered.connect(self.panel.pause_button.toggle)
-        self.step_action = QAction("Step (apply the next update)", self)
-        self.step_action.setShortcut(QKeySequence("F10"))
-        self.step_action.triggered.connect(self.panel.step_button.click)
-        for a in (enqueue, sync, self.pause_action, self.step_action):
-            run_menu.addAction(a)
+        self._action(run_menu, "Enqueue the form's update", self.panel.form.enqueue_from_form,
+                     "Ctrl+Shift+Return")
+        self._action(run_menu, "Synchronize", lambda: s.synchronize(), "Ctrl+Return")
+        self.pause_action = self._action(run_menu, "Pause / resume the worker",
+                                         lambda: s.set_paused(not s.paused), "Ctrl+P")
+        self.step_action = self._action(run_menu, "Step (apply the next update)",
+                                        lambda: s.step(1), "F10")
 
         help_menu = self.menuBar().addMenu("&Help")
-        about = QAction("About bufferscope", self)
-        about.triggered.connect(self.showAbout)
-        help_menu.addAction(about)
+        self._action(help_menu, "About bufferscope", self.show_about)
 
     # ------------------------------------------------------------------ start-up
     def _open_initial(self, backend: str, shape, scenario: str | None) -> None:
@@ -184,72 +190,53 @@ class MainWindow(QMainWindow):
     def _on_manager_changed(self) -> None:
         m = self.session.manager
         shape = self.session.shape
-        self.statusbar.resetRate()
-        self.view.setTextureProvider(None)
-        self.view.setRangeProvider(None)
+        self.statusbar.reset_rate()
+        self.view.set_front(None, 0)
         if m is not None and self._can_sample_texture(m, shape):
-            self.view.setTextureProvider(m.front_texture)
-            if hasattr(m, "front_range"):
-                self.view.setRangeProvider(m.front_range)
+            caps = m.capabilities
+            self.view.set_texture_source(
+                m.front_texture, m.request_front_range if caps.gpu_range else None)
+        else:
+            self.view.set_texture_source(None)
+        self.state.set_selection(None)
         depth = shape[0] if len(shape) == 3 else 1
         self.z_row.setVisible(len(shape) == 3)
         self.z_slider.setRange(0, depth - 1)
-        self.view.setFront(None, 0)
-        self._last_readback = 0.0
-        self._refresh_front(force=True)
         self.view.fit()
 
     def _can_sample_texture(self, m, shape: tuple[int, ...]) -> bool:
         """Whether the view can draw ``m.front_texture()`` directly (GL backend)."""
-        if not hasattr(m, "front_texture"):
+        if not m.capabilities.front_texture:
             return False
         try:
-            if not getattr(m, "shares_context", True):
+            if not m.shares_context:
                 self.statusbar.message("the GL backend's context is not shared with the view; "
                                        "the view uploads the front instead")
                 return False
             rows = 1 if len(shape) == 1 else shape[-2]
             depth = shape[0] if len(shape) == 3 else 1
-            layout = tuple(getattr(m, "texture_size", (shape[-1], depth * rows)))
-            return layout == (shape[-1], depth * rows)
+            return tuple(m.texture_size) == (shape[-1], depth * rows)
         except Exception as exc:
             self.statusbar.message(f"cannot sample the GL backend's texture: {exc}")
             return False
 
-    def _on_front_changed(self, epoch: int) -> None:
-        self._refresh_front()
-
-    def _refresh_front(self, force: bool = False) -> None:
-        s = self.session
-        if s.manager is None:
-            return
-        now = time.monotonic()
-        if self.view.usingSharedTexture and not force:
-            # The view samples the GL backend's texture; read back only now and then
-            # (for the readout). The levels are the GPU's, for this very epoch.
-            if now - self._last_readback < 1.0 / TEXTURE_MODE_READBACK_HZ:
-                self.view.epoch = s.epoch
-                self.view.updateTextureLevels()
-                self.view.update()
-                self._readout_due = True   # the readout says how old its value is
-                return
-        front = s.front()
+    def _on_front_changed(self, epoch: int, front) -> None:
+        """A new epoch is visible; ``front`` is its read-back (None in texture mode
+        between read-backs: the view samples the texture, the readout says how old
+        its value is)."""
         if front is None:
-            return
-        self._last_readback = now
-        st = s.last_stats
-        self._data_visible_seq = st.visible_seq if st is not None and st.epoch == s.epoch else None
-        self.view.setFront(front, s.epoch)
-        self.view.updateTextureLevels()
+            self.view.set_epoch(epoch)
+        else:
+            st = self.session.last_stats
+            self._data_visible_seq = st.visible_seq if st is not None and st.epoch == epoch else None
+            self.view.set_front(front, epoch)
         self._readout_due = True
 
-    def _on_z_changed(self, z: int) -> None:
-        self.view.setSlice(z)
+    def _on_slice_changed(self, z: int) -> None:
+        if self.z_slider.value() != z:
+            self.z_slider.setValue(z)
         self.z_label.setText(f"z {z}")
         self._readout_due = True
-
-    def _on_gl_info(self, info: dict) -> None:
-        self.statusbar.setRenderer(info.get("renderer", "unavailable"))
 
     def _on_hover(self, index) -> None:
         self._hover_index = index
@@ -258,29 +245,29 @@ class MainWindow(QMainWindow):
     def _update_status(self) -> None:
         s = self.session
         st = s.last_stats
-        self.statusbar.setStats(
+        self.statusbar.set_stats(
             s.backend, s.epoch,
             None if st is None else st.pending,
             None if st is None else st.applied_seq,
-            self.view.framesPerSecond(), s.paused,
+            self.view.frames_per_second(), s.paused,
         )
         if self._readout_due:
             self._update_readout()
 
-    def readoutText(self, index: tuple[int, ...] | None) -> str:
+    def readout_text(self, index: tuple[int, ...] | None) -> str:
         """What the readout says about element ``index`` of the shown front."""
         if index is None:
             return "hover over the buffer to read an element"
-        value = self.view.valueAt(index)
+        value = self.view.value_at(index)
         if value is None:
             return ""
-        text = f"index {index}  value {format_value(value)}  epoch {self.view.data_epoch}"
-        shown = self.view.drawn_epoch if self.view.usingSharedTexture else None
-        if shown is None and self.view.usingSharedTexture:
-            shown = self.session.epoch
-        if shown is not None and shown != self.view.data_epoch:
-            # Sampling the GL texture: the value was read back at an earlier epoch.
-            text += f" (read back; the view shows epoch {shown})"
+        v = self.view
+        text = f"index {index}  value {format_value(value)}  epoch {v.data_epoch}"
+        if v.using_shared_texture:
+            shown = v.drawn_epoch if v.drawn_epoch is not None else self.session.epoch
+            if shown != v.data_epoch:
+                # Sampling the GL texture: the value was read back at an earlier epoch.
+                text += f" (read back; the view shows epoch {shown})"
         m, st = self.session.manager, self.session.last_stats
         if m is not None and st is not None:
             try:
@@ -298,7 +285,7 @@ class MainWindow(QMainWindow):
 
     def _update_readout(self) -> None:
         self._readout_due = False
-        self.readout.setText(self.readoutText(self._hover_index))
+        self.readout.setText(self.readout_text(self._hover_index))
 
     # ------------------------------------------------------------------ export
     def _export_dialog(self, kind: str) -> None:
@@ -306,9 +293,9 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getSaveFileName(self, f"Export front as {kind}",
                                               f"front-epoch{self.session.epoch}.{kind}", filt)
         if path:
-            (self.exportNpy if kind == "npy" else self.exportPng)(path)
+            (self.export_npy if kind == "npy" else self.export_png)(path)
 
-    def exportNpy(self, path: str) -> bool:
+    def export_npy(self, path: str) -> bool:
         """Save the front (full array, float32) to ``path``."""
         front = self.session.front()
         if front is None:
@@ -322,21 +309,20 @@ class MainWindow(QMainWindow):
         self.statusbar.message(f"front of epoch {self.session.epoch} saved to {path}")
         return True
 
-    def exportPng(self, path: str) -> bool:
+    def export_png(self, path: str) -> bool:
         """Save the shown plane through the current colormap, one pixel per element."""
-        if self.view.usingSharedTexture:
-            self._refresh_front(force=True)   # the read-back copy may be epochs old
-        plane = self.view.front()
-        if plane is None:
+        front = self.session.front()   # an explicit, rare action: read the front now
+        if front is None:
             return False
-        levels = self.view.levels()
-        if self.view.autoLevels() and self.view.levels_epoch != self.view.data_epoch:
+        plane = np.array(front, dtype=np.float32, copy=True)
+        levels = self.state.levels
+        if self.state.auto_levels:
             levels = colormaps.finite_levels(plane) or levels
         if plane.ndim == 1:
             plane = plane.reshape(1, -1)
         elif plane.ndim == 3:
-            plane = plane[self.view.slice()]
-        rgb = np.ascontiguousarray(colormaps.apply(plane, levels, self.view.colormap()))
+            plane = plane[self.state.z]
+        rgb = np.ascontiguousarray(colormaps.apply(plane, levels, self.state.colormap))
         h, w = rgb.shape[:2]
         img = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
 
@@ -353,7 +339,7 @@ class MainWindow(QMainWindow):
         return True
 
     # ------------------------------------------------------------------ about
-    def aboutText(self) -> str:
+    def about_text(self) -> str:
         import OpenGL
         from PyQt6.QtCore import PYQT_VERSION_STR, QT_VERSION_STR, qVersion
 
@@ -381,14 +367,14 @@ class MainWindow(QMainWindow):
             rows.append((f"{name} backend", "available" if p is None else f"unavailable: {p}"))
         return "\n".join(f"{k}: {v}" for k, v in rows)
 
-    def showAbout(self) -> None:
+    def show_about(self) -> None:
         QMessageBox.about(self, "About bufferscope",
                           "<b>bufferscope</b> — see what a double-buffered buffer manager does."
-                          "<pre>" + html.escape(self.aboutText()) + "</pre>")
+                          "<pre>" + html.escape(self.about_text()) + "</pre>")
 
     # ------------------------------------------------------------------ teardown
     def closeEvent(self, ev: QCloseEvent) -> None:
         self._status_timer.stop()
         self.session.close()
-        self.view.releaseGL()
+        self.view.release_gl()
         super().closeEvent(ev)

@@ -1,5 +1,8 @@
 """``ColorBar``: the legend beside the buffer view — the colormap from the high level
 (top) to the low level (bottom), and the swatches of NaN, +Inf and −Inf.
+
+It observes the view's ``DisplayState`` (colormap, levels, auto or fixed) and holds
+no copy of it.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from PyQt6.QtGui import QColor, QFontMetrics, QImage, QPainter
 from PyQt6.QtWidgets import QSizePolicy, QWidget
 
 from . import colormaps
+from .display_state import DisplayState
 
 
 def format_value(v: float) -> str:
@@ -22,29 +26,19 @@ def format_value(v: float) -> str:
 
 
 class ColorBar(QWidget):
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, state: DisplayState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self._cmap = "viridis"
-        self._levels = (0.0, 1.0)
-        self._auto = True
+        self.state = state
         self.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Expanding)
+        state.sigColormapChanged.connect(lambda _n: self.update())
+        state.sigLevelsChanged.connect(lambda *_a: self.update())
 
     def sizeHint(self) -> QSize:
         return QSize(96, 300)
 
-    def setColormap(self, name: str) -> None:
-        self._cmap = name
-        self.update()
-
-    def setLevels(self, lo: float, hi: float, auto: bool | None = None) -> None:
-        self._levels = (lo, hi)
-        if auto is not None:
-            self._auto = auto
-        self.update()
-
     def levels(self) -> tuple[float, float]:
         """The (low, high) levels the bar shows."""
-        return self._levels
+        return self.state.levels
 
     def paintEvent(self, ev) -> None:
         p = QPainter(self)
@@ -55,17 +49,17 @@ class ColorBar(QWidget):
         bottom_space = len(swatches) * (line + 4) + line + 8
         bar = QRect(8, line + 6, 22, max(20, self.height() - bottom_space - 2 * line - 12))
         # the gradient, top = high
-        table = colormaps.lut(self._cmap)[::-1]
+        table = colormaps.lut(self.state.colormap)[::-1]
         rgba = np.ascontiguousarray(
             np.concatenate([table, np.full((256, 1), 255, np.uint8)], axis=1).reshape(256, 1, 4))
         img = QImage(rgba.data, 1, 256, 4, QImage.Format.Format_RGBA8888)
         p.drawImage(bar, img)
         p.setPen(self.palette().windowText().color())
         p.drawRect(bar.adjusted(0, 0, -1, -1))
-        lo, hi = self._levels
+        lo, hi = self.state.levels
         x = bar.right() + 6
         p.drawText(QRect(4, 2, self.width() - 8, line), Qt.AlignmentFlag.AlignLeft,
-                   "levels: auto" if self._auto else "levels: fixed")
+                   "levels: auto" if self.state.auto_levels else "levels: fixed")
         p.drawText(x, bar.top() + fm.ascent() // 2, format_value(hi))
         p.drawText(x, bar.bottom() + fm.ascent() // 2, format_value(lo))
         mid = (lo + hi) / 2

@@ -8,14 +8,23 @@ app usable. The session owns
   (contents kept) or a new shape;
 * the running scenario's producer threads, stopped and joined around any reopen and
   on ``close()``;
-* the auto-sync ``QTimer``: at each tick it synchronizes (unless paused or a sync is
-  still queued) and polls the epoch, emitting ``sigFrontChanged`` when a new front
-  is visible, whoever swapped it.
+* the auto-sync ``QTimer``: at each tick it asks for a synchronize (unless paused
+  or one is still running) or polls the epoch;
+* a ``SyncWorker`` thread: the GUI thread never waits on the manager. Every
+  synchronize runs there (``synchronize()`` returns at once with a request id),
+  and so does the read-back of the front when ``front_wanted()`` says one is due
+  (the GL backend's read-back waits on its worker). Results come back through a
+  queued signal; the next job starts only after the GUI thread has handled the
+  previous one, so the front it reads cannot be swapped under it.
+  ``sigFrontChanged`` fires when a new epoch is visible, whoever swapped it.
 
 Signals
 -------
 sigManagerChanged()          a manager was opened (new backend or shape)
-sigFrontChanged(int)         a new epoch is visible in ``front()``
+sigFrontChanged(int, object) a new epoch is visible: the epoch, and its front when it
+                             was read back (None: draw it without one, texture mode)
+sigSyncFinished(int, int, str) a synchronize request ended: its id, the epoch, the
+                             error ("" when it swapped)
 sigMessage(str)              something the user should read (errors included)
 sigScenarioChanged(str)      the running scenario's name, "" when none
 sigPausedChanged(bool)
@@ -25,6 +34,7 @@ sigAutoSyncChanged(bool, float)
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import numpy as np
 from PyQt6.QtCore import QObject, Qt, QTimer, pyqtSignal
@@ -35,7 +45,8 @@ from app.manager import BufferManager, ManagerStats
 from app.scenarios import SCENARIOS, ScenarioRun, get_scenario
 from app.updates import Update
 
-from .UpdateRecorder import UpdateRecorder
+from .sync_worker import Job, JobResult, SyncWorker
+from .update_recorder import UpdateRecorder
 
 MAX_PENDING = 1 << 16
 SYNC_TIMEOUT_S = 1.0
@@ -54,7 +65,9 @@ def backend_problem(name: str) -> str | None:
 
 class Session(QObject):
     sigManagerChanged = pyqtSignal()
-    sigFrontChanged = pyqtSignal(int)
+    sigFrontChanged = pyqtSignal(int, object)
+    sigSyncFinished = pyqtSignal(int, int, str)
+    _sigJobDone = pyqtSignal(object)       # from the worker thread, queued
     sigMessage = pyqtSignal(str)
     sigScenarioChanged = pyqtSignal(str)
     sigPausedChanged = pyqtSignal(bool)
@@ -73,6 +86,13 @@ class Session(QObject):
         self.epoch = 0
         self.last_stats: ManagerStats | None = None
         self.last_error = ""
+        self.front_wanted: Callable[[], bool] = lambda: True
+        self._generation = 0            # bumped per manager: older results are stale
+        self._job_ids = 0
+        self._inflight: Job | None = None
+        self._pending: dict | None = None   # the next job, coalesced
+        self._sigJobDone.connect(self._on_job_done, Qt.ConnectionType.QueuedConnection)
+        self._worker = SyncWorker(self._sigJobDone.emit)
         self._timer = QTimer(self)
         self._timer.setTimerType(Qt.TimerType.PreciseTimer)
         self._timer.timeout.connect(self._tick)
@@ -133,6 +153,7 @@ class Session(QObject):
             return self.open(backend, self.shape)
         if backend == self.backend:
             return True
+        self._settle()   # no swap while the contents are copied
         with self._scenario_suspended():
             try:
                 contents = np.array(self.manager.front(), copy=True)
@@ -150,7 +171,16 @@ class Session(QObject):
             self._replace(new, backend)
             return True
 
+    def _settle(self) -> None:
+        """Let a running job end (at most its sync timeout) and forget its result:
+        the manager is about to be replaced or closed."""
+        if self._inflight is not None:
+            self._worker.wait_idle(SWITCH_TIMEOUT_S)
+        self._inflight, self._pending = None, None
+        self._generation += 1
+
     def _replace(self, new: BufferManager, backend: str) -> None:
+        self._settle()
         old = self.manager
         self.manager = UpdateRecorder(new)
         self.backend = backend
@@ -165,7 +195,7 @@ class Session(QObject):
         self.last_stats = None
         self.epoch = self._call("stats", lambda m: m.stats().epoch) or 0
         self.sigManagerChanged.emit()
-        self.sigFrontChanged.emit(self.epoch)
+        self._request(sync=False, read=True)
 
     def _call(self, what: str, fn):
         """``fn(manager)`` with every failure reported, never raised."""
@@ -180,6 +210,8 @@ class Session(QObject):
 
     # -- the buffer ----------------------------------------------------------------------
     def front(self) -> np.ndarray | None:
+        """The front, read here and now: for explicit actions (export) only — the
+        live view gets its fronts from ``sigFrontChanged``, read on the worker."""
         if self.manager is None:
             return None
         try:
@@ -191,22 +223,80 @@ class Session(QObject):
     def enqueue(self, update: Update) -> int | None:
         return self._call(f"enqueue {type(update).__name__}", lambda m: m.enqueue(update, block=False))
 
-    def synchronize(self, timeout: float = SYNC_TIMEOUT_S) -> int | None:
-        """Synchronize now; a timeout leaves the sync queued and is reported."""
+    @property
+    def syncing(self) -> bool:
+        """A synchronize (or a read-back) runs on the worker thread now."""
+        return self._inflight is not None
+
+    def synchronize(self, timeout: float | None = None) -> int | None:
+        """Ask for a synchronize; returns at once with its request id (None: no
+        manager). ``sigSyncFinished(id, epoch, error)`` says how it ended; a timeout
+        leaves the sync queued in the manager and is reported."""
         if self.manager is None:
             return None
+        return self._request(sync=True, timeout=SYNC_TIMEOUT_S if timeout is None else timeout)
+
+    def refresh_front(self) -> None:
+        """Read the front back (on the worker thread) and emit ``sigFrontChanged``."""
+        if self.manager is not None:
+            self._request(sync=False, read=True)
+
+    def _request(self, sync: bool, timeout: float = 0.0, read: bool = False) -> int:
+        self._job_ids += 1
+        p = self._pending or {"sync": False, "timeout": timeout, "read": False}
+        p["sync"] |= sync
+        p["read"] |= read
+        p["timeout"] = max(p["timeout"], timeout)
+        p["id"] = self._job_ids
+        self._pending = p
+        if self._inflight is None:
+            self._start_pending()
+        return self._job_ids
+
+    def _start_pending(self) -> None:
+        p, self._pending = self._pending, None
+        if p is None or self.manager is None:
+            return
+        read = p["read"] or self.front_wanted()
+        job = Job(p["id"], self.manager, self._generation, p["sync"], p["timeout"], read)
+        self._inflight = job
+        self._worker.submit(job)
+
+    def _on_job_done(self, res: JobResult) -> None:
+        job = res.job
+        if job is not self._inflight:
+            return              # from before a reopen: dropped
         try:
-            self.manager.synchronize(timeout)
-        except TimeoutError as exc:
+            if job.generation == self._generation:
+                self._handle(res)
+        finally:
+            self._inflight = None
+            self._start_pending()
+
+    def _handle(self, res: JobResult) -> None:
+        job, exc = res.job, res.error
+        error = ""
+        if isinstance(exc, TimeoutError):
             hint = " (paused: Step or Resume, then Synchronize)" if self.paused else ""
-            self.sigMessage.emit(f"synchronize: {exc}{hint}")
-        except Exception as exc:
-            self._report("synchronize", exc)
-        self.poll()
-        return self.epoch
+            error = f"synchronize: {exc}{hint}"
+            self.sigMessage.emit(error)
+        elif exc is not None:
+            error = f"{'synchronize' if job.sync else 'reading the front'}: {type(exc).__name__}: {exc}"
+            self.last_error = error
+            self.sigMessage.emit(error)
+        if res.stats is not None:
+            self.last_stats = res.stats
+        epoch = self.epoch if res.epoch is None else int(res.epoch)
+        # A front read with an unchanged epoch is news only when it was asked for
+        # (a refresh); an auto-sync that swapped nothing new costs no diff.
+        if epoch != self.epoch or (res.front is not None and not job.sync):
+            self.epoch = epoch
+            self.sigFrontChanged.emit(epoch, res.front)
+        if job.sync:
+            self.sigSyncFinished.emit(job.job_id, self.epoch, error)
 
     def poll(self) -> None:
-        """Read the stats; emit sigFrontChanged when the epoch moved."""
+        """Read the stats (never waits); a new epoch is read back on the worker."""
         if self.manager is None:
             return
         try:
@@ -215,16 +305,15 @@ class Session(QObject):
             self._report("stats", exc)
             return
         self.last_stats = st
-        if st.epoch != self.epoch:
-            self.epoch = st.epoch
-            self.sigFrontChanged.emit(st.epoch)
+        if st.epoch != self.epoch and self._inflight is None:
+            self.refresh_front()
 
     def _tick(self) -> None:
         if self.manager is None:
             return
-        if self.autosync and not self.paused:
-            self.synchronize(SYNC_TIMEOUT_S)
-        else:
+        if self.autosync and not self.paused and self._inflight is None:
+            self.synchronize()
+        elif self._inflight is None:
             self.poll()
 
     # -- auto-sync -------------------------------------------------------------------------
@@ -259,13 +348,19 @@ class Session(QObject):
         self._call("step", lambda m: m.step(n))
 
     # -- scenarios -----------------------------------------------------------------------------
-    def start_scenario(self, name: str, rate: float | None = None) -> bool:
+    def start_scenario(self, name: str, rate: float | None = None,
+                       own_shape: bool = False) -> bool:
+        """Start scenario ``name``; with ``own_shape`` on a new buffer of the
+        scenario's shape when the current one differs (what its description says)."""
         try:
             scenario = get_scenario(name)
         except ValueError as exc:
             self._report("scenario", exc)
             return False
         self.stop_scenario()
+        if own_shape and self.manager is not None and tuple(scenario.shape) != self.shape:
+            if not self.open(self.backend or "c", tuple(scenario.shape)):
+                return False
         if self.manager is None:
             self.sigMessage.emit("scenario: no buffer manager is open")
             return False
@@ -296,6 +391,8 @@ class Session(QObject):
         """Stop the clock and the producers, close the manager. Idempotent."""
         self._timer.stop()
         self.stop_scenario()
+        self._settle()
+        self._worker.close()
         m, self.manager = self.manager, None
         if m is not None:
             try:

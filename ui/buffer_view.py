@@ -1,0 +1,399 @@
+"""``BufferView``: the front buffer drawn live through a colormap (OpenGL 3.3 core).
+
+The widget only puts the parts together (pyqtgraph's ImageItem/ViewBox split):
+
+* what is shown — a ``DisplayState`` (colormap, levels, z, selection, grid) that
+  the view observes, like the color bar and the control panel do;
+* how it is looked at — a ``Camera`` (zoom, pan, fit, px ↔ texel);
+* where the pixels come from — a front source: ``UploadSource`` (the read-back
+  front, only changed rows uploaded) or ``TextureSource`` (the GL backend's own
+  texture, sampled in a shared context, levels from its non-blocking GPU range);
+* the GL objects and the draw call — a ``ViewRenderer``.
+
+``paint`` never waits: in texture mode it draws with the newest levels known and
+asks again on the next frame until they belong to the epoch drawn
+(``levels_epoch == drawn_epoch``).
+
+Mouse and keys: wheel zooms about the cursor, drag pans, Shift+drag selects a
+region (Escape or a plain click clears it), double-click fits (and keeps the
+image fitted when the widget is resized, until the next zoom or pan).
+
+Signals
+-------
+sigHover(object)            the element under the cursor: an index tuple, or None
+sigRegionSelected(object)   a Shift+drag box in plane coordinates ((r0, r1), (c0, c1))
+sigGLInfo(dict)             renderer/vendor/version once the context exists
+sigGLError(str)             the view could not draw (shader, texture size, ...)
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import numpy as np
+from PyQt6.QtCore import QPointF, Qt, QTimer, pyqtSignal
+from PyQt6.QtGui import QKeyEvent, QMouseEvent, QOpenGLContext, QSurfaceFormat, QWheelEvent
+from PyQt6.QtOpenGLWidgets import QOpenGLWidget
+
+from .camera import Camera
+from .display_state import DisplayState
+from .front_source import TextureProvider, TextureSource, UploadSource
+from .view_renderer import ViewRenderer
+
+LEVELS_RETRY_MS = 15   # texture mode: ask again for the drawn epoch's range this soon
+
+
+def view_format() -> QSurfaceFormat:
+    """OpenGL 3.3 core, the format of the view (and of contexts shared with it)."""
+    fmt = QSurfaceFormat()
+    fmt.setVersion(3, 3)
+    fmt.setProfile(QSurfaceFormat.OpenGLContextProfile.CoreProfile)
+    fmt.setDepthBufferSize(0)
+    fmt.setStencilBufferSize(0)
+    return fmt
+
+
+class BufferView(QOpenGLWidget):
+    sigHover = pyqtSignal(object)
+    sigRegionSelected = pyqtSignal(object)
+    sigGLInfo = pyqtSignal(dict)
+    sigGLError = pyqtSignal(str)
+
+    def __init__(self, state: DisplayState | None = None, parent=None) -> None:
+        super().__init__(parent)
+        self.setFormat(view_format())
+        self.setMouseTracking(True)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setMinimumSize(200, 150)
+        self.state = state if state is not None else DisplayState()
+        self.camera = Camera()
+        self.source: UploadSource = UploadSource()
+        self.renderer = ViewRenderer()
+        self.epoch = 0                          # newest epoch known to be visible
+        self.drawn_epoch: int | None = None     # epoch of the picture last drawn
+        self._source_error = ""
+        self._released = False
+        self._hover_cell: tuple[int, int] | None = None
+        self._drag: tuple[str, QPointF, tuple[float, float]] | None = None
+        self._select_from: tuple[int, int] | None = None
+        self._frame_times: deque[float] = deque(maxlen=1000)
+        self._frames = 0
+        self._levels_retry = QTimer(self)
+        self._levels_retry.setSingleShot(True)
+        self._levels_retry.timeout.connect(self.update)
+        st = self.state
+        st.sigColormapChanged.connect(lambda _n: self.update())
+        st.sigLevelsChanged.connect(lambda *_a: self._on_levels_changed())
+        st.sigGridChanged.connect(lambda _on: self.update())
+        st.sigSelectionChanged.connect(lambda _b: self.update())
+        st.sigSliceChanged.connect(self._on_slice_changed)
+
+    # ------------------------------------------------------------------ data
+    def set_front(self, front: np.ndarray | None, epoch: int) -> None:
+        """Show ``front`` (the manager's front at ``epoch``); uploads only what changed."""
+        self.epoch = int(epoch)
+        new_image = self.source.set_front(front, epoch)
+        if self.state.z >= self.source.depth:
+            self.state.set_z(0)
+        self.source.set_z(self.state.z)
+        if new_image:
+            self.camera.set_image(self.source.cols, self.source.rows,
+                                  front is not None and np.ndim(front) == 1)
+        if self.state.auto_levels and not self._levels_from_gpu():
+            self._levels_from_copy()
+        self.update()
+
+    def set_epoch(self, epoch: int) -> None:
+        """A newer epoch is visible (texture mode draws it without a read-back)."""
+        self.epoch = int(epoch)
+        self.update()
+
+    def front(self) -> np.ndarray | None:
+        """The view's copy of the front it shows (do not modify)."""
+        return self.source.front
+
+    @property
+    def data_epoch(self) -> int:
+        """The epoch of the values in ``front()``."""
+        return self.source.data_epoch
+
+    @property
+    def levels_epoch(self) -> int | None:
+        return self.state.levels_epoch
+
+    @property
+    def uploaded_rows(self) -> int:
+        return self.renderer.uploaded_rows
+
+    @property
+    def gl_info(self) -> dict[str, str]:
+        return self.renderer.info
+
+    def set_texture_source(self, texture: TextureProvider | None,
+                           request_range=None, readback_hz: float | None = None) -> None:
+        """Sample ``texture() -> (texture_id, epoch)`` (shared context) instead of
+        uploading; auto levels from ``request_range()`` (non-blocking) when given.
+        None: upload the read-back front again."""
+        old = self.source
+        self.source = (UploadSource() if texture is None
+                       else TextureSource(texture, request_range, readback_hz))
+        if old.front is not None:
+            self.source.set_front(old.front, old.data_epoch)
+        self.source.set_z(self.state.z)
+        self._source_error = ""
+        self.drawn_epoch = None
+        self.state.levels_epoch = None
+        if self.state.auto_levels and not self._levels_from_gpu():
+            self._levels_from_copy()
+        self.update()
+
+    @property
+    def using_shared_texture(self) -> bool:
+        return self.source.kind == "texture" and not self._source_error
+
+    def _levels_from_gpu(self) -> bool:
+        return self.using_shared_texture and self.source.request_range is not None
+
+    def _levels_from_copy(self) -> None:
+        if self.source.front is None:
+            return
+        rng = self.source.finite_range()
+        lo, hi = rng if rng is not None else (None, None)
+        self.state.set_auto_range(lo, hi, self.source.data_epoch)
+
+    def _on_levels_changed(self) -> None:
+        if self.state.auto_levels and self.state.levels_epoch is None:
+            if not self._levels_from_gpu():
+                self._levels_from_copy()
+        self.update()
+
+    def _on_slice_changed(self, z: int) -> None:
+        z = min(z, self.source.depth - 1)
+        if z != self.state.z:
+            self.state.set_z(z)   # clamp; this handler runs again with the clamped z
+            return
+        self.source.set_z(z)
+        self.update()
+
+    # ------------------------------------------------------------------ camera
+    def fit(self) -> None:
+        self.camera.fit()
+        self.update()
+
+    def zoom_by(self, factor: float, about: QPointF | None = None) -> None:
+        """Zoom by ``factor`` about a widget point (the center by default)."""
+        r = self.devicePixelRatioF()
+        self.camera.zoom_by(factor, None if about is None else (about.x() * r, about.y() * r))
+        self.update()
+
+    def pan_by(self, dx: float, dy: float) -> None:
+        r = self.devicePixelRatioF()
+        self.camera.pan_by(dx * r, dy * r)
+        self.update()
+
+    def scale(self) -> tuple[float, float]:
+        return self.camera.scale
+
+    def texel_at(self, x: float, y: float) -> tuple[int, int] | None:
+        """(row, col) of the plane at widget point (x, y); None outside the image."""
+        if self.source.front is None:
+            return None
+        r = self.devicePixelRatioF()
+        return self.camera.texel_at(x * r, y * r)
+
+    def texel_center(self, row: int, col: int) -> tuple[int, int]:
+        """Framebuffer pixel (x, y) at the center of texel (row, col)."""
+        x, y = self.camera.texel_center(row, col)
+        return int(np.floor(x)), int(np.floor(y))
+
+    def element_index(self, row: int, col: int) -> tuple[int, ...]:
+        """The buffer index of plane texel (row, col)."""
+        front = self.source.front
+        nd = front.ndim if front is not None else 2
+        return {1: (col,), 2: (row, col)}.get(nd, (self.state.z, row, col))
+
+    def value_at(self, index: tuple[int, ...]) -> float | None:
+        front = self.source.front
+        return None if front is None else float(front[index])
+
+    def frames_per_second(self) -> float:
+        now = time.monotonic()
+        recent = [t for t in self._frame_times if now - t <= 1.0]
+        if len(recent) < 2:
+            return float(len(recent))
+        return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-6)
+
+    def frame_count(self) -> int:
+        """Frames drawn so far (at most the last 1000 are timed)."""
+        return self._frames
+
+    # ------------------------------------------------------------------ GL
+    def initializeGL(self) -> None:
+        try:
+            self.renderer.create()
+            share = QOpenGLContext.globalShareContext()
+            self.renderer.info["shared"] = str(bool(
+                share is not None and QOpenGLContext.areSharing(self.context(), share)))
+            self.source.realloc = True
+            self._released = False
+        except Exception as exc:
+            self.renderer.ok = False
+            self.sigGLError.emit(f"the buffer view cannot use OpenGL: {exc}")
+        self.sigGLInfo.emit(dict(self.renderer.info))
+
+    def release_gl(self) -> None:
+        """Free our GL objects now, at a moment of our choosing (the window calls
+        it when it closes). Not tied to the context's ``aboutToBeDestroyed``: that
+        fires whenever the garbage collector destroys an old view, possibly while
+        another widget is painting. Painting again afterwards makes them anew."""
+        if not self.renderer.ok or self.context() is None:
+            return
+        self.makeCurrent()
+        try:
+            self.renderer.release()
+        finally:
+            self.doneCurrent()
+        self._released = True
+
+    def closeEvent(self, ev) -> None:
+        self.release_gl()
+        super().closeEvent(ev)
+
+    def resizeGL(self, w: int, h: int) -> None:
+        self.camera.set_viewport(w, h)   # re-fits while fitted
+
+    def paintGL(self) -> None:
+        if self._released:
+            self.initializeGL()  # shown again after release_gl(): make the objects anew
+        self._frame_times.append(time.monotonic())
+        self._frames += 1
+        rd = self.renderer
+        rd.clear()
+        src = self.source
+        if not rd.ok or src.front is None:
+            return
+        r = self.devicePixelRatioF()
+        fb = (int(self.width() * r), int(self.height() * r))
+        if self.camera.viewport != fb:
+            self.camera.set_viewport(*fb)
+        try:
+            rd.upload_lut(self.state.colormap)
+            tex = self._texture_to_draw() if self.using_shared_texture else None
+            if tex is None:
+                rd.upload(src)
+                tex = (rd.data_tex, rd.tex_size, 0)
+                self.drawn_epoch = src.data_epoch
+            st = self.state
+            rd.draw(fb, tex[0], tex[1], tex[2], self.camera.offset, self.camera.scale,
+                    st.levels, st.grid, st.selection, self._hover_cell)
+        except Exception as exc:
+            rd.ok = False
+            self.sigGLError.emit(f"the buffer view stopped drawing: {exc}")
+
+    def _texture_to_draw(self):
+        """``(texture, (cols, rows), row_offset)`` of the shared front, its levels
+        taken without waiting; None (and a message) when the texture cannot be had."""
+        src: TextureSource = self.source  # type: ignore[assignment]
+        try:
+            tex_id, epoch = src.texture()
+        except Exception as exc:
+            self._source_error = f"{type(exc).__name__}: {exc}"
+            self.sigGLError.emit("the GL backend's front texture cannot be sampled "
+                                 f"({self._source_error}); uploading instead")
+            src.realloc = True
+            if self.state.auto_levels:
+                self._levels_from_copy()
+            return None
+        self.drawn_epoch = int(epoch)
+        if self.state.auto_levels and src.request_range is not None:
+            self._take_gpu_levels(src, int(epoch))
+        return int(tex_id), (src.cols, src.rows), src.row_offset()
+
+    def _take_gpu_levels(self, src: TextureSource, epoch: int) -> None:
+        try:
+            rng = src.request_range()
+        except Exception as exc:
+            src.request_range = None
+            self.sigGLError.emit("the GL backend's front range is unavailable "
+                                 f"({type(exc).__name__}: {exc}); levels from the read-back front")
+            self._levels_from_copy()
+            return
+        known = self.state.levels_epoch
+        if rng is not None and (known is None or rng[2] >= known):
+            self.state.set_auto_range(rng[0], rng[1], rng[2])
+        if self.state.levels_epoch != epoch and not self._levels_retry.isActive():
+            self._levels_retry.start(LEVELS_RETRY_MS)   # not there yet: ask next frame
+
+    # ------------------------------------------------------------------ mouse and keys
+    def wheelEvent(self, ev: QWheelEvent) -> None:
+        steps = ev.angleDelta().y() / 120.0
+        if steps:
+            self.zoom_by(1.25 ** steps, ev.position())
+        ev.accept()
+
+    def mousePressEvent(self, ev: QMouseEvent) -> None:
+        if ev.button() == Qt.MouseButton.LeftButton:
+            if ev.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+                cell = self.texel_at(ev.position().x(), ev.position().y())
+                if cell is not None:
+                    self._select_from = cell
+                    self._drag = ("select", ev.position(), self.camera.offset)
+                    self.state.set_selection(((cell[0], cell[0] + 1), (cell[1], cell[1] + 1)))
+            else:
+                self._drag = ("pan", ev.position(), self.camera.offset)
+                self.setCursor(Qt.CursorShape.ClosedHandCursor)
+        ev.accept()
+
+    def mouseMoveEvent(self, ev: QMouseEvent) -> None:
+        pos = ev.position()
+        if self._drag is not None and self._drag[0] == "pan":
+            d = (pos - self._drag[1]) * self.devicePixelRatioF()
+            o = self._drag[2]
+            self.camera.pan_to((o[0] + d.x(), o[1] + d.y()))
+            self.update()
+        elif self._drag is not None and self._drag[0] == "select" and self._select_from:
+            self.state.set_selection(self._box_to(pos))
+        cell = self.texel_at(pos.x(), pos.y())
+        if cell != self._hover_cell:
+            self._hover_cell = cell
+            self.update()
+            self.sigHover.emit(None if cell is None else self.element_index(*cell))
+        ev.accept()
+
+    def _box_to(self, pos: QPointF):
+        r = self.devicePixelRatioF()
+        row, col = self.camera.texel_clamped(pos.x() * r, pos.y() * r)
+        r0, c0 = self._select_from
+        return ((min(r0, row), max(r0, row) + 1), (min(c0, col), max(c0, col) + 1))
+
+    def mouseReleaseEvent(self, ev: QMouseEvent) -> None:
+        drag = self._drag
+        if drag is not None and drag[0] == "select" and self._select_from:
+            box = self._box_to(ev.position())
+            self.state.set_selection(box)
+            self.sigRegionSelected.emit(box)
+        elif drag is not None and drag[0] == "pan" and (ev.position() - drag[1]).manhattanLength() < 3:
+            self.state.set_selection(None)       # a plain click clears the selection
+        self._drag = None
+        self._select_from = None
+        self.unsetCursor()
+        ev.accept()
+
+    def mouseDoubleClickEvent(self, ev: QMouseEvent) -> None:
+        self.fit()
+        ev.accept()
+
+    def keyPressEvent(self, ev: QKeyEvent) -> None:
+        if ev.key() == Qt.Key.Key_Escape and self.state.selection is not None:
+            self.state.set_selection(None)
+            ev.accept()
+            return
+        super().keyPressEvent(ev)
+
+    def leaveEvent(self, ev) -> None:
+        if self._hover_cell is not None:
+            self._hover_cell = None
+            self.update()
+            self.sigHover.emit(None)
+        super().leaveEvent(ev)

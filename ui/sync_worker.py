@@ -1,0 +1,95 @@
+"""``SyncWorker``: the thread that waits on the manager so the GUI thread never does.
+
+One job at a time: synchronize (with a timeout) and/or read the front back, then
+read the stats; the result goes to ``on_done`` *from the worker thread* (the
+session forwards it to the GUI thread through a queued Qt signal). The front of
+a result stays valid until the next synchronize, and the session starts no job
+before it has consumed the previous result, so the GUI reads a front no swap can
+change under it. Qt-free.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+STOP = object()
+
+
+@dataclass
+class Job:
+    job_id: int
+    manager: object
+    generation: int
+    sync: bool = False
+    timeout: float = 1.0
+    read_front: bool = False
+
+
+@dataclass
+class JobResult:
+    job: Job
+    epoch: int | None = None
+    stats: object = None
+    front: object = None
+    error: BaseException | None = None
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+
+class SyncWorker:
+    """A thread running ``Job``s in order (see the module docstring)."""
+
+    def __init__(self, on_done: Callable[[JobResult], None], name: str = "bufferscope-sync"):
+        self._on_done = on_done
+        self._jobs: queue.Queue = queue.Queue()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Job) -> None:
+        self._idle.clear()
+        self._jobs.put(job)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) until no job runs; for teardown only."""
+        return self._idle.wait(timeout)
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """Finish the running job, stop the thread; False if it did not stop in time."""
+        self._jobs.put(STOP)
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        import time
+
+        while True:
+            job = self._jobs.get()
+            if job is STOP:
+                return
+            t0 = time.monotonic()
+            res = JobResult(job)
+            m = job.manager
+            try:
+                if job.sync:
+                    m.synchronize(job.timeout)
+            except BaseException as exc:  # reported by the session, never raised here
+                res.error = exc
+            try:
+                if job.read_front:
+                    res.front = m.front()
+                res.stats = m.stats()
+                res.epoch = res.stats.epoch
+            except BaseException as exc:
+                res.error = res.error or exc
+            res.seconds = time.monotonic() - t0
+            if self._jobs.empty():
+                self._idle.set()
+            try:
+                self._on_done(res)
+            except Exception:  # a closed receiver must not kill the thread
+                pass

@@ -1,0 +1,162 @@
+"""``ViewRenderer``: the buffer view's GL objects and the draw call (OpenGL 3.3 core).
+
+One program (``assets/shaders/view_vertex.glsl`` + ``view_fragment.glsl``, built
+with ``gl_backend.glutil``), a data texture (R32F, one texel per element) that an
+``UploadSource`` fills row run by row run, a 256×1 LUT texture, and a sampler
+object that makes any texture sampled nearest and complete — the GL backend's
+shared texture included, whatever its own parameters are. Every method needs the
+view's context current. Qt-free.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from OpenGL import GL
+
+from gl_backend import glutil
+
+from . import colormaps
+from .front_source import UploadSource
+
+SHADERS = ("view_vertex.glsl", "view_fragment.glsl")
+GRID_MIN_PX = 12.0            # draw the texel grid from this zoom on
+
+
+def rgba(c: tuple[int, int, int], a: float = 1.0) -> tuple[float, float, float, float]:
+    return (c[0] / 255.0, c[1] / 255.0, c[2] / 255.0, a)
+
+
+class ViewRenderer:
+    """GL resources of one view; ``ok`` is False until ``create`` succeeded."""
+
+    def __init__(self) -> None:
+        self.ok = False
+        self.info: dict[str, str] = {}
+        self.max_texture = 0
+        self.program = self.vao = self.sampler = self.data_tex = self.lut_tex = 0
+        self.uniforms: dict[str, int] = {}
+        self.tex_size = (0, 0)
+        self.lut_name: str | None = None
+        self.uploaded_rows = 0
+
+    def create(self) -> None:
+        """Make the objects (RuntimeError with the info log when a shader fails)."""
+        self.info = glutil.gl_strings()
+        self.max_texture = int(GL.glGetIntegerv(GL.GL_MAX_TEXTURE_SIZE))
+        sources = {name: glutil.shader_source(name) for name in SHADERS}
+        self.program = glutil.compile_program(
+            [(GL.GL_VERTEX_SHADER, SHADERS[0]), (GL.GL_FRAGMENT_SHADER, SHADERS[1])], sources)
+        self.uniforms = glutil.uniform_locations(self.program, list(sources.values()))
+        self.vao = int(GL.glGenVertexArrays(1))
+        self.data_tex = glutil.make_texture_2d()
+        self.lut_tex = glutil.make_texture_2d()
+        self.sampler = glutil.make_sampler()
+        self.tex_size = (0, 0)
+        self.lut_name = None
+        self.ok = True
+
+    def release(self) -> None:
+        try:
+            GL.glDeleteTextures(2, [self.data_tex, self.lut_tex])
+            GL.glDeleteVertexArrays(1, [self.vao])
+            GL.glDeleteSamplers(1, [self.sampler])
+            GL.glDeleteProgram(self.program)
+        except Exception:
+            pass  # a context that is going away frees them anyway
+        self.ok = False
+
+    def upload(self, src: UploadSource) -> None:
+        """Bring the data texture up to date: all of the plane, or its dirty rows."""
+        self.uploaded_rows = 0
+        if src.front is None:
+            return
+        plane = src.plane()
+        rows, cols = plane.shape
+        GL.glPixelStorei(GL.GL_UNPACK_ALIGNMENT, 4)
+        GL.glBindTexture(GL.GL_TEXTURE_2D, self.data_tex)
+        if src.realloc or self.tex_size != (cols, rows):
+            if max(rows, cols) > self.max_texture:
+                raise ValueError(
+                    f"a plane of {rows}×{cols} exceeds this GL's texture limit "
+                    f"{self.max_texture}×{self.max_texture}")
+            GL.glTexImage2D(GL.GL_TEXTURE_2D, 0, GL.GL_R32F, cols, rows, 0,
+                            GL.GL_RED, GL.GL_FLOAT, np.ascontiguousarray(plane))
+            self.tex_size = (cols, rows)
+            src.realloc = False
+            src.dirty_rows = None
+            self.uploaded_rows = rows
+            return
+        for r0, r1 in src.take_dirty_runs():
+            GL.glTexSubImage2D(GL.GL_TEXTURE_2D, 0, 0, r0, cols, r1 - r0,
+                               GL.GL_RED, GL.GL_FLOAT, np.ascontiguousarray(plane[r0:r1]))
+            self.uploaded_rows += r1 - r0
+
+    def upload_lut(self, name: str) -> None:
+        if name == self.lut_name:
+            return
+        table = np.concatenate([colormaps.lut(name), np.full((256, 1), 255, np.uint8)], axis=1)
+        GL.glBindTexture(GL.GL_TEXTURE_2D, self.lut_tex)
+        GL.glPixelStorei(GL.GL_UNPACK_ALIGNMENT, 1)
+        GL.glTexImage2D(GL.GL_TEXTURE_2D, 0, GL.GL_RGBA8, 256, 1, 0, GL.GL_RGBA,
+                        GL.GL_UNSIGNED_BYTE, np.ascontiguousarray(table))
+        self.lut_name = name
+
+    def clear(self) -> None:
+        GL.glClearColor(*rgba(colormaps.BACKGROUND_COLOR))
+        GL.glClear(GL.GL_COLOR_BUFFER_BIT)
+
+    def draw(self, fb: tuple[int, int], data_tex: int, size: tuple[int, int], row_offset: int,
+             offset, scale, levels, grid: bool, selection, hover) -> None:
+        """One full-screen triangle through the fragment shader."""
+        u = self.uniforms
+        GL.glViewport(0, 0, int(fb[0]), int(fb[1]))
+        GL.glUseProgram(self.program)
+        GL.glActiveTexture(GL.GL_TEXTURE0)
+        GL.glBindTexture(GL.GL_TEXTURE_2D, data_tex)
+        GL.glActiveTexture(GL.GL_TEXTURE1)
+        GL.glBindTexture(GL.GL_TEXTURE_2D, self.lut_tex)
+        GL.glBindSampler(0, self.sampler)
+        GL.glBindSampler(1, self.sampler)
+
+        def seti(name, *v):
+            if name in u:
+                (GL.glUniform1i, GL.glUniform2i)[len(v) - 1](u[name], *v)
+
+        def setf(name, *v):
+            if name in u:
+                (GL.glUniform1f, GL.glUniform2f, GL.glUniform3f, GL.glUniform4f)[len(v) - 1](
+                    u[name], *v)
+
+        seti("u_data", 0)
+        seti("u_lut", 1)
+        seti("u_size", int(size[0]), int(size[1]))
+        seti("u_row_offset", int(row_offset))
+        setf("u_offset", *offset)
+        setf("u_scale", *scale)
+        setf("u_fb_height", float(fb[1]))
+        setf("u_levels", *levels)
+        setf("u_nan", *rgba(colormaps.NAN_COLOR))
+        setf("u_posinf", *rgba(colormaps.POSINF_COLOR))
+        setf("u_neginf", *rgba(colormaps.NEGINF_COLOR))
+        setf("u_background", *rgba(colormaps.BACKGROUND_COLOR))
+        setf("u_grid", 0.0, 0.0, 0.0, 0.35)
+        setf("u_grid_min", GRID_MIN_PX if grid else 1e30)
+        if selection is None:
+            setf("u_selection", 0.0, 0.0, 0.0, 0.0)
+        else:
+            (r0, r1), (c0, c1) = selection
+            setf("u_selection", c0, r0, c1, r1)
+        setf("u_selection_color", 1.0, 1.0, 1.0, 1.0)
+        hover = hover or (-1, -1)
+        seti("u_hover", hover[1], hover[0])
+        setf("u_hover_color", 1.0, 0.2, 0.2, 1.0)
+        GL.glBindVertexArray(self.vao)
+        GL.glDrawArrays(GL.GL_TRIANGLES, 0, 3)
+        GL.glBindVertexArray(0)
+        GL.glBindSampler(0, 0)
+        GL.glBindSampler(1, 0)
+        GL.glActiveTexture(GL.GL_TEXTURE1)
+        GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
+        GL.glActiveTexture(GL.GL_TEXTURE0)
+        GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
+        GL.glUseProgram(0)
