@@ -8,6 +8,7 @@ shared contract test suite checks every guarantee against the reference model.
 from __future__ import annotations
 
 import abc
+import itertools
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -130,6 +131,8 @@ class BufferManager(abc.ABC):
         self.max_pending = int(max_pending)
         self.dtype = np.dtype(np.float32)
         self._producers: dict[int, str] = {}
+        self._producer_numbers = itertools.count(1)
+        self._producer_tls = threading.local()
         self._closed = False
 
     # -- the contract: validation here, the work in the backend ------------------------
@@ -250,11 +253,16 @@ class BufferManager(abc.ABC):
             raise ManagerClosedError(f"the {self.backend} manager is closed")
 
     def _producer_id(self) -> int:
-        """The calling thread's id, remembering its name for the event log."""
-        tid = threading.get_ident()
-        if tid not in self._producers:
-            self._producers[tid] = threading.current_thread().name
-        return tid
+        """A number for the calling thread, unique for this manager (thread idents
+        are reused once a thread ends; these are not), remembering its name for
+        the event log."""
+        try:
+            return self._producer_tls.pid
+        except AttributeError:
+            pid = next(self._producer_numbers)
+            self._producers[pid] = threading.current_thread().name
+            self._producer_tls.pid = pid
+            return pid
 
     def producer_name(self, producer: int) -> str:
         return self._producers.get(producer, "" if producer == 0 else f"thread-{producer}")

@@ -1,0 +1,102 @@
+"""``app.history``: the index every debug view reads, built from a manager's events,
+checked against hand-built update streams with known answers."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from conftest import backend_param
+
+import app
+from app import Add, Fill, Scale, Set, Write
+from app.history import UpdateHistory
+
+WAIT = 10.0
+
+
+@pytest.fixture(params=["numpy", "gl"])
+def backend(request) -> str:
+    return backend_param(request)
+
+
+def ingest_all(h: UpdateHistory, m) -> None:
+    evs, nxt = m.events(h.next_event)
+    h.ingest(evs, nxt)
+
+
+def test_rows_states_and_epochs(open_mgr):
+    m = open_mgr((4, 4))
+    h = UpdateHistory(fill=0.0)
+    m.enqueue(Fill(((0, 2), (0, 2)), 1.0))
+    m.synchronize(timeout=WAIT)
+    m.pause()
+    m.enqueue(Add(((1, 3), (1, 3)), 2.0))
+    m.set_many([[3, 3], [0, 0]], [5.0, 6.0])
+    ingest_all(h, m)
+    assert [(r.seq, r.count, r.op, r.state) for r in h.rows] == [
+        (1, 1, "fill", "visible"), (2, 1, "add", "pending"), (3, 2, "set", "pending")]
+    assert h.rows[0].epoch_visible == 1
+    m.step(1)
+    m.resume()
+    m.synchronize(timeout=WAIT)
+    ingest_all(h, m)
+    assert [r.epoch_visible for r in h.rows] == [1, 2, 2]
+    assert h.row_of(4) is h.rows[2] and h.row_of(5) is None
+    assert h.rows[2].bbox() == ((0, 4), (0, 4))
+
+
+def test_element_history_names_every_writer_with_values_before_and_after(open_mgr):
+    m = open_mgr((4, 4), fill=0.5)
+    h = UpdateHistory(fill=0.5)
+    m.enqueue(Fill(((0, 4), (0, 4)), 1.0))
+    m.enqueue(Add(((1, 2), (1, 2)), 2.0))
+    m.synchronize(timeout=WAIT)
+    m.enqueue(Scale(((0, 2), (0, 2)), -3.0))
+    m.set_many([[1, 1], [2, 2], [1, 1]], [7.0, 8.0, 9.0])
+    m.enqueue(Write(((1, 3), (0, 2)), np.array([[10.0, 11.0], [12.0, 13.0]])))
+    m.enqueue(Set((0, 0), 4.0))          # does not touch (1, 1)
+    m.synchronize(timeout=WAIT)
+    ingest_all(h, m)
+    got = [(e.row.op, e.before, e.after, e.row.epoch_visible) for e in h.element_history((1, 1))]
+    assert got == [("fill", 0.5, 1.0, 1), ("add", 1.0, 3.0, 1), ("scale", 3.0, -9.0, 2),
+                   ("set", -9.0, 9.0, 2), ("write", 9.0, 11.0, 2)]
+    assert float(m.front()[1, 1]) == got[-1][2], "the history ends at the front's value"
+
+
+def test_races_between_producers_name_winner_and_loser(open_mgr):
+    m = open_mgr((8, 8))
+    h = UpdateHistory()
+    m.pause()
+
+    def produce(name, update):
+        t = threading.Thread(target=lambda: m.enqueue(update), name=name)
+        t.start()
+        t.join(WAIT)
+
+    produce("A", Fill(((0, 4), (0, 4)), 1.0))
+    produce("B", Add(((2, 6), (2, 6)), 5.0))       # overlaps A, does not commute: a race
+    produce("C", Add(((3, 5), (3, 5)), 1.0))       # overlaps B but Add+Add commute; overlaps A
+    produce("A", Fill(((6, 8), (6, 8)), 2.0))      # no overlap with anyone else
+    m.resume()
+    m.synchronize(timeout=WAIT)
+    ingest_all(h, m)
+    races = h.races(1)
+    pairs = sorted((r.loser.producer, r.winner.producer, r.overlap) for r in races)
+    assert pairs == [("A", "B", ((2, 4), (2, 4))), ("A", "C", ((3, 4), (3, 4)))]
+    assert h.races(2) == []
+
+
+def test_a_wrapped_ring_is_counted(backend):
+    if backend == "gl":
+        pytest.skip("the ring logic is the scheduler's: one backend is enough")
+    with app.open_manager(backend, (4,), event_capacity=8) as m:
+        h = UpdateHistory()
+        for k in range(20):
+            m.enqueue(Set((k % 4,), float(k)))
+        m.synchronize(timeout=WAIT)
+        ingest_all(h, m)
+        assert h.dropped > 0 and h.next_event == m.events()[1]
+        hist = h.element_history((0,))
+        assert hist == [] or hist[0].before is None, "unknown before what was dropped"
