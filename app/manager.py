@@ -22,7 +22,8 @@ from .updates import Shape, Update, _as_int, validate, validate_all, validate_se
 DEFAULT_MAX_PENDING = 1 << 18
 DEFAULT_EVENT_CAPACITY = 1 << 16
 
-EVENT_KINDS = ("enqueue", "apply", "sync-begin", "swap", "visible", "catch-up")
+EVENT_KINDS = ("enqueue", "apply", "sync-begin", "swap", "visible", "catch-up", "break")
+# "break": the worker paused itself before update ``seq`` (a watch matched; see set_watch)
 OP_NAMES = ("set", "fill", "add", "scale", "write")
 
 
@@ -92,11 +93,19 @@ class Capabilities:
         by the backend itself, once per epoch, without reading the buffer back.
     gl_info
         ``gl_info()``: vendor, renderer and version of the backend's own context.
+    back
+        ``back()``: a copy of the back buffer while the worker is paused (the
+        buffer being built, for stepping that shows).
+    watch
+        ``set_watch()``: the worker pauses itself before an update that writes a
+        watched element, has a watched op or comes from a watched producer.
     """
 
     front_texture: bool = False
     gpu_range: bool = False
     gl_info: bool = False
+    back: bool = False
+    watch: bool = False
 
 
 MAX_COUNT = (1 << 63) - 1   # step/fault/events arguments: anything larger is refused
@@ -196,6 +205,43 @@ class BufferManager(abc.ABC):
         if not self._stats().paused:
             raise ValueError("step needs a paused worker")
         self._step(n)
+
+    def back(self) -> np.ndarray:
+        """A read-only copy of the back buffer — what the worker has built since the
+        last swap — while the worker is paused (``capabilities.back``)."""
+        self._check_open()
+        if not self.capabilities.back:
+            raise NotImplementedError(f"the {self.backend} backend cannot show its back buffer")
+        if not self._stats().paused:
+            raise ValueError("back() needs a paused worker (the back changes while it runs)")
+        return self._back()
+
+    def set_watch(self, elements: object = (), ops: object = (), producers: object = ()) -> None:
+        """Watchpoints (``capabilities.watch``): the worker pauses itself *before*
+        applying an update that writes one of ``elements`` (indices), has one of
+        ``ops`` or comes from one of ``producers`` (thread names), and records a
+        ``break`` event naming it; ``step(1)`` then applies exactly that update.
+        Called with nothing, clears every watch."""
+        self._check_open()
+        if not self.capabilities.watch:
+            raise NotImplementedError(f"the {self.backend} backend has no watchpoints")
+        from .updates import validate_index
+
+        ops_known = OP_NAMES
+
+        elems = tuple(validate_index(i, self.shape) for i in elements)   # type: ignore[union-attr]
+        op_set = frozenset(ops)   # type: ignore[arg-type]
+        bad = op_set - set(ops_known)
+        if bad:
+            raise ValueError(f"unknown op(s) {sorted(bad)}; choose from {', '.join(ops_known)}")
+        names = frozenset(str(p) for p in producers)   # type: ignore[union-attr]
+        self._set_watch(elems, op_set, names)
+
+    def _back(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def _set_watch(self, elements: tuple, ops: frozenset, producers: frozenset) -> None:
+        raise NotImplementedError
 
     def inject_worker_fault(self, after: int = 1) -> None:
         """Testing aid: the ``after``-th queue entry the worker applies from now on (one

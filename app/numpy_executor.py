@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .manager import DEFAULT_EVENT_CAPACITY
+from .manager import DEFAULT_EVENT_CAPACITY, Capabilities
 from .scheduled import ScheduledManager
 from .scheduler import SETS, Entry, Item
 from .updates import Add, Fill, Scale, Set, Shape, Write, region_slices
@@ -137,6 +137,7 @@ class NumpyBufferManager(ScheduledManager):
     """The scheduler with the numpy executor: the reference backend."""
 
     backend = "numpy"
+    capabilities = Capabilities(back=True, watch=True)
 
     def __init__(self, shape: Shape, fill: float = 0.0, max_pending: int = 1 << 18,
                  event_capacity: int = DEFAULT_EVENT_CAPACITY, trace: str | None = None) -> None:

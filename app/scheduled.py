@@ -28,6 +28,7 @@ from .scheduler import (
     Executor,
     Scheduler,
     StrippedEntry,
+    Watch,
     readonly,
     write_units,
 )
@@ -36,6 +37,9 @@ from .updates import Set, Shape, Update, Write
 
 class ScheduledManager(BufferManager):
     """A manager whose queue protocol is ``app.scheduler.Scheduler``.
+
+    Offers ``back()`` and ``set_watch()`` (``capabilities.back``/``watch``) on every
+    executor: both are the scheduler's.
 
     Parameters
     ----------
@@ -63,6 +67,7 @@ class ScheduledManager(BufferManager):
         self._executor = executor
         self._sched = Scheduler(executor, self.shape, self.fill, self.max_pending,
                                 event_capacity, thread_name)
+        self._sched.producers = self._producers
         self._finalizer = weakref.finalize(self, self._sched.close)
         if trace is None:
             trace = capture.path_from_environment()
@@ -163,6 +168,16 @@ class ScheduledManager(BufferManager):
 
     def _step(self, n: int) -> None:
         self._sched.step(n)
+
+    def _back(self) -> np.ndarray:
+        return self._sched.back()
+
+    def _set_watch(self, elements: tuple, ops: frozenset, producers: frozenset) -> None:
+        if not elements and not ops and not producers:
+            self._sched.set_watch(None)
+            return
+        flat = {int(np.ravel_multi_index(i, self.shape)) for i in elements}
+        self._sched.set_watch(Watch(flat, self.shape, ops, producers))
 
     def _inject_worker_fault(self, after: int) -> None:
         self._sched.inject_fault(after)

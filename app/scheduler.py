@@ -61,7 +61,7 @@ from typing import Protocol
 import numpy as np
 
 from .errors import BackendError, BackendUnavailableError, ManagerClosedError
-from .updates import Shape, Update, Write
+from .updates import Set, Shape, Update, Write
 
 UPDATE, SETS, SYNC = 0, 1, 2
 
@@ -141,6 +141,35 @@ class Executor(Protocol):
         """Exact min and max of the finite values of ``slot`` (None: none)."""
 
 
+class Watch:
+    """What the worker pauses before: writes to ``flat`` (flat element offsets),
+    ``ops``, and updates from the producers named in ``producer_names``."""
+
+    def __init__(self, flat: set[int], shape: Shape, ops: frozenset, producer_names: frozenset) -> None:
+        self.flat = flat
+        self.flat_array = np.fromiter(flat, dtype=np.int64, count=len(flat))
+        self.shape = tuple(shape)
+        self.ops = ops
+        self.producer_names = producer_names
+        self._ids: frozenset[int] = frozenset()
+        self._seen = -1
+
+    def producer_ids(self, producers: dict[int, str]) -> frozenset[int]:
+        if len(producers) != self._seen:   # new threads: look their names up again
+            self._seen = len(producers)
+            self._ids = frozenset(p for p, n in list(producers.items()) if n in self.producer_names)
+        return self._ids
+
+    def writes(self, u: Update) -> bool:
+        if type(u) is Set:
+            return int(np.ravel_multi_index(u.index, self.shape)) in self.flat
+        for off in self.flat:
+            idx = np.unravel_index(off, self.shape)
+            if all(a <= i < b for i, (a, b) in zip(idx, u.region)):
+                return True
+        return False
+
+
 class Requests:
     """Counters of requests to the worker (read-backs, reductions): it serves
     them while ``requested > done``; waiters wait for ``done >= their number``."""
@@ -196,10 +225,13 @@ class Scheduler:
         self.worker_msg = ""
         self.dead: str | None = None
         self.reads = Requests()      # front() read-backs
+        self.back_reads = Requests() # back() read-backs (while paused)
+        self.back_copy: np.ndarray | None = None
         self.front_cache: tuple[int, np.ndarray] | None = None
         self.ranges = Requests()     # front_range() reductions
         self.range_cache: tuple[int, tuple[float, float] | None] | None = None
 
+        self.producers: dict[int, str] = {}   # the manager's producer names (shared)
         self.ev_cap = event_capacity
         self.ev: collections.deque = collections.deque(maxlen=max(1, event_capacity))
         self.ev_count = 0
@@ -207,6 +239,8 @@ class Scheduler:
         self.ev_stripped = 0      # events before this index hold no payload
 
         self.capture = None   # an app.capture.Capture while the queue is recorded
+        self.watch: Watch | None = None
+        self.break_passed = 0   # the seq the worker last stopped before: stepping passes it
         self.cur: Entry | None = None   # worker-private: an entry taken in part (stepping)
         self.cur_done = 0
 
@@ -502,13 +536,44 @@ class Scheduler:
             self.step_credits = min(self.step_credits + n, untaken)
             self.work_cv.notify()
 
+    def set_watch(self, watch: Watch | None) -> None:
+        with self.lock:
+            self.watch = watch
+            self.break_passed = 0
+            self.work_cv.notify()
+
+    def _watch_hit(self, e: Entry, frm: int) -> int | None:
+        """Lock held: the first element position >= ``frm`` of ``e`` that a watch
+        matches (not the one the worker already stopped before), or None."""
+        w = self.watch
+        passed = self.break_passed - e.seq
+        if frm == 0 and passed != 0 and (e.op in w.ops or w.producer_ids(self.producers) & {e.producer}):
+            return 0
+        if not w.flat:
+            return None
+        if e.kind == SETS:
+            hits = np.flatnonzero(np.isin(e.flat[frm:], w.flat_array)) + frm
+            hits = hits[hits != passed]
+            return int(hits[0]) if len(hits) else None
+        if frm == 0 and passed != 0 and w.writes(e.update):
+            return 0
+        return None
+
+    def _break(self, e: Entry, k: int) -> None:
+        """Lock held: pause before element ``k`` of ``e``; say so in a ``break`` event."""
+        self.paused = True
+        self.step_credits = 0
+        self.break_passed = e.seq + k
+        self.ev_record("break", e.seq + k, 1, e.producer, 1 - self.front_slot, e.op, e, k)
+        self.sync_cv.notify_all()
+
     def inject_fault(self, after: int) -> None:
         with self.lock:
             self.fault_countdown = after
 
     # -- the worker loop ---------------------------------------------------------------
     def _has_work(self) -> bool:
-        if self.reads.waiting or self.ranges.waiting:
+        if self.reads.waiting or self.ranges.waiting or self.back_reads.waiting:
             return True
         may_apply = not self.paused or self.step_credits > 0
         if self.cur is not None:
@@ -532,6 +597,8 @@ class Scheduler:
                     return
                 if self.reads.waiting:
                     self._serve_read()
+                elif self.back_reads.waiting:
+                    self._serve_back_read()
                 elif self.ranges.waiting:
                     self._serve_range()
                 elif self.cur is None and self.queue[0].kind == SYNC:
@@ -575,6 +642,23 @@ class Scheduler:
             self._set_error(self.visible_seq, f"reading the front back failed: {err}")
         self.reads.done = want
         self.sync_cv.notify_all()
+
+    def _serve_back_read(self) -> None:
+        want, slot = self.back_reads.requested, 1 - self.front_slot
+        arr, err = self._unlocked(lambda: readonly(np.array(self.executor.read(slot))))
+        self.back_copy = arr
+        if err is not None:
+            self._set_error(self.applied_seq, f"reading the back buffer failed: {err}")
+        self.back_reads.done = want
+        self.sync_cv.notify_all()
+
+    def back(self) -> np.ndarray:
+        with self.lock:
+            self.ask(self.back_reads, "reading the back")
+            arr, self.back_copy = self.back_copy, None
+            if arr is None:
+                raise BackendError(self.worker_msg or "reading the back buffer failed")
+            return arr
 
     def _serve_range(self) -> None:
         want, slot, epoch = self.ranges.requested, self.front_slot, self.epoch
@@ -626,11 +710,21 @@ class Scheduler:
                     break
                 if items and taken + self.queue[0].units > WORK_ELEMENTS:
                     break
+                if self.watch is not None and self._watch_hit(self.queue[0], 0) == 0:
+                    self._break(self.queue[0], 0)
+                    break
                 self.cur = self.queue.popleft()
                 self.cur_done = 0
                 freed += self.cur.units
             cur = self.cur
             left = cur.count - self.cur_done
+            if self.watch is not None:
+                hit = self._watch_hit(cur, self.cur_done)
+                if hit == self.cur_done:
+                    self._break(cur, hit)
+                    break
+                if hit is not None:
+                    left = hit - self.cur_done     # up to the watched element, not past it
             take = left if budget < 0 else min(left, budget)
             failed = False
             if self.cur_done == 0 and self.fault_countdown:
@@ -644,7 +738,7 @@ class Scheduler:
             if self.cur_done == cur.count:
                 self.cur = None
             else:
-                break  # a partial entry (paused stepping) ends the chunk
+                break  # a partial entry (stepping, or a watch ahead) ends the chunk
         if not items:
             return
         if self.paused:

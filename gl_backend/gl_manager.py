@@ -30,7 +30,8 @@ class GLBufferManager(ScheduledManager):
     """
 
     backend = "gl"
-    capabilities = Capabilities(front_texture=True, gpu_range=True, gl_info=True)
+    capabilities = Capabilities(front_texture=True, gpu_range=True, gl_info=True, back=True,
+                                watch=True)
 
     def __init__(
         self,

@@ -18,7 +18,7 @@ import pytest
 from conftest import backend_param, require_backend, wait_until
 
 import app
-from app import Fill, Set, Write
+from app import Add, Fill, Scale, Set, Write
 from app.reference import ReferenceModel, same_bits
 
 WAIT = 10.0
@@ -285,3 +285,64 @@ def test_event_payloads_stay_within_a_budget(open_mgr, monkeypatch):
     assert all(e.values is None and e.indices is None for e in dropped)
     writes = [e for e in dropped if e.op == "write"]
     assert writes and all(e.region == ((0, 10), (0, 10)) for e in writes), "the region stays"
+
+
+def test_back_shows_the_buffer_being_built_while_paused(open_mgr):
+    m = open_mgr((2, 3))
+    m.enqueue(Fill(((0, 2), (0, 3)), 1.0))
+    m.synchronize(timeout=WAIT)
+    with pytest.raises(ValueError, match="paused"):
+        m.back()
+    m.pause()
+    m.enqueue(Set((0, 0), 5.0))
+    m.enqueue(Set((1, 2), 6.0))
+    m.step(1)
+    wait_until(lambda: m.stats().applied_seq == 2, what="one step")
+    assert m.back().tolist() == [[5, 1, 1], [1, 1, 1]], "the back holds the stepped update"
+    assert m.front().tolist() == [[1, 1, 1], [1, 1, 1]], "the front does not"
+    m.step(1)
+    wait_until(lambda: m.stats().applied_seq == 3, what="second step")
+    assert m.back().tolist() == [[5, 1, 1], [1, 1, 6]]
+
+
+def test_a_watch_pauses_the_worker_before_the_update_that_writes_the_element(open_mgr):
+    m = open_mgr((4, 4))
+    m.set_watch(elements=[(2, 2)])
+    m.enqueue(Fill(((0, 2), (0, 2)), 1.0))            # seq 1: does not write (2, 2)
+    m.set_many([[0, 0], [1, 1], [2, 2], [3, 3]], [1.0, 2.0, 3.0, 4.0])   # seqs 2..5: seq 4 does
+    m.enqueue(Add(((2, 4), (2, 4)), 10.0))            # seq 6 writes it too
+    wait_until(lambda: m.stats().paused and m.stats().applied_seq == 3,
+               what="the watch to pause the worker before seq 4, inside the set_many run")
+    brk = [e for e in m.events()[0] if e.kind == "break"]
+    assert [(e.seq, e.op) for e in brk] == [(4, "set")]
+    assert brk[0].indices.tolist()[0] == [2, 2]
+    m.step(1)                                          # applies exactly the watched update
+    wait_until(lambda: m.stats().applied_seq == 4, what="the step")
+    assert m.back()[2, 2] == 3.0
+    m.resume()                                         # runs on to the next writer of (2, 2)
+    wait_until(lambda: m.stats().paused and m.stats().applied_seq == 5, what="the next writer")
+    assert [e.seq for e in m.events()[0] if e.kind == "break"] == [4, 6]
+    m.set_watch()                                      # cleared: runs to the end
+    m.resume()
+    m.synchronize(timeout=WAIT)
+    assert m.front()[2, 2] == 13.0
+
+
+def test_watch_by_op_and_producer(open_mgr):
+    import threading
+
+    m = open_mgr((4,))
+    m.set_watch(ops=["scale"], producers=["painter"])
+    m.enqueue(Set((0,), 1.0))
+    m.enqueue(Scale(((0, 4),), 2.0))
+    wait_until(lambda: m.stats().paused and m.stats().applied_seq == 1, what="the op watch")
+    m.resume()
+    t = threading.Thread(target=lambda: m.enqueue(Fill(((1, 2),), 7.0)), name="painter")
+    t.start()
+    t.join(WAIT)
+    wait_until(lambda: m.stats().paused and m.stats().applied_seq == 2, what="the producer watch")
+    assert [(e.seq, e.producer) for e in m.events()[0] if e.kind == "break"][-1] == (3, "painter")
+    with pytest.raises(ValueError, match="unknown op"):
+        m.set_watch(ops=["explode"])
+    with pytest.raises(ValueError, match="out of bounds"):
+        m.set_watch(elements=[(9,)])
