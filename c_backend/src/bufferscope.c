@@ -52,6 +52,15 @@
  * Payloads (write data, element sets) are copied at enqueue; the caller may
  * reuse its memory at once. No function aborts: bad arguments return BS_EINVAL
  * with a per-thread message.
+ *
+ * Capture (trace_writer.c, SPEC §5): when a trace runs (BUFFERSCOPE_TRACE at
+ * bs_create, or bs_trace_start), every update is recorded under mu where it
+ * gets its sequence number, and every synchronize call where its marker is
+ * queued, so the trace lists them in the order the worker applies them and a
+ * replay gives each epoch's front. Recording copies bytes under mu; a writer
+ * thread of the trace's own formats and writes them. Promised: the trace is
+ * complete when bs_trace_stop/bs_close/bs_destroy return. Not promised: a
+ * synchronize that timed out (and so swapped nothing) still has its sync line.
  */
 #define _GNU_SOURCE
 #pragma GCC visibility push(default)   /* the bs_* API is exported even under -fvisibility=hidden */

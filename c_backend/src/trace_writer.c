@@ -547,9 +547,10 @@ static void tw_sync(tw *t)
 static int tw_open(tw **out, const char *path, int ndim, const int64_t *shape, float fill)
 {
     *out = NULL;
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) return TW_ENOTREG;   /* the clear reason */
     int fd = open(path, O_WRONLY | O_CREAT | O_NONBLOCK | O_CLOEXEC, 0666);
     if (fd < 0) return errno;
-    struct stat st;
     int serr = fstat(fd, &st) != 0 ? errno : !S_ISREG(st.st_mode) ? TW_ENOTREG : 0;
     if (serr) {
         close(fd);
