@@ -100,25 +100,32 @@ static const char tw_digits2[] =
     "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
     "8081828384858687888990919293949596979899";
 
+static int tw_ndigits(uint64_t v)
+{
+    int n = 1;
+    while (v >= 10000) { v /= 10000; n += 4; }
+    if (v >= 100) { v /= 100; n += 2; }
+    return n + (v >= 10);
+}
+
+/* v in decimal, written backwards straight into place (no copy). */
 static char *tw_u64(char *p, uint64_t v)
 {
-    char tmp[24];
-    char *q = tmp + sizeof tmp;
+    char *end = p + tw_ndigits(v), *q = end;
     while (v >= 100) {
         unsigned r = (unsigned)(v % 100);
         v /= 100;
         q -= 2;
-        memcpy(q, tw_digits2 + 2 * r, 2);
+        q[0] = tw_digits2[2 * r];
+        q[1] = tw_digits2[2 * r + 1];
     }
     if (v >= 10) {
-        q -= 2;
-        memcpy(q, tw_digits2 + 2 * v, 2);
+        q[-2] = tw_digits2[2 * v];
+        q[-1] = tw_digits2[2 * v + 1];
     } else {
-        *--q = (char)('0' + v);
+        q[-1] = (char)('0' + v);
     }
-    size_t n = (size_t)(tmp + sizeof tmp - q);
-    memcpy(p, q, n);
-    return p + n;
+    return end;
 }
 
 static char *tw_str(char *p, const char *s, size_t n)
@@ -171,10 +178,15 @@ static char *tw_f32(char *p, float f)
         n = (uint64_t)(x + 0.5);
         break;
     }
-    char dig[9];
-    for (int i = 8; i >= 0; i--) {
-        dig[i] = (char)('0' + n % 10);
-        n /= 10;
+    char dig[10];
+    uint32_t u = (uint32_t)n;   /* 9 digits: u32 arithmetic, two digits at a time */
+    dig[0] = (char)('0' + u / 100000000u);
+    u %= 100000000u;
+    for (int i = 7; i >= 1; i -= 2) {
+        unsigned r = u % 100;
+        u /= 100;
+        dig[i] = tw_digits2[2 * r];
+        dig[i + 1] = tw_digits2[2 * r + 1];
     }
     int k = 9;
     while (k > 1 && dig[k - 1] == '0') k--;
@@ -237,24 +249,54 @@ static int tw_reserve_out(tw *t, size_t need)
     return 0;
 }
 
-static char *tw_tail(char *p, uint64_t seq, uint64_t producer, int64_t t_ns)
+/* Seconds with 9 decimals. */
+static char *tw_time(char *p, int64_t t_ns)
 {
-    p = TW_LIT(p, ", \"seq\": ");
-    p = tw_u64(p, seq);
+    uint64_t t = t_ns < 0 ? 0 : (uint64_t)t_ns;
+    p = tw_u64(p, t / 1000000000u);
+    *p++ = '.';
+    uint32_t frac = (uint32_t)(t % 1000000000u);
+    p[0] = (char)('0' + frac / 100000000u);
+    frac %= 100000000u;
+    for (int i = 7; i >= 1; i -= 2) {
+        unsigned r = frac % 100;
+        frac /= 100;
+        p[i] = tw_digits2[2 * r];
+        p[i + 1] = tw_digits2[2 * r + 1];
+    }
+    return p + 9;
+}
+
+/* The keys every update line ends with, up to the value of "seq", which comes
+ * last: the same for every element of a bs_set_many chunk, so made once. */
+#define TW_MID_MAX 96
+static size_t tw_mid(char *mid, uint64_t producer, int64_t t_ns)
+{
+    char *p = mid;
     p = TW_LIT(p, ", \"producer\": \"thread-");
     p = tw_u64(p, producer);
     p = TW_LIT(p, "\", \"t\": ");
-    if (t_ns < 0) t_ns = 0;
-    p = tw_u64(p, (uint64_t)t_ns / 1000000000u);
-    *p++ = '.';
-    uint64_t frac = (uint64_t)t_ns % 1000000000u;
-    char f9[9];
-    for (int i = 8; i >= 0; i--) { f9[i] = (char)('0' + frac % 10); frac /= 10; }
-    p = tw_str(p, f9, 9);
+    p = tw_time(p, t_ns);
+    p = TW_LIT(p, ", \"seq\": ");
+    return (size_t)(p - mid);
+}
+
+/* Appends mid (copied whole: a fixed-size copy is a few vector moves), seq, "}\n". */
+static char *tw_end_line(char *p, const char *mid, size_t mid_len, uint64_t seq)
+{
+    memcpy(p, mid, TW_MID_MAX);
+    p = tw_u64(p + mid_len, seq);
     return TW_LIT(p, "}\n");
 }
 
-#define TW_LINE_MAX 320   /* a line without write data, with room to spare */
+static char *tw_tail(char *p, uint64_t seq, uint64_t producer, int64_t t_ns)
+{
+    char mid[TW_MID_MAX];
+    size_t n = tw_mid(mid, producer, t_ns);
+    return tw_end_line(p, mid, n, seq);
+}
+
+#define TW_LINE_MAX 512   /* a line without write data, with room to spare */
 
 static const char *const tw_op_names[] = {"set", "fill", "add", "scale", "write"};
 
@@ -268,12 +310,7 @@ static int tw_format(tw *t, const tw_rec *r)
         if ((err = tw_reserve_out(t, TW_LINE_MAX))) return err;
         p = t->out + t->out_len;
         p = TW_LIT(p, "{\"op\": \"sync\", \"t\": ");
-        p = tw_u64(p, (uint64_t)r->t_ns / 1000000000u);
-        *p++ = '.';
-        uint64_t frac = (uint64_t)r->t_ns % 1000000000u;
-        char f9[9];
-        for (int i = 8; i >= 0; i--) { f9[i] = (char)('0' + frac % 10); frac /= 10; }
-        p = tw_str(p, f9, 9);
+        p = tw_time(p, r->t_ns);
         p = TW_LIT(p, "}\n");
         t->out_len = (size_t)(p - t->out);
         return 0;
@@ -282,6 +319,8 @@ static int tw_format(tw *t, const tw_rec *r)
         const uint64_t *off = (const uint64_t *)(r + 1);
         const float *val = (const float *)(off + r->count);
         const uint64_t s1 = (uint64_t)t->shape3[1], s2 = (uint64_t)t->shape3[2];
+        char mid[TW_MID_MAX];
+        size_t mid_len = tw_mid(mid, r->producer, r->t_ns);
         for (uint64_t j = 0; j < r->count; j++) {
             if ((err = tw_reserve_out(t, TW_LINE_MAX))) return err;
             p = t->out + t->out_len;
@@ -297,7 +336,7 @@ static int tw_format(tw *t, const tw_rec *r)
             }
             p = TW_LIT(p, "], \"value\": ");
             p = tw_f32(p, val[j]);
-            p = tw_tail(p, r->seq + j, r->producer, r->t_ns);
+            p = tw_end_line(p, mid, mid_len, r->seq + j);
             t->out_len = (size_t)(p - t->out);
         }
         return 0;
