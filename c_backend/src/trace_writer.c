@@ -43,6 +43,7 @@
 #define TW_BACKLOG_MAX ((uint64_t)64 << 20)
 #define TW_OUT_BYTES (1u << 20)
 #define TW_FLUSH_MS 100
+#define TW_SPARE_BLOCKS 8   /* written blocks kept for reuse: no fresh pages to fault in */
 #define TW_ENOTREG (-1)   /* tw_open: the path is not a regular file */
 
 enum { TW_UPDATE = 0, TW_SETS = 1, TW_SYNC = 2 };
@@ -76,6 +77,8 @@ typedef struct tw {
     tw_block *head, *tail;       /* records not yet taken by the writer */
     uint64_t backlog;            /* bytes recorded and not yet formatted */
     int full_blocks;             /* blocks in head..tail that are full */
+    tw_block *spare;             /* written blocks of TW_BLOCK_BYTES, for reuse */
+    int n_spare;
     int stop;
     int failed;                  /* a write failed: record nothing more */
     int writer_started;
@@ -459,10 +462,21 @@ static void *tw_writer_main(void *arg)
         if (list && !failed) err = tw_write_blocks(t, list, &done);
         uint64_t taken = 0;
         for (tw_block *b = list; b; b = b->next) taken += b->len;
-        tw_free_blocks(list);
 
         pthread_mutex_lock(&t->mu);
         t->backlog -= taken;
+        while (list) {   /* keep a few standard blocks for reuse, free the rest */
+            tw_block *b = list;
+            list = b->next;
+            if (b->cap == TW_BLOCK_BYTES && t->n_spare < TW_SPARE_BLOCKS) {
+                b->next = t->spare;
+                t->spare = b;
+                t->n_spare++;
+            } else {
+                b->next = NULL;
+                tw_free_blocks(b);
+            }
+        }
         if (err && !t->failed) {
             t->failed = 1;
             fprintf(stderr, "bufferscope: cannot write the trace %s: %s; tracing stopped\n",
@@ -501,8 +515,16 @@ static tw_rec *tw_begin(tw *t, int kind, uint64_t payload)
             pthread_cond_signal(&t->work_cv);
         }
         size_t cap = size > TW_BLOCK_BYTES ? (size_t)size : TW_BLOCK_BYTES;
-        b = malloc(sizeof *b);
-        unsigned char *bytes = b ? malloc(cap) : NULL;
+        unsigned char *bytes = NULL;
+        if (cap == TW_BLOCK_BYTES && t->spare) {
+            b = t->spare;
+            t->spare = b->next;
+            t->n_spare--;
+            bytes = b->bytes;
+        } else {
+            b = malloc(sizeof *b);
+            bytes = b ? malloc(cap) : NULL;
+        }
         if (!bytes) {
             free(b);
             t->failed = 1;
@@ -668,6 +690,7 @@ static int tw_close(tw *t)
     int err = t->failed ? EIO : 0;
     if (close(t->fd) != 0 && !err) err = errno;
     tw_free_blocks(t->head);
+    tw_free_blocks(t->spare);
     pthread_mutex_destroy(&t->mu);
     pthread_cond_destroy(&t->work_cv);
     pthread_cond_destroy(&t->room_cv);
