@@ -16,11 +16,10 @@ import time
 
 import numpy as np
 import pytest
+from conftest import require_backend
 
 from app import Add, Fill, Scale, Set, Write, open_manager
 from app.trace import SyncMarker, read_trace
-
-from conftest import require_backend
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHAPE = (24, 32)

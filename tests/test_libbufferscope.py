@@ -188,7 +188,10 @@ TRACE_PROGRAM = r"""
 #include <stdlib.h>
 #include <string.h>
 
-#define CHECK(call) do { int rc_ = (call); if (rc_) { fprintf(stderr, "%s: %s\n", #call, bs_last_error()); return 10; } } while (0)
+#define CHECK(call) do { \
+        int rc_ = (call); \
+        if (rc_) { fprintf(stderr, "%s: %s\n", #call, bs_last_error()); return 10; } \
+    } while (0)
 
 /* argv: ndim, shape..., output raw floats. Deterministic updates of every op with
  * every kind of value (NaN, +-Inf, -0.0, subnormals, extremes, random bits). */
@@ -213,7 +216,10 @@ int main(int argc, char **argv)
         /* set_many over every element, with random float bits */
         for (size_t i = 0; i < n; i++) {
             size_t r = i;
-            for (int d = cfg.ndim - 1; d >= 0; d--) { idx[i * cfg.ndim + d] = (int64_t)(r % (size_t)cfg.shape[d]); r /= (size_t)cfg.shape[d]; }
+            for (int d = cfg.ndim - 1; d >= 0; d--) {
+                idx[i * cfg.ndim + d] = (int64_t)(r % (size_t)cfg.shape[d]);
+                r /= (size_t)cfg.shape[d];
+            }
             x = x * 1103515245u + 12345u;
             uint32_t b = x ^ (x << 7);
             memcpy(&vals[i], &b, 4);
@@ -339,12 +345,17 @@ SANITIZERS = {
 }
 
 
+@pytest.mark.parametrize("small", [False, True], ids=["", "tiny-backlog"])
 @pytest.mark.parametrize("sanitizer", list(SANITIZERS))
-def test_tracing_under_sanitizer(tmp_path, sanitizer):
-    """The example with tracing on, library compiled in, under ASan+UBSan / TSan."""
+def test_tracing_under_sanitizer(tmp_path, sanitizer, small):
+    """The example with tracing on, library compiled in, under ASan+UBSan / TSan;
+    with a tiny backlog bound and blocks, recorders wait for the writer, records
+    outgrow blocks and blocks are reused."""
     exe = tmp_path / "racing"
+    sizes = ["-DTW_BACKLOG_MAX=6000", "-DTW_BLOCK_BYTES=1024"] if small else []
     cmd = [CC, "-std=c11", "-g", "-O1", "-Wall", "-Wextra", "-Werror", "-pthread",
-           *SANITIZERS[sanitizer], f"-I{SRC}", str(EXAMPLE), str(SRC / "bufferscope.c"), "-o", str(exe)]
+           *SANITIZERS[sanitizer], *sizes, f"-I{SRC}", str(EXAMPLE), str(SRC / "bufferscope.c"),
+           "-o", str(exe)]
     r = run(cmd)
     assert r.returncode == 0, r.stderr
     trace_path = tmp_path / "run.jsonl"

@@ -39,8 +39,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define TW_BLOCK_BYTES (1u << 20)
+/* Overridable so that the tests can run the bounded-backlog paths with tiny sizes. */
+#ifndef TW_BLOCK_BYTES
+#define TW_BLOCK_BYTES ((size_t)1 << 20)
+#endif
+#ifndef TW_BACKLOG_MAX
 #define TW_BACKLOG_MAX ((uint64_t)64 << 20)
+#endif
 #define TW_OUT_BYTES (1u << 20)
 #define TW_FLUSH_MS 100
 #define TW_SPARE_BLOCKS 8   /* written blocks kept for reuse: no fresh pages to fault in */
@@ -77,6 +82,7 @@ typedef struct tw {
     tw_block *head, *tail;       /* records not yet taken by the writer */
     uint64_t backlog;            /* bytes recorded and not yet formatted */
     int full_blocks;             /* blocks in head..tail that are full */
+    int room_waiters;            /* recorders waiting on room_cv: the writer must not dawdle */
     tw_block *spare;             /* written blocks of TW_BLOCK_BYTES, for reuse */
     int n_spare;
     int stop;
@@ -420,11 +426,10 @@ static void tw_free_blocks(tw_block *b)
     }
 }
 
-/* Writer, no lock held: format and write a list of blocks; frees them. */
-static int tw_write_blocks(tw *t, tw_block *b, uint64_t *bytes_done)
+/* Writer, no lock held: format and write a list of blocks (the caller frees them). */
+static int tw_write_blocks(tw *t, tw_block *b)
 {
     int err = 0;
-    *bytes_done = 0;
     for (; b && !err; b = b->next) {
         size_t at = 0;
         while (at < b->len && !err) {
@@ -432,10 +437,15 @@ static int tw_write_blocks(tw *t, tw_block *b, uint64_t *bytes_done)
             err = tw_format(t, r);
             at += sizeof *r + r->payload;
         }
-        *bytes_done += b->len;
     }
     if (!err) err = tw_write_out(t);
     return err;
+}
+
+/* Writer, t->mu held: anything to do before the next periodic flush? */
+static int tw_writer_has_work(const tw *t)
+{
+    return t->stop || t->full_blocks || (t->room_waiters && t->head);
 }
 
 static void *tw_writer_main(void *arg)
@@ -443,12 +453,12 @@ static void *tw_writer_main(void *arg)
     tw *t = arg;
     pthread_mutex_lock(&t->mu);
     for (;;) {
-        if (!t->stop && !t->full_blocks) {
+        if (!tw_writer_has_work(t)) {
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
             ts.tv_nsec += TW_FLUSH_MS * 1000000L;
             if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
-            while (!t->stop && !t->full_blocks &&
+            while (!tw_writer_has_work(t) &&
                    pthread_cond_timedwait(&t->work_cv, &t->mu, &ts) != ETIMEDOUT) {}
         }
         tw_block *list = t->head;
@@ -457,9 +467,8 @@ static void *tw_writer_main(void *arg)
         int stopping = t->stop, failed = t->failed;
         pthread_mutex_unlock(&t->mu);
 
-        uint64_t done = 0;
         int err = 0;
-        if (list && !failed) err = tw_write_blocks(t, list, &done);
+        if (list && !failed) err = tw_write_blocks(t, list);
         uint64_t taken = 0;
         for (tw_block *b = list; b; b = b->next) taken += b->len;
 
@@ -501,8 +510,10 @@ static tw_rec *tw_begin(tw *t, int kind, uint64_t payload)
     uint64_t size = sizeof(tw_rec) + payload;
     pthread_mutex_lock(&t->mu);
     while (!t->failed && t->backlog > 0 && t->backlog + size > TW_BACKLOG_MAX) {
+        t->room_waiters++;
         pthread_cond_signal(&t->work_cv);
         pthread_cond_wait(&t->room_cv, &t->mu);
+        t->room_waiters--;
     }
     if (t->failed) {
         pthread_mutex_unlock(&t->mu);
