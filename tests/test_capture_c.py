@@ -6,6 +6,7 @@ environment variable run in a subprocess (the file numbering is per process)."""
 
 from __future__ import annotations
 
+import gc
 import os
 import pathlib
 import subprocess
@@ -128,17 +129,18 @@ def test_trace_is_written_while_the_program_runs(tmp_path):
 
 def test_unwritable_trace_raises_naming_the_path_and_leaves_nothing_open(tmp_path):
     bad = tmp_path / "no-such-dir" / "run.jsonl"
+    gc.collect()   # managers of earlier tests may still own worker threads
     tasks = len(os.listdir("/proc/self/task"))
     with pytest.raises(OSError, match=f"cannot write the trace {bad}: No such file or directory"):
         open_manager("c", SHAPE, trace=bad)
-    assert len(os.listdir("/proc/self/task")) == tasks, "a worker or writer thread was left running"
+    assert len(os.listdir("/proc/self/task")) <= tasks, "a worker or writer thread was left running"
     with pytest.raises(OSError, match="not a regular file"):
         open_manager("c", SHAPE, trace="/dev/null")
     with pytest.raises(ValueError, match="trace path is NULL or empty"):
         open_manager("c", SHAPE, trace="")
     with pytest.raises(TypeError):
         open_manager("c", SHAPE, trace=3)
-    assert len(os.listdir("/proc/self/task")) == tasks
+    assert len(os.listdir("/proc/self/task")) <= tasks
 
 
 SCRIPT = """
