@@ -10,6 +10,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.stamps
+# The C library's sources (bufferscope.c #includes trace_writer.c).
+LIB_SOURCES := c_backend/src/bufferscope.c c_backend/src/trace_writer.c c_backend/src/bufferscope.h
 
 # Debian packages the Qt xcb platform plugin, Mesa (llvmpipe) and Xvfb need.
 DEB_PACKAGES := xvfb xauth libgl1 libegl1 libgl1-mesa-dri libglx-mesa0 \
@@ -63,7 +65,6 @@ $(STAMP)/install: $(STAMP)/deb $(VENV)/bin/python pyproject.toml setup.py \
 # and a pkg-config file whose prefix is this build folder (absolute), with an
 # rpath, so `PKG_CONFIG_PATH=build/lib/pkgconfig cc prog.c $$(pkg-config --cflags
 # --libs bufferscope)` builds a program that runs as it is.
-LIB_SOURCES := c_backend/src/bufferscope.c c_backend/src/trace_writer.c c_backend/src/bufferscope.h
 LIB_BUILD   := $(abspath build)
 LIB_SONAME  := libbufferscope.so.1
 LIB_CC      ?= gcc
