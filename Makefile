@@ -2,6 +2,7 @@
 #
 #   make run    install what is missing, then open the app
 #   make test   install what is missing, then run the whole test suite under Xvfb
+#   make libbufferscope   the C library alone, for C and C++ programs (see examples/)
 #
 # Each step leaves a stamp file so nothing already done is done twice.
 
@@ -9,6 +10,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.stamps
+# The C library's sources (bufferscope.c #includes trace_writer.c).
+LIB_SOURCES := c_backend/src/bufferscope.c c_backend/src/trace_writer.c c_backend/src/bufferscope.h
 
 # Debian packages the Qt xcb platform plugin, Mesa (llvmpipe) and Xvfb need.
 DEB_PACKAGES := xvfb xauth libgl1 libegl1 libgl1-mesa-dri libglx-mesa0 \
@@ -16,9 +19,9 @@ DEB_PACKAGES := xvfb xauth libgl1 libegl1 libgl1-mesa-dri libglx-mesa0 \
 	libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-shape0 \
 	libxcb-xinerama0 libxcb-randr0 libxcb-xkb1 libxcb-xfixes0 libxcb-sync1 \
 	libxcb-shm0 libxcb-render0 libxcb-glx0 libfontconfig1 libfreetype6 \
-	libdbus-1-3 libglib2.0-0 fonts-dejavu-core
+	libdbus-1-3 libglib2.0-0 fonts-dejavu-core pkg-config
 
-.PHONY: run test deps ci lint bench clean
+.PHONY: run test deps ci lint bench clean libbufferscope
 run: $(STAMP)/install
 	$(PY) -m app gui $(ARGS)
 
@@ -53,10 +56,39 @@ $(VENV)/bin/python:
 # The package itself (editable, so the cffi extension is compiled in place) with
 # its test and tooling extras. Rebuilt when the packaging or the C sources change.
 $(STAMP)/install: $(STAMP)/deb $(VENV)/bin/python pyproject.toml setup.py \
-		c_backend/build_ffi.py c_backend/src/bufferscope.c c_backend/src/bufferscope.h
+		c_backend/build_ffi.py $(LIB_SOURCES)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
 	@mkdir -p $(STAMP) && touch $@
+
+# The C library alone (SPEC §3): a shared library exporting only bs_*, its header
+# and a pkg-config file whose prefix is this build folder (absolute), with an
+# rpath, so `PKG_CONFIG_PATH=build/lib/pkgconfig cc prog.c $$(pkg-config --cflags
+# --libs bufferscope)` builds a program that runs as it is.
+LIB_BUILD   := $(abspath build)
+LIB_SONAME  := libbufferscope.so.1
+LIB_CC      ?= gcc
+LIB_CFLAGS  := -std=c11 -O2 -fPIC -pthread -fvisibility=hidden -ffp-contract=off -Wall -Wextra
+
+libbufferscope: build/lib/libbufferscope.so build/include/bufferscope.h build/lib/pkgconfig/bufferscope.pc
+
+build/lib/$(LIB_SONAME): $(LIB_SOURCES)
+	@mkdir -p $(@D)
+	$(LIB_CC) $(LIB_CFLAGS) -shared -Wl,-soname,$(LIB_SONAME) -o $@ c_backend/src/bufferscope.c
+
+build/lib/libbufferscope.so: build/lib/$(LIB_SONAME)
+	ln -sf $(LIB_SONAME) $@
+
+build/include/bufferscope.h: c_backend/src/bufferscope.h
+	@mkdir -p $(@D)
+	cp $< $@
+
+build/lib/pkgconfig/bufferscope.pc: Makefile
+	@mkdir -p $(@D)
+	printf '%s\n' 'prefix=$(LIB_BUILD)' 'libdir=$${prefix}/lib' 'includedir=$${prefix}/include' '' \
+	  'Name: bufferscope' 'Description: double-buffered buffer manager with ordering instrumentation' \
+	  'Version: 1.0.0' 'Cflags: -I$${includedir}' \
+	  'Libs: -L$${libdir} -Wl,-rpath,$${libdir} -lbufferscope' 'Libs.private: -pthread' > $@
 
 clean:
 	rm -rf $(VENV) build *.egg-info c_backend/_bufferscope_c*.so c_backend/_bufferscope_c.c c_backend/_bufferscope_c.o tests/_build

@@ -35,6 +35,8 @@ ffibuilder.set_source(
     "c_backend._bufferscope_c",
     '#include "bufferscope.h"',
     sources=[str((SRC / "bufferscope.c").relative_to(HERE.parent))],
+    # bufferscope.c #includes trace_writer.c (one translation unit): rebuild on either.
+    depends=[str((SRC / "trace_writer.c").relative_to(HERE.parent))],
     include_dirs=[str(SRC.relative_to(HERE.parent))],
     extra_compile_args=["-std=c11", "-O2", "-ffp-contract=off", "-Wall", "-Wextra"],
     libraries=["pthread"],

@@ -12,6 +12,7 @@ view outliving ``close()`` still reads valid memory.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 
@@ -82,9 +83,11 @@ class CBufferManager(BufferManager):
         fill: float = 0.0,
         max_pending: int = 1 << 18,
         event_capacity: int = DEFAULT_EVENT_CAPACITY,
+        trace: str | os.PathLike | None = None,
     ) -> None:
         super().__init__(shape, fill, max_pending)
         event_capacity = check_event_capacity(event_capacity)
+        trace_path = None if trace is None else os.fsencode(trace)
         check_buffers_fit(self.shape)
         cfg = ffi.new("bs_config *")
         cfg.ndim = self.ndim
@@ -99,11 +102,22 @@ class CBufferManager(BufferManager):
             _raise(rc)
         # bs_destroy frees the buffers when the last reference (views included) is gone.
         self._h = ffi.gc(out[0], lib.bs_destroy)
+        if trace_path is not None:
+            self._start_trace(trace_path)
         self._close_lock = threading.Lock()
         self._tls = threading.local()
         self._front_cache: tuple[int, int, np.ndarray] | None = None
 
     # -- helpers -------------------------------------------------------------------
+    def _start_trace(self, path: bytes) -> None:
+        """Capture (SPEC §5) into ``path``; on failure the manager is closed (its
+        worker joined) before the error is raised: never left half-open."""
+        if rc := lib.bs_trace_start(self._h, path):
+            msg = ffi.string(lib.bs_last_error()).decode("utf-8", "replace")
+            self._closed = True
+            lib.bs_close(self._h)
+            raise (OSError if rc == lib.BS_EIO else _ERRORS.get(rc, RuntimeError))(msg)
+
     def _thread_state(self):
         """Per-thread (seq out-pointer, producer id), made once per thread."""
         try:

@@ -52,9 +52,20 @@
  * Payloads (write data, element sets) are copied at enqueue; the caller may
  * reuse its memory at once. No function aborts: bad arguments return BS_EINVAL
  * with a per-thread message.
+ *
+ * Capture (trace_writer.c, SPEC §5): when a trace runs (BUFFERSCOPE_TRACE at
+ * bs_create, or bs_trace_start), every update is recorded under mu where it
+ * gets its sequence number, and every synchronize call where its marker is
+ * queued, so the trace lists them in the order the worker applies them and a
+ * replay gives each epoch's front. Recording copies bytes under mu; a writer
+ * thread of the trace's own formats and writes them. Promised: the trace is
+ * complete when bs_trace_stop/bs_close/bs_destroy return. Not promised: a
+ * synchronize that timed out (and so swapped nothing) still has its sync line.
  */
 #define _GNU_SOURCE
+#pragma GCC visibility push(default)   /* the bs_* API is exported even under -fvisibility=hidden */
 #include "bufferscope.h"
+#pragma GCC visibility pop
 
 #include <errno.h>
 #include <pthread.h>
@@ -64,6 +75,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "trace_writer.c"   /* capture (SPEC §5): static tw_* functions, this unit only */
 
 #define WORK_CHUNK 64
 #define SPIN_NS 50000
@@ -151,7 +164,13 @@ struct bs_manager {
 
     bs_event *ev;
     uint64_t ev_cap, ev_count;
+
+    float fill;                   /* the initial value, for a trace's header */
+    tw *trace;                    /* capture: NULL when not tracing; set and read under mu */
 };
+
+static void trace_entry(bs_manager *m, const entry *e, const float *data);
+static void trace_from_env(bs_manager *m);
 
 /* ---------------------------------------------------------------- errors */
 
@@ -179,6 +198,7 @@ const char *bs_strerror(int status)
     case BS_ECLOSED: return "manager closed";
     case BS_EWORKER: return "update failed in the worker";
     case BS_ETHREAD: return "cannot start the worker thread";
+    case BS_EIO: return "cannot write the trace file";
     default: return "unknown status";
     }
 }
@@ -710,6 +730,7 @@ int bs_create(const bs_config *c, bs_manager **out)
     }
     m->nelem = (size_t)nelem;
     m->max_pending = c->max_pending;
+    m->fill = c->fill;
     m->buf[0] = malloc(m->nelem * sizeof(float));
     m->buf[1] = malloc(m->nelem * sizeof(float));
     m->ev_cap = c->event_capacity;
@@ -748,6 +769,7 @@ int bs_create(const bs_config *c, bs_manager **out)
         return fail(BS_ETHREAD, "pthread_create failed: %s", strerror(rc));
     }
     m->worker_started = 1;
+    trace_from_env(m);
     *out = m;
     return BS_OK;
 }
@@ -772,6 +794,7 @@ int bs_close(bs_manager *m)
     m->worker_started = 0;
     pthread_mutex_unlock(&m->mu);
     if (join) pthread_join(m->worker, NULL);
+    bs_trace_stop(m);   /* everything recorded is written before close returns */
 
     /* The worker is gone: free what it and the queue held. */
     pthread_mutex_lock(&m->mu);
@@ -834,6 +857,7 @@ static int push_entry(bs_manager *m, entry *e)
     if (rc) return rc;
     m->last_seq += e->count;
     set_pending(m, m->pending + e->count);
+    if (m->trace) trace_entry(m, e, e->data);
     ev_record(m, BS_EV_ENQUEUE, e->seq, e->count, e->producer,
               1 - m->front_slot, e->kind == ENTRY_SETS ? BS_OP_SET : e->op);
     wake_worker(m);
@@ -868,6 +892,7 @@ static int try_direct_write(bs_manager *m, entry *e, const float *data, uint64_t
     }
     m->direct_busy = 1;
     e->seq = ++m->last_seq;
+    if (m->trace) trace_entry(m, e, data);
     int back_slot = 1 - m->front_slot;
     float *back = m->buf[back_slot];
     ev_record(m, BS_EV_ENQUEUE, e->seq, 1, e->producer, back_slot, e->op);
@@ -1128,6 +1153,7 @@ int bs_synchronize(bs_manager *m, double timeout_s, uint64_t *epoch_out)
         return fail(BS_ECLOSED, "manager is closed");
     }
     ev_record(m, BS_EV_SYNC_BEGIN, m->last_seq, 0, 0, m->front_slot, -1);
+    if (m->trace) tw_sync(m->trace);   /* here, after exactly the updates it covers */
     if (m->ring_len == 0 && !m->has_cur && !m->worker_busy && !m->catchup_pending &&
         !m->direct_busy && m->applied_seq == m->last_seq) {
         /* Idle worker, everything applied: swap here, no round trip. */
@@ -1254,5 +1280,93 @@ int bs_inject_worker_fault(bs_manager *m, uint64_t after)
     pthread_mutex_lock(&m->mu);
     m->fault_countdown = after;
     pthread_mutex_unlock(&m->mu);
+    return BS_OK;
+}
+
+/* ---------------------------------------------------------------- tracing (SPEC §5 Capture) */
+
+/* Caller holds mu: record a queued entry (data: a write's payload). */
+static void trace_entry(bs_manager *m, const entry *e, const float *data)
+{
+    if (e->kind == ENTRY_SETS)
+        tw_sets(m->trace, e->offsets, e->data, e->count, e->seq, e->producer);
+    else
+        tw_update(m->trace, e->op, e->start, e->stop, e->value, data, e->seq, e->producer);
+}
+
+static const char *trace_strerror(int err)
+{
+    return err == TW_ENOTREG ? "not a regular file" : strerror(err);
+}
+
+/* bs_create: BUFFERSCOPE_TRACE names the trace of every manager the process
+ * creates (numbered after the first: see tw_numbered_path). A trace that cannot
+ * be opened is reported once per process on stderr; the manager runs untraced. */
+static void trace_from_env(bs_manager *m)
+{
+    static unsigned long managers;
+    static int reported;
+    const char *env = getenv("BUFFERSCOPE_TRACE");
+    if (!env || !*env) return;
+    unsigned long n = __atomic_fetch_add(&managers, 1, __ATOMIC_RELAXED);
+    char *path = tw_numbered_path(env, n);
+    int err = path ? tw_open(&m->trace, path, m->ndim, m->shape, m->fill) : ENOMEM;
+    if (err && !__atomic_exchange_n(&reported, 1, __ATOMIC_RELAXED))
+        fprintf(stderr, "bufferscope: cannot write the trace %s (BUFFERSCOPE_TRACE): %s; "
+                "continuing without a trace\n", path ? path : env, trace_strerror(err));
+    free(path);
+}
+
+/* Caller holds mu: why a trace cannot start now (an error code), or 0. */
+static int trace_refused(bs_manager *m, const char *path)
+{
+    if (m->closed) return fail(BS_ECLOSED, "manager is closed");
+    if (m->last_seq)
+        return fail(BS_EINVAL, "trace %s: %llu updates were enqueued already; a trace "
+                    "starts before the first update so that it replays", path,
+                    (unsigned long long)m->last_seq);
+    return BS_OK;
+}
+
+int bs_trace_start(bs_manager *m, const char *path)
+{
+    CHECK_M(m);
+    if (!path || !*path) return fail(BS_EINVAL, "trace path is NULL or empty");
+    pthread_mutex_lock(&m->mu);
+    int rc = trace_refused(m, path);   /* before the file is touched */
+    pthread_mutex_unlock(&m->mu);
+    if (rc) return rc;
+    tw *t;
+    int err = tw_open(&t, path, m->ndim, m->shape, m->fill);
+    if (err)
+        return fail(err == ENOMEM ? BS_ENOMEM : BS_EIO, "cannot write the trace %s: %s",
+                    path, trace_strerror(err));
+    tw *old = NULL;
+    pthread_mutex_lock(&m->mu);
+    rc = trace_refused(m, path);       /* and again: a producer may have come first */
+    if (!rc) {
+        old = m->trace;   /* a trace already running (BUFFERSCOPE_TRACE) ends here */
+        m->trace = t;
+        t = NULL;
+    }
+    pthread_mutex_unlock(&m->mu);
+    tw_close(old);
+    tw_close(t);
+    return rc;
+}
+
+int bs_trace_stop(bs_manager *m)
+{
+    CHECK_M(m);
+    pthread_mutex_lock(&m->mu);
+    tw *t = m->trace;
+    m->trace = NULL;
+    pthread_mutex_unlock(&m->mu);
+    if (!t) return BS_OK;
+    char path[256];
+    snprintf(path, sizeof path, "%s", t->path);
+    int err = tw_close(t);
+    if (err)
+        return fail(BS_EIO, "the trace %s is incomplete: %s", path, trace_strerror(err));
     return BS_OK;
 }

@@ -38,7 +38,8 @@ typedef enum bs_status {
     BS_EFULL = 4,       /* queue full and the call asked not to block */
     BS_ECLOSED = 5,     /* the manager was closed */
     BS_EWORKER = 6,     /* an update failed inside the worker (reported once) */
-    BS_ETHREAD = 7      /* a thread could not be created */
+    BS_ETHREAD = 7,     /* a thread could not be created */
+    BS_EIO = 8          /* the trace file could not be opened or written */
 } bs_status;
 
 typedef enum bs_op {
@@ -156,6 +157,25 @@ int bs_events_read(bs_manager *m, uint64_t since, bs_event *out, size_t cap,
  * update, or one chunk of a bs_set_many) fails: it is skipped, and the next
  * bs_synchronize reports BS_EWORKER naming its sequence numbers. */
 int bs_inject_worker_fault(bs_manager *m, uint64_t after);
+
+/* Capture (SPEC §5): the JSON Lines trace of every update, in sequence order,
+ * and of every synchronize call, written while the program runs (by a thread of
+ * the trace's own) and complete when bs_trace_stop, bs_close or bs_destroy
+ * returns. The environment variable BUFFERSCOPE_TRACE=path starts one at
+ * bs_create for every manager the process creates: the first writes `path`,
+ * the n-th after it inserts ".n" before the file's extension (run.jsonl,
+ * run.1.jsonl, run.2.jsonl, ...; run -> run.1); a path that cannot be written is
+ * reported once on stderr and the program goes on untraced.
+ *
+ * bs_trace_start traces to `path` (created or truncated; a special file is
+ * refused). It must come before the first update, so that the trace replays
+ * from the fill; it replaces a trace already running. BS_EIO when the file
+ * cannot be opened (the message names it and why), BS_EINVAL after updates.
+ * bs_trace_stop writes what is left and closes the file; BS_EIO when any of
+ * the trace could not be written (tracing then stopped at the first failure,
+ * reported once on stderr). No trace running is not an error. */
+int bs_trace_start(bs_manager *m, const char *path);
+int bs_trace_stop(bs_manager *m);
 
 #ifdef __cplusplus
 }
