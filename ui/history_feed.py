@@ -1,0 +1,80 @@
+"""``HistoryFeed``: keeps the app's ``UpdateHistory`` fed from the session's manager.
+
+Every debug view (update log, timeline, element history, race flags, diff) reads
+the one ``app.history.UpdateHistory`` this object owns, which is built only from
+the manager's §4 events: no view keeps a record of its own. The feed reads new
+events at most ``POLL_HZ`` times a second and whenever a new front is visible
+(``manager.events(since)`` takes the manager's lock for a moment; it never waits
+on the worker), and carries the history across a backend switch: each manager
+generation's sequence numbers and epochs are mapped to session-wide ones with the
+session's ``seq_offset``/``epoch_offset``.
+
+Signals
+-------
+sigHistoryChanged(int)   rows were added or changed; the number of rows now
+sigReset()               the history was cleared (a new buffer, not a backend switch)
+"""
+
+from __future__ import annotations
+
+from PyQt6.QtCore import QObject, QTimer, pyqtSignal
+
+from app.history import UpdateHistory
+
+POLL_HZ = 10.0
+MAX_EVENTS_PER_POLL = 200_000
+
+
+class HistoryFeed(QObject):
+    sigHistoryChanged = pyqtSignal(int)
+    sigReset = pyqtSignal()
+
+    def __init__(self, session, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.history = UpdateHistory(fill=0.0)
+        self._manager = None
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self.poll)
+        self._timer.start(int(1000 / POLL_HZ))
+        session.sigManagerChanged.connect(self._on_manager_changed)
+        session.sigFrontChanged.connect(lambda *_: self.poll())
+        self._on_manager_changed()
+
+    def _offsets(self) -> tuple[int, int]:
+        return (int(getattr(self.session, "seq_offset", 0)),
+                int(getattr(self.session, "epoch_offset", 0)))
+
+    def _on_manager_changed(self) -> None:
+        m = self.session.manager
+        if m is self._manager:
+            return
+        seq_offset, _ = self._offsets()
+        if self._manager is None or seq_offset == 0:
+            # A new buffer (or the first): a history of its own.
+            fill = float(getattr(m, "fill", 0.0)) if m is not None else 0.0
+            self.history = UpdateHistory(fill=fill)
+            self.sigReset.emit()
+        else:
+            self.history.reset_reader()   # a backend switch: the same history goes on
+        self._manager = m
+        self.poll()
+
+    def poll(self) -> None:
+        m = self._manager
+        if m is None or getattr(m, "closed", False):
+            return
+        h = self.history
+        try:
+            events, nxt = m.events(h.next_event)
+        except Exception:    # closed underneath us: the next manager will come
+            return
+        if not events and nxt == h.next_event:
+            return
+        if len(events) > MAX_EVENTS_PER_POLL:
+            h.dropped += len(events) - MAX_EVENTS_PER_POLL
+            events = events[-MAX_EVENTS_PER_POLL:]
+            h.next_event = events[0].index
+        seq_offset, epoch_offset = self._offsets()
+        h.ingest(events, nxt, seq_offset, epoch_offset)
+        self.sigHistoryChanged.emit(len(h.rows))
