@@ -259,7 +259,7 @@ class CBufferManager(BufferManager):
         """Begin a sync, wait for its ticket in slices, cancel it on a timeout or
         an exception (KeyboardInterrupt): a cancelled sync never swaps later."""
         h = self._h
-        ticket = ffi.new("uint64_t *")
+        ticket = ffi.new("uint64_t *")   # per call: a signal handler may synchronize too
         epoch = ffi.new("uint64_t *")
         deadline = None if t is None else time.monotonic() + t
         finished = False
@@ -268,12 +268,14 @@ class CBufferManager(BufferManager):
                 finished = True
                 _raise(rc)
             while True:
-                left = _SLICE_S if deadline is None else min(_SLICE_S, max(0.0, deadline - time.monotonic()))
+                left = _SLICE_S if deadline is None else max(0.0, min(_SLICE_S, deadline - time.monotonic()))
                 rc = lib.bs_sync_wait(h, ticket[0], left, epoch)
                 if rc == _ETIMEDOUT and deadline is not None and time.monotonic() >= deadline:
                     finished = True
-                    rc = lib.bs_sync_cancel(h, ticket[0], epoch)   # BS_OK: it swapped after all
-                    if rc == _ETIMEDOUT:
+                    rc = lib.bs_sync_cancel(h, ticket[0], epoch)
+                    if rc == 0:   # it swapped after all: complete it (a worker failure too)
+                        rc = lib.bs_sync_wait(h, ticket[0], 0.0, epoch)
+                    elif rc == _ETIMEDOUT:
                         msg = ffi.string(lib.bs_last_error()).decode("utf-8", "replace")
                         raise TimeoutError(f"synchronize timed out after {t:.3f} s ({msg})")
                 if rc != _ETIMEDOUT:

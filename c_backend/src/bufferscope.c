@@ -1381,7 +1381,13 @@ int bs_sync_cancel(bs_manager *m, uint64_t ticket, uint64_t *epoch_out)
         pthread_mutex_unlock(&m->mu);
         return fail(BS_EINVAL, "sync ticket %llu was never issued", (unsigned long long)ticket);
     }
-    if (m->tickets_done >= ticket) return sync_done(m, epoch_out);   /* it swapped after all */
+    if (m->tickets_done >= ticket) {
+        /* It swapped after all. A worker failure stays for bs_sync_wait (or the
+         * next synchronize): a caller that gives up does not swallow it. */
+        if (epoch_out) *epoch_out = m->epoch;
+        pthread_mutex_unlock(&m->mu);
+        return BS_OK;
+    }
     if (m->closed) {
         pthread_mutex_unlock(&m->mu);
         return fail(BS_ECLOSED, "manager was closed during synchronize");
@@ -1416,6 +1422,7 @@ int bs_synchronize(bs_manager *m, double timeout_s, uint64_t *epoch_out)
     rc = bs_sync_wait(m, ticket, timeout_s < 0 ? -1.0 : timeout_s, epoch_out);
     if (rc != BS_ETIMEDOUT) return rc;
     rc = bs_sync_cancel(m, ticket, epoch_out);
+    if (rc == BS_OK) return bs_sync_wait(m, ticket, 0.0, epoch_out);   /* swapped after all */
     if (rc == BS_ETIMEDOUT) {
         char msg[sizeof tl_err];
         snprintf(msg, sizeof msg, "%.280s", tl_err);

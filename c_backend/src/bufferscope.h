@@ -154,9 +154,10 @@ int bs_synchronize(bs_manager *m, double timeout_s, uint64_t *epoch_out);
  *                   ticket: BS_OK (or BS_EWORKER) once swapped, BS_ETIMEDOUT
  *                   while not yet, which cancels nothing.
  *   bs_sync_cancel  gives the ticket up: BS_ETIMEDOUT, and its marker will not
- *                   swap (the front stays as it was); or BS_OK/BS_EWORKER when
- *                   it had swapped already. Every begun ticket must end in a
- *                   completed wait or a cancel.
+ *                   swap (the front stays as it was); or BS_OK when it had
+ *                   swapped already (bs_sync_wait then completes it, reporting
+ *                   a worker failure; uncollected, the next synchronize does).
+ *                   Every begun ticket ends in a completed wait or a cancel.
  * Cancelled markers are bounded: one at the tail of the queue is removed, and
  * a marker never follows another, so at most one sits between two updates. */
 int bs_sync_begin(bs_manager *m, uint64_t *ticket_out);
