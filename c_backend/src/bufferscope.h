@@ -128,7 +128,10 @@ int bs_enqueue(bs_manager *m, const bs_update *u, uint64_t producer, int block,
                uint64_t *seq_out);
 /* All n updates are validated first: on an invalid one nothing is queued and
  * *bad_index_out names it. They get consecutive sequence numbers when the queue
- * has room for them all; larger batches are queued in order as room appears.
+ * has room for them all (the bound counts elements); larger batches are queued
+ * in order as room appears. A batch that fits the bound goes in whole or not at
+ * all (BS_ENOMEM included); in a larger one, an error after part of it went in
+ * (BS_ECLOSED, BS_ENOMEM) leaves that part queued.
  * seqs_out (n entries, may be NULL) receives each one's sequence number. */
 int bs_enqueue_batch(bs_manager *m, const bs_update *u, size_t n, uint64_t producer,
                      int block, uint64_t *seqs_out, size_t *bad_index_out);
@@ -136,6 +139,8 @@ int bs_enqueue_batch(bs_manager *m, const bs_update *u, size_t n, uint64_t produ
 int bs_enqueue_set(bs_manager *m, int64_t i0, int64_t i1, int64_t i2, double value,
                    uint64_t producer, int block, uint64_t *seq_out);
 /* n element sets: indices is n x ndim (C order), values n floats. Copied.
+ * Every index is checked before anything is queued; queued whole when n fits
+ * the bound, else in chunks of the bound as room appears (as bs_enqueue_batch).
  * seqs_out (n entries, may be NULL) receives each one's sequence number. */
 int bs_set_many(bs_manager *m, const int64_t *indices, const float *values, size_t n,
                 uint64_t producer, int block, uint64_t *seqs_out, size_t *bad_index_out);
