@@ -13,15 +13,17 @@ STAMP  := $(VENV)/.stamps
 # The C library's sources (bufferscope.c #includes trace_writer.c).
 LIB_SOURCES := c_backend/src/bufferscope.c c_backend/src/trace_writer.c c_backend/src/bufferscope.h
 
-# Debian packages the Qt xcb platform plugin, Mesa (llvmpipe) and Xvfb need.
+# Debian packages the Qt xcb platform plugin, Mesa (llvmpipe) and Xvfb need, and
+# clang with its sanitizer/libFuzzer runtimes for the C library's fuzzer.
 DEB_PACKAGES := xvfb xauth libgl1 libegl1 libgl1-mesa-dri libglx-mesa0 \
 	libxkbcommon0 libxkbcommon-x11-0 libxcb1 libxcb-cursor0 libxcb-icccm4 \
 	libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-shape0 \
 	libxcb-xinerama0 libxcb-randr0 libxcb-xkb1 libxcb-xfixes0 libxcb-sync1 \
 	libxcb-shm0 libxcb-render0 libxcb-glx0 libfontconfig1 libfreetype6 \
-	libdbus-1-3 libglib2.0-0 fonts-dejavu-core pkg-config
+	libdbus-1-3 libglib2.0-0 fonts-dejavu-core pkg-config \
+	clang libclang-rt-14-dev
 
-.PHONY: run test deps ci lint bench clean libbufferscope
+.PHONY: run test deps ci lint bench clean libbufferscope fuzz
 run: $(STAMP)/install
 	$(PY) -m app gui $(ARGS)
 
@@ -37,6 +39,18 @@ bench: $(STAMP)/install
 	$(PY) -m app bench $(ARGS)
 
 deps: $(STAMP)/deb
+
+# A long libFuzzer run over the C API (fuzz/fuzz_c_api.c; the test suite runs a
+# 20 s one). New inputs go to build/fuzz/corpus, crashes to build/fuzz/.
+FUZZ_SECONDS ?= 600
+fuzz: $(STAMP)/deb
+	@mkdir -p build/fuzz/corpus
+	clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+		-Ic_backend/src fuzz/fuzz_c_api.c c_backend/src/bufferscope.c -lpthread \
+		-o build/fuzz/fuzz_c_api
+	build/fuzz/fuzz_c_api -max_total_time=$(FUZZ_SECONDS) -timeout=10 -max_len=512 \
+		-len_control=0 -rss_limit_mb=2048 -artifact_prefix=build/fuzz/ \
+		build/fuzz/corpus fuzz/corpus
 
 # Debian packages: only those not yet installed, `apt-get update` only when needed.
 $(STAMP)/deb:

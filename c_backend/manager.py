@@ -5,6 +5,12 @@ SPEC §3.7, using the message the library left for the calling thread. cffi
 releases the GIL during each call, so producers, the worker and synchronizers run
 in parallel; the GIL protects nothing in the C state, the library's own mutex does.
 
+No C call blocks for long: a blocking enqueue tries without blocking and then
+waits for room in slices of at most ``_SLICE_S``, and ``synchronize`` begins a
+sync, waits for its ticket in slices and cancels it on a timeout or an
+exception, so Ctrl+C raises KeyboardInterrupt within a slice (SPEC §3.10) and a
+cancelled sync never swaps later.
+
 The front buffer is exposed without a copy: ``front()`` is a read-only numpy view
 of the C memory. The view keeps this wrapper (and so the C buffers) alive, so a
 view outliving ``close()`` still reads valid memory.
@@ -12,9 +18,11 @@ view outliving ``close()`` still reads valid memory.
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import threading
+import time
 
 import numpy as np
 
@@ -47,6 +55,16 @@ _OPS = {"set": lib.BS_OP_SET, "fill": lib.BS_OP_FILL, "add": lib.BS_OP_ADD,
 
 
 _enqueue_set = lib.bs_enqueue_set
+_SLICE_S = 0.05   # the longest one C call waits: the interpreter handles Ctrl+C between calls
+_EFULL = lib.BS_EFULL
+_ETIMEDOUT = lib.BS_ETIMEDOUT
+
+
+def _cost(u: Update) -> int:
+    """What an update counts against the queue bound (the library's rule)."""
+    if type(u) is Write:
+        return max(1, math.prod(b - a for a, b in u.region))
+    return 1
 
 
 def _raise(rc: int) -> None:
@@ -161,23 +179,37 @@ class CBufferManager(BufferManager):
                 i = idx + (0, 0)
                 if type(i[0]) is int and type(i[1]) is int and type(i[2]) is int:
                     try:
-                        rc = _enqueue_set(self._h, i[0], i[1], i[2], v, pid, block, seqp)
+                        rc = _enqueue_set(self._h, i[0], i[1], i[2], v, pid, 0, seqp)
                     except OverflowError:
                         rc = None  # beyond int64 or float: the general path names it
                     if rc == 0:
                         return seqp[0]
-                    if rc is not None:
+                    if rc is not None and not (rc == _EFULL and block):
                         _raise(rc)
+                    # a full queue and block: the general path waits in slices
         return super().enqueue(update, block)
+
+    def _wait_room(self, units: int) -> None:
+        """Wait until ``units`` elements fit, in slices (interruptible)."""
+        while (rc := lib.bs_wait_room(self._h, units, _SLICE_S)) == _ETIMEDOUT:
+            pass
+        if rc:
+            _raise(rc)
+
+    def _retry_when_full(self, call, units: int, block: bool) -> None:
+        """Run ``call()`` (a non-blocking library call); while the queue is full
+        and ``block``, wait for ``units`` of room in slices and try again."""
+        while (rc := call()) == _EFULL and block:
+            self._wait_room(units)
+        if rc:
+            _raise(rc)
 
     def _enqueue(self, u: Update, block: bool) -> int:
         seqp, pid = self._thread_state()
         cu = ffi.new("bs_update *")
         keep: list = []
         self._fill_update(cu, u, keep)
-        rc = lib.bs_enqueue(self._h, cu, pid, block, seqp)
-        if rc:
-            _raise(rc)
+        self._retry_when_full(lambda: lib.bs_enqueue(self._h, cu, pid, 0, seqp), _cost(u), block)
         return seqp[0]
 
     def _enqueue_many(self, valid: list[Update], block: bool) -> list[int]:
@@ -188,35 +220,86 @@ class CBufferManager(BufferManager):
             self._fill_update(cus[k], u, keep)
         seqs = ffi.new("uint64_t[]", n)
         bad = ffi.new("size_t *")
-        rc = lib.bs_enqueue_batch(self._h, cus, n, self._thread_state()[1], block, seqs, bad)
-        if rc:
-            _raise(rc)
+        pid = self._thread_state()[1]
+        costs = [_cost(u) for u in valid]
+        # Runs of updates that fit the bound (one larger update alone) go in whole;
+        # a batch larger than the bound goes in as room appears, in order.
+        start = 0
+        while start < n:
+            stop, units = start + 1, costs[start]
+            while stop < n and units + costs[stop] <= self.max_pending:
+                units += costs[stop]
+                stop += 1
+            if start == 0 and stop < n and not block:
+                stop, units = n, sum(costs)   # the library refuses it with its message
+
+            def call(a=start, b=stop):
+                return lib.bs_enqueue_batch(self._h, cus + a, b - a, pid, 0, seqs + a, bad)
+
+            self._retry_when_full(call, units, block)
+            start = stop
         return list(seqs)
 
     def _set_many(self, idx: np.ndarray, vals: np.ndarray, block: bool) -> np.ndarray:
         n = len(vals)
         seqs = np.empty(n, dtype=np.uint64)
         bad = ffi.new("size_t *")
-        rc = lib.bs_set_many(
-            self._h,
-            ffi.from_buffer("int64_t[]", idx),
-            ffi.from_buffer("float[]", vals),
-            n,
-            self._thread_state()[1],
-            block,
-            ffi.from_buffer("uint64_t[]", seqs),
-            bad,
-        )
-        if rc:
-            _raise(rc)
+        pid = self._thread_state()[1]
+        c_idx = ffi.from_buffer("int64_t[]", idx)
+        c_vals = ffi.from_buffer("float[]", vals)
+        c_seqs = ffi.from_buffer("uint64_t[]", seqs)
+        nd = self.ndim
+
+        def call(a: int, b: int) -> int:
+            return lib.bs_set_many(self._h, c_idx + a * nd, c_vals + a, b - a, pid, 0,
+                                   c_seqs + a, bad)
+
+        step = self.max_pending
+        if n > step:
+            # Larger than the bound: the library checks every index first (and
+            # refuses the whole call when it may not block); then chunks of the
+            # bound go in as room appears, in order.
+            rc = call(0, n)
+            if rc == 0:
+                return seqs
+            if rc != _EFULL or not block:
+                _raise(rc)
+        for a in range(0, n, step):
+            b = min(n, a + step)
+            self._retry_when_full(lambda a=a, b=b: call(a, b), b - a, block)
         return seqs
 
     def _synchronize(self, t: float | None) -> int:
+        """Begin a sync, wait for its ticket in slices, cancel it on a timeout or
+        an exception (KeyboardInterrupt): a cancelled sync never swaps later."""
+        h = self._h
+        ticket = ffi.new("uint64_t *")   # per call: a signal handler may synchronize too
         epoch = ffi.new("uint64_t *")
-        rc = lib.bs_synchronize(self._h, -1.0 if t is None else t, epoch)
-        if rc:
-            _raise(rc)
-        return int(epoch[0])
+        deadline = None if t is None else time.monotonic() + t
+        finished = False
+        try:
+            if rc := lib.bs_sync_begin(h, ticket):
+                finished = True
+                _raise(rc)
+            while True:
+                left = _SLICE_S if deadline is None else max(0.0, min(_SLICE_S, deadline - time.monotonic()))
+                rc = lib.bs_sync_wait(h, ticket[0], left, epoch)
+                if rc == _ETIMEDOUT and deadline is not None and time.monotonic() >= deadline:
+                    finished = True
+                    rc = lib.bs_sync_cancel(h, ticket[0], epoch)
+                    if rc == 0:   # it swapped after all: complete it (a worker failure too)
+                        rc = lib.bs_sync_wait(h, ticket[0], 0.0, epoch)
+                    elif rc == _ETIMEDOUT:
+                        msg = ffi.string(lib.bs_last_error()).decode("utf-8", "replace")
+                        raise TimeoutError(f"synchronize timed out after {t:.3f} s ({msg})")
+                if rc != _ETIMEDOUT:
+                    finished = True
+                    if rc:
+                        _raise(rc)
+                    return int(epoch[0])
+        finally:
+            if not finished and ticket[0]:
+                lib.bs_sync_cancel(h, ticket[0], epoch)
 
     def _front(self) -> np.ndarray:
         data = ffi.new("const float **")
@@ -283,3 +366,11 @@ class CBufferManager(BufferManager):
     def _inject_worker_fault(self, after: int) -> None:
         if rc := lib.bs_inject_worker_fault(self._h, after):
             _raise(rc)
+
+    def _queue_counts(self) -> tuple[int, int]:
+        """Testing aid: (entries in the queue, sync markers among them)."""
+        entries = ffi.new("uint64_t *")
+        markers = ffi.new("uint64_t *")
+        if rc := lib.bs_queue_counts(self._h, entries, markers):
+            _raise(rc)
+        return int(entries[0]), int(markers[0])

@@ -11,9 +11,21 @@
  *   sync_cv   synchronizers wait for "tickets_done >= my ticket".
  *
  * The queue is a growable ring of entries in FIFO order. An entry is one
- * update, a chunk of element sets (from bs_set_many), or a sync marker. Sync
- * markers carry a ticket; they do not count against the bound, which counts
- * element updates. Each element update gets its own sequence number.
+ * update, a chunk of element sets (from bs_set_many), or a sync marker. The
+ * bound counts elements, what the queue holds in memory: a write of n elements
+ * counts n, a chunk of n sets n, any other update 1; one entry larger than the
+ * bound is admitted alone into an empty queue. Each element update gets its own
+ * sequence number.
+ *
+ * Sync markers carry a ticket and do not count against the bound. A
+ * synchronize() is begun (ticket), waited for (in slices, if the caller likes:
+ * the Python wrapper returns to the interpreter every 50 ms so Ctrl+C works)
+ * and, on a timeout or an interrupt, cancelled: its marker will not swap.
+ * Markers stay bounded: a new synchronize() shares a marker at the queue's tail
+ * (reviving a cancelled one), a cancelled marker at the tail is removed, so at
+ * most one marker sits between two updates. Every entry records the tickets
+ * issued when it was queued, so tickets are sorted along the ring and a cancel
+ * finds its marker by binary search.
  *
  * The worker always holds mu except while it applies updates to the back
  * buffer, catches up, or spins briefly (SPIN_NS) for new work before it goes to
@@ -42,7 +54,9 @@
  * A synchronize() that finds the worker idle and everything applied swaps by
  * itself under the lock (no round trip through the worker) and leaves the
  * catch-up to the worker, which does it before anything else. A second swap
- * waits for that catch-up (catchup_pending), so the front is always complete.
+ * waits for that catch-up (catchup_pending), so the front is always complete;
+ * that wait is bounded work the worker does even when paused, so a
+ * synchronize(timeout 0) with nothing queued always succeeds.
  *
  * Ordering guarantee: updates are applied in the order they entered the queue,
  * whichever thread enqueued them; a swap happens exactly at each sync marker.
@@ -51,7 +65,9 @@
  *
  * Payloads (write data, element sets) are copied at enqueue; the caller may
  * reuse its memory at once. No function aborts: bad arguments return BS_EINVAL
- * with a per-thread message.
+ * with a per-thread message, a failed allocation BS_ENOMEM with nothing queued
+ * and nothing leaked (tests/c/test_alloc_failures.c fails every allocation of a
+ * workload in turn, built with -DBS_FAULT_INJECTION).
  *
  * Capture (trace_writer.c, SPEC §5): when a trace runs (BUFFERSCOPE_TRACE at
  * bs_create, or bs_trace_start), every update is recorded under mu where it
@@ -61,6 +77,11 @@
  * thread of the trace's own formats and writes them. Promised: the trace is
  * complete when bs_trace_stop/bs_close/bs_destroy return. Not promised: a
  * synchronize that timed out (and so swapped nothing) still has its sync line.
+ *
+ * fork(): the child gets a copy of the manager but not its worker, and the
+ * locks may name threads that do not exist there. A pthread_atfork handler
+ * bumps a generation counter; in the child every call on an older manager
+ * returns BS_ECLOSED and bs_destroy frees the buffers without touching a lock.
  */
 #define _GNU_SOURCE
 #pragma GCC visibility push(default)   /* the bs_* API is exported even under -fvisibility=hidden */
@@ -75,6 +96,43 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#ifdef BS_FAULT_INJECTION
+/* Test builds only: the N-th allocation (counted from bs_testing_fail_alloc)
+ * fails, and so does pthread_create while bs_testing_fail_thread is set, so a
+ * test can walk every failure path of a workload (tests/c/test_alloc_failures.c). */
+static uint64_t g_alloc_count, g_alloc_fail_at;
+static int g_thread_fail;
+
+void bs_testing_fail_alloc(uint64_t n);
+uint64_t bs_testing_alloc_count(void);
+void bs_testing_fail_thread(int fail);
+
+void bs_testing_fail_alloc(uint64_t n)
+{
+    __atomic_store_n(&g_alloc_count, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&g_alloc_fail_at, n, __ATOMIC_SEQ_CST);
+}
+uint64_t bs_testing_alloc_count(void) { return __atomic_load_n(&g_alloc_count, __ATOMIC_SEQ_CST); }
+void bs_testing_fail_thread(int fail) { __atomic_store_n(&g_thread_fail, fail, __ATOMIC_SEQ_CST); }
+
+static int alloc_fails(void)
+{
+    uint64_t n = __atomic_add_fetch(&g_alloc_count, 1, __ATOMIC_SEQ_CST);
+    return n == __atomic_load_n(&g_alloc_fail_at, __ATOMIC_SEQ_CST);
+}
+static void *fi_malloc(size_t n) { return alloc_fails() ? NULL : malloc(n); }
+static void *fi_calloc(size_t k, size_t n) { return alloc_fails() ? NULL : calloc(k, n); }
+static void *fi_realloc(void *p, size_t n) { return alloc_fails() ? NULL : realloc(p, n); }
+static int fi_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*f)(void *), void *arg)
+{
+    return __atomic_load_n(&g_thread_fail, __ATOMIC_SEQ_CST) ? EAGAIN : pthread_create(t, a, f, arg);
+}
+#define malloc fi_malloc
+#define calloc fi_calloc
+#define realloc fi_realloc
+#define pthread_create fi_pthread_create
+#endif
 
 #include "trace_writer.c"   /* capture (SPEC §5): static tw_* functions, this unit only */
 
@@ -97,8 +155,11 @@ typedef struct entry {
     uint64_t seq;       /* first sequence number */
     uint64_t count;     /* element updates (1 for a plain update) */
     uint64_t producer;
-    uint64_t ticket;    /* ENTRY_SYNC */
-    int32_t cancelled;  /* ENTRY_SYNC whose synchronize() timed out: no swap for it */
+    uint64_t ticket;    /* ENTRY_SYNC: its ticket; others: tickets_issued when queued
+                         * (so tickets never decrease along the ring: binary search) */
+    uint64_t waiters;   /* ENTRY_SYNC: synchronize() calls waiting on it; 0 = cancelled */
+    uint64_t cost;      /* what it counts against the bound: elements for a write
+                         * or a set chunk, 1 for another update, 0 for a marker */
     uint64_t touched;   /* elements written: the cost of catching up on it */
     int64_t start[3], stop[3];  /* region, normalized to 3-d */
     uint64_t offset;    /* BS_OP_SET: flat element offset */
@@ -164,6 +225,7 @@ struct bs_manager {
 
     bs_event *ev;
     uint64_t ev_cap, ev_count;
+    uint64_t fork_generation;     /* g_fork_generation when created */
 
     float fill;                   /* the initial value, for a trace's header */
     tw *trace;                    /* capture: NULL when not tracing; set and read under mu */
@@ -205,7 +267,25 @@ const char *bs_strerror(int status)
 
 const char *bs_last_error(void) { return tl_err; }
 
-#define CHECK_M(m) do { if (!(m)) return fail(BS_EINVAL, "manager is NULL"); } while (0)
+/* Bumped in the child of every fork(): a manager made before it belongs to the
+ * parent (its worker thread was not copied), so the child may only free it. */
+static uint64_t g_fork_generation;
+static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
+
+static void on_fork_child(void) { __atomic_add_fetch(&g_fork_generation, 1, __ATOMIC_RELAXED); }
+static void register_atfork(void) { pthread_atfork(NULL, NULL, on_fork_child); }
+
+static int forked_away(const bs_manager *m)
+{
+    return m->fork_generation != __atomic_load_n(&g_fork_generation, __ATOMIC_RELAXED);
+}
+
+#define CHECK_M(m) do { \
+        if (!(m)) return fail(BS_EINVAL, "manager is NULL"); \
+        if (forked_away(m)) \
+            return fail(BS_ECLOSED, "manager belongs to the parent process: it cannot be used " \
+                        "in a child made by fork() (only destroyed)"); \
+    } while (0)
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -270,20 +350,32 @@ static void set_pending(bs_manager *m, uint64_t pending)
     __atomic_store_n(&m->queued_units, pending, __ATOMIC_RELEASE);
 }
 
-/* Caller holds mu. Grows the ring when full (markers are not bounded). */
+/* Caller holds mu. Makes room in the ring for `more` entries (grows it). */
+static int ring_reserve(bs_manager *m, size_t more)
+{
+    if (more <= m->ring_cap - m->ring_len) return BS_OK;
+    size_t ncap = m->ring_cap ? m->ring_cap : 64;
+    while (ncap - m->ring_len < more) {
+        if (ncap > SIZE_MAX / 2 / sizeof(entry))
+            return fail(BS_ENOMEM, "cannot grow the update queue beyond %zu entries", ncap);
+        ncap *= 2;
+    }
+    entry *nr = malloc(ncap * sizeof *nr);
+    if (!nr) return fail(BS_ENOMEM, "cannot grow the update queue to %zu entries", ncap);
+    for (size_t i = 0; i < m->ring_len; i++)
+        nr[i] = m->ring[(m->ring_head + i) % m->ring_cap];
+    free(m->ring);
+    m->ring = nr;
+    m->ring_cap = ncap;
+    m->ring_head = 0;
+    return BS_OK;
+}
+
+/* Caller holds mu. Grows the ring when full. */
 static int ring_push(bs_manager *m, const entry *e)
 {
-    if (m->ring_len == m->ring_cap) {
-        size_t ncap = m->ring_cap ? m->ring_cap * 2 : 64;
-        entry *nr = malloc(ncap * sizeof *nr);
-        if (!nr) return fail(BS_ENOMEM, "cannot grow the update queue to %zu entries", ncap);
-        for (size_t i = 0; i < m->ring_len; i++)
-            nr[i] = m->ring[(m->ring_head + i) % m->ring_cap];
-        free(m->ring);
-        m->ring = nr;
-        m->ring_cap = ncap;
-        m->ring_head = 0;
-    }
+    int rc = ring_reserve(m, 1);
+    if (rc) return rc;
     m->ring[(m->ring_head + m->ring_len) % m->ring_cap] = *e;
     m->ring_len++;
     return BS_OK;
@@ -314,6 +406,7 @@ static int validate_update(const bs_manager *m, const bs_update *u, entry *e)
     e->kind = ENTRY_UPDATE;
     e->op = u->op;
     e->count = 1;
+    e->cost = 1;
     e->value = (float)u->value;
     int pad = 3 - m->ndim;
     for (int d = 0; d < pad; d++) { e->start[d] = 0; e->stop[d] = 1; }
@@ -355,6 +448,8 @@ static int validate_update(const bs_manager *m, const bs_update *u, entry *e)
         e->touched = region_volume(e);
         if (u->op == BS_OP_WRITE && e->touched > 0 && !u->data)
             return fail(BS_EINVAL, "write: data is NULL for a non-empty region");
+        /* A write's payload is memory: it counts its elements against the bound. */
+        if (u->op == BS_OP_WRITE && e->touched > 1) e->cost = e->touched;
         return BS_OK;
     }
     default:
@@ -608,7 +703,9 @@ static void *worker_main(void *arg)
             while (m->ring_len && ring_peek(m)->kind == ENTRY_SYNC) {
                 entry mk = ring_pop(m);
                 m->markers_queued--;
-                if (!mk.cancelled) ticket = mk.ticket;
+                /* A marker whose ticket a synchronize() by itself already covered
+                 * (the idle swap) needs no second swap. */
+                if (mk.waiters && mk.ticket > m->tickets_done) ticket = mk.ticket;
             }
             /* Markers whose callers gave up (timed out) do not swap: the front
              * they were shown stays valid until a synchronize() completes. */
@@ -637,7 +734,7 @@ static void *worker_main(void *arg)
                 m->cur = ring_pop(m);
                 m->has_cur = 1;
                 m->cur_done = 0;
-                freed += m->cur.count;
+                freed += m->cur.cost;
             }
             uint64_t left = m->cur.count - m->cur_done;
             uint64_t take = left < budget ? left : budget;
@@ -732,17 +829,24 @@ int bs_create(const bs_config *c, bs_manager **out)
     m->max_pending = c->max_pending;
     m->fill = c->fill;
     m->buf[0] = malloc(m->nelem * sizeof(float));
-    m->buf[1] = malloc(m->nelem * sizeof(float));
-    m->ev_cap = c->event_capacity;
-    if (m->ev_cap) m->ev = calloc(m->ev_cap, sizeof *m->ev);
-    if (!m->buf[0] || !m->buf[1] || (m->ev_cap && !m->ev)) {
+    m->buf[1] = m->buf[0] ? malloc(m->nelem * sizeof(float)) : NULL;
+    if (!m->buf[1]) {
         free(m->buf[0]);
-        free(m->buf[1]);
-        free(m->ev);
         free(m);
         return fail(BS_ENOMEM, "cannot allocate two buffers of %llu bytes",
                     (unsigned long long)(nelem * sizeof(float)));
     }
+    m->ev_cap = c->event_capacity;
+    if (m->ev_cap && !(m->ev = calloc(m->ev_cap, sizeof *m->ev))) {
+        free(m->buf[0]);
+        free(m->buf[1]);
+        free(m);
+        return fail(BS_ENOMEM, "cannot allocate the event ring of %llu events (%llu bytes)",
+                    (unsigned long long)c->event_capacity,
+                    (unsigned long long)(c->event_capacity * sizeof(bs_event)));
+    }
+    pthread_once(&g_atfork_once, register_atfork);
+    m->fork_generation = __atomic_load_n(&g_fork_generation, __ATOMIC_RELAXED);
     for (size_t i = 0; i < m->nelem; i++) m->buf[0][i] = c->fill;
     memcpy(m->buf[1], m->buf[0], m->nelem * sizeof(float));
 
@@ -759,7 +863,7 @@ int bs_create(const bs_config *c, bs_manager **out)
     pthread_mutex_init(&m->mu, &ma);
     pthread_mutexattr_destroy(&ma);
     pthread_cond_init(&m->work_cv, NULL);
-    pthread_cond_init(&m->space_cv, NULL);
+    pthread_cond_init(&m->space_cv, &ca);   /* timed waits too (bs_wait_room) */
     pthread_cond_init(&m->sync_cv, &ca);
     pthread_condattr_destroy(&ca);
 
@@ -776,6 +880,7 @@ int bs_create(const bs_config *c, bs_manager **out)
 
 int bs_close(bs_manager *m)
 {
+    if (m && forked_away(m)) return BS_OK;   /* closed in this process; bs_destroy frees it */
     CHECK_M(m);
     pthread_mutex_lock(&m->mu);
     if (m->closed) {
@@ -817,6 +922,18 @@ int bs_close(bs_manager *m)
 int bs_destroy(bs_manager *m)
 {
     if (!m) return BS_OK;
+    if (forked_away(m)) {
+        /* In a fork()ed child: the worker, and any thread that held the lock,
+         * exist only in the parent. Touch no lock or condition variable (their
+         * state names the parent's threads) and no queue (another thread may
+         * have been changing it); free the buffers and the event ring, whose
+         * pointers never change, and the manager. The queue's memory is left. */
+        free(m->ev);
+        free(m->buf[0]);
+        free(m->buf[1]);
+        free(m);
+        return BS_OK;
+    }
     bs_close(m);
     pthread_mutex_destroy(&m->mu);
     pthread_cond_destroy(&m->work_cv);
@@ -833,15 +950,23 @@ int bs_destroy(bs_manager *m)
 
 /* ---------------------------------------------------------------- enqueue */
 
+/* Caller holds mu: do `units` fit now? More than the bound fit an empty queue. */
+static int has_room(const bs_manager *m, uint64_t units)
+{
+    if (units > m->max_pending) return m->pending == 0;
+    return m->pending <= m->max_pending - units;
+}
+
 /* Caller holds mu: wait until `units` fit (or closed). */
 static int wait_for_room(bs_manager *m, uint64_t units, int block)
 {
     for (;;) {
         if (m->closed) return fail(BS_ECLOSED, "manager is closed");
-        if (units <= m->max_pending && m->pending <= m->max_pending - units) return BS_OK;
+        if (has_room(m, units)) return BS_OK;
         if (!block)
-            return fail(BS_EFULL, "queue full: %llu of %llu element updates pending",
-                        (unsigned long long)m->pending, (unsigned long long)m->max_pending);
+            return fail(BS_EFULL, "queue full: %llu of %llu elements pending, %llu more do not fit",
+                        (unsigned long long)m->pending, (unsigned long long)m->max_pending,
+                        (unsigned long long)units);
         m->space_waiters++;
         wake_worker_now(m);
         pthread_cond_wait(&m->space_cv, &m->mu);
@@ -855,8 +980,9 @@ static int push_entry(bs_manager *m, entry *e)
     e->seq = m->last_seq + 1;
     int rc = ring_push(m, e);
     if (rc) return rc;
+    e->ticket = m->tickets_issued;   /* keeps tickets sorted along the ring */
     m->last_seq += e->count;
-    set_pending(m, m->pending + e->count);
+    set_pending(m, m->pending + e->cost);
     if (m->trace) trace_entry(m, e, e->data);
     ev_record(m, BS_EV_ENQUEUE, e->seq, e->count, e->producer,
               1 - m->front_slot, e->kind == ENTRY_SETS ? BS_OP_SET : e->op);
@@ -920,12 +1046,18 @@ int bs_enqueue(bs_manager *m, const bs_update *u, uint64_t producer, int block, 
     int rc = validate_update(m, u, &e);
     if (rc) return rc;
     e.producer = producer;
-    if (block && e.op == BS_OP_WRITE && e.touched >= DIRECT_MIN &&
-        try_direct_write(m, &e, u->data, seq_out))
+    /* The direct path needs no room in the queue, so block = 0 may take it too. */
+    if (e.op == BS_OP_WRITE && e.touched >= DIRECT_MIN && try_direct_write(m, &e, u->data, seq_out))
         return BS_OK;
+    if (!block) {   /* refuse a full queue before copying the payload */
+        pthread_mutex_lock(&m->mu);
+        rc = wait_for_room(m, e.cost, 0);
+        pthread_mutex_unlock(&m->mu);
+        if (rc) return rc;
+    }
     if ((rc = copy_payload(&e, u))) return rc;
     pthread_mutex_lock(&m->mu);
-    rc = wait_for_room(m, 1, block);
+    rc = wait_for_room(m, e.cost, block);
     if (!rc) rc = push_entry(m, &e);
     if (!rc && seq_out) *seq_out = e.seq;
     pthread_mutex_unlock(&m->mu);
@@ -975,21 +1107,27 @@ int bs_enqueue_batch(bs_manager *m, const bs_update *u, size_t n, uint64_t produ
         free(es);
         return fail(rc, "%s", msg);
     }
+    uint64_t total = 0;   /* cannot overflow: each cost is at most one buffer */
+    for (size_t j = 0; j < n; j++) total += es[j].cost;
     pthread_mutex_lock(&m->mu);
-    /* Whole batch at once when it fits the bound; otherwise in order as room appears. */
-    uint64_t whole = n <= m->max_pending ? n : 1;
-    if (!block && n > m->max_pending) rc = fail(BS_EFULL, "batch of %zu exceeds the queue bound", n);
+    /* Whole batch at once when it fits the bound (or is one entry); otherwise in
+     * order as room appears. */
+    int whole = total <= m->max_pending || n == 1;
+    if (!block && !whole)
+        rc = fail(BS_EFULL, "a batch of %llu elements exceeds the queue bound of %llu",
+                  (unsigned long long)total, (unsigned long long)m->max_pending);
     size_t pushed = 0;
-    while (!rc && pushed < n) {
-        uint64_t want = pushed == 0 ? whole : 1;
-        if ((rc = wait_for_room(m, want, block))) break;
-        for (uint64_t j = 0; j < want && !rc; j++) {
-            rc = push_entry(m, &es[pushed]);
-            if (!rc) {
-                if (seqs_out) seqs_out[pushed] = es[pushed].seq;
-                pushed++;
-            }
+    if (!rc && whole && !(rc = wait_for_room(m, total, block)) && !(rc = ring_reserve(m, n))) {
+        for (; pushed < n; pushed++) {
+            push_entry(m, &es[pushed]);   /* cannot fail: room reserved */
+            if (seqs_out) seqs_out[pushed] = es[pushed].seq;
         }
+    }
+    while (!rc && pushed < n) {
+        if ((rc = wait_for_room(m, es[pushed].cost, block))) break;
+        if ((rc = push_entry(m, &es[pushed]))) break;
+        if (seqs_out) seqs_out[pushed] = es[pushed].seq;
+        pushed++;
     }
     pthread_mutex_unlock(&m->mu);
     for (size_t j = pushed; j < n; j++) entry_free(&es[j]);
@@ -1048,6 +1186,7 @@ int bs_set_many(bs_manager *m, const int64_t *indices, const float *values, size
         e->kind = ENTRY_SETS;
         e->op = BS_OP_SET;
         e->count = cnt;
+        e->cost = cnt;
         e->touched = cnt;
         e->producer = producer;
         e->offsets = malloc(cnt * sizeof(uint64_t));
@@ -1083,10 +1222,11 @@ int bs_set_many(bs_manager *m, const int64_t *indices, const float *values, size
         pthread_mutex_lock(&m->mu);
         uint64_t total = n;
         int whole = total <= m->max_pending;
-        for (; pushed < nchunks; pushed++) {
+        if (whole && (rc = wait_for_room(m, total, block)) == BS_OK) rc = ring_reserve(m, nchunks);
+        for (; !rc && pushed < nchunks; pushed++) {
             /* When the whole call fits the bound it goes in at once, unsplit by others. */
             uint64_t want = (whole && pushed == 0) ? total : es[pushed].count;
-            if (!(whole && pushed > 0) && (rc = wait_for_room(m, want, block))) break;
+            if (!whole && (rc = wait_for_room(m, want, block))) break;
             if ((rc = push_entry(m, &es[pushed]))) break;
             if (seqs_out) {
                 uint64_t *so = seqs_out + pushed * chunk;
@@ -1102,16 +1242,22 @@ int bs_set_many(bs_manager *m, const int64_t *indices, const float *values, size
 
 /* ---------------------------------------------------------------- sync & front */
 
-/* Caller holds mu: the marker of `ticket` (still queued) will not swap. */
-static void cancel_marker(bs_manager *m, uint64_t ticket)
+/* Caller holds mu: the ring position of the marker of `ticket`, or ring_len
+ * when it is not queued. Tickets never decrease along the ring (every entry
+ * records the tickets issued when it was queued), so this is a binary search. */
+static size_t find_marker(const bs_manager *m, uint64_t ticket)
 {
-    for (size_t i = 0; i < m->ring_len; i++) {
-        entry *e = &m->ring[(m->ring_head + i) % m->ring_cap];
-        if (e->kind == ENTRY_SYNC && e->ticket == ticket) {
-            e->cancelled = 1;
-            return;
-        }
+    size_t lo = 0, hi = m->ring_len;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (m->ring[(m->ring_head + mid) % m->ring_cap].ticket < ticket) lo = mid + 1;
+        else hi = mid;
     }
+    if (lo < m->ring_len) {
+        const entry *e = &m->ring[(m->ring_head + lo) % m->ring_cap];
+        if (e->kind == ENTRY_SYNC && e->ticket == ticket) return lo;
+    }
+    return m->ring_len;
 }
 
 /* Caller holds mu, which this releases: the end of a completed synchronize. */
@@ -1129,67 +1275,123 @@ static int sync_done(bs_manager *m, uint64_t *epoch_out)
     return BS_OK;
 }
 
-int bs_synchronize(bs_manager *m, double timeout_s, uint64_t *epoch_out)
+/* Caller holds mu: a marker was queued. Wake the worker unless it is paused
+ * behind an update it may not apply (it could do nothing but go back to sleep:
+ * a paused manager polled with synchronize(timeout=0) stays cheap). */
+static void wake_for_marker(bs_manager *m)
+{
+    if (m->paused && !m->step_credits && (m->has_cur || ring_peek(m)->kind != ENTRY_SYNC)) return;
+    wake_worker_now(m);
+}
+
+/* Caller holds mu: nothing queued (cancelled markers aside), nothing half
+ * applied, no direct write: the front can show everything with one swap. */
+static int all_applied(const bs_manager *m)
+{
+    return m->pending == 0 && !m->has_cur && !m->direct_busy && m->applied_seq == m->last_seq;
+}
+
+int bs_sync_begin(bs_manager *m, uint64_t *ticket_out)
 {
     CHECK_M(m);
-    if (timeout_s != timeout_s) return fail(BS_EINVAL, "timeout is NaN");
-    struct timespec deadline;
-    int timed = timeout_s >= 0;
-    if (timed) {
-        clock_gettime(CLOCK_MONOTONIC, &deadline);
-        double secs = timeout_s > 1e9 ? 1e9 : timeout_s;
-        time_t whole = (time_t)secs;
-        long nsec = (long)((secs - (double)whole) * 1e9);
-        deadline.tv_sec += whole;
-        deadline.tv_nsec += nsec;
-        if (deadline.tv_nsec >= 1000000000L) {
-            deadline.tv_sec++;
-            deadline.tv_nsec -= 1000000000L;
-        }
-    }
+    if (!ticket_out) return fail(BS_EINVAL, "ticket_out is NULL");
+    *ticket_out = 0;
     pthread_mutex_lock(&m->mu);
     if (m->closed) {
         pthread_mutex_unlock(&m->mu);
         return fail(BS_ECLOSED, "manager is closed");
     }
+    /* Everything applied: swap here, no round trip through the worker. A
+     * catch-up still running (the last swap's) is waited for: it is bounded
+     * work the worker does even when paused, never queued updates. */
+    while (!m->closed && all_applied(m) && m->catchup_pending)
+        pthread_cond_wait(&m->sync_cv, &m->mu);   /* the worker broadcasts when caught up */
+    if (m->closed) {
+        pthread_mutex_unlock(&m->mu);
+        return fail(BS_ECLOSED, "manager is closed");
+    }
+    /* From here mu is held until the marker is placed: the event and the trace's
+     * sync line sit after exactly the updates this call covers. */
     ev_record(m, BS_EV_SYNC_BEGIN, m->last_seq, 0, 0, m->front_slot, -1);
-    if (m->trace) tw_sync(m->trace);   /* here, after exactly the updates it covers */
-    if (m->ring_len == 0 && !m->has_cur && !m->worker_busy && !m->catchup_pending &&
-        !m->direct_busy && m->applied_seq == m->last_seq) {
-        /* Idle worker, everything applied: swap here, no round trip. */
+    if (m->trace) tw_sync(m->trace);
+    if (all_applied(m)) {
         uint64_t ticket = ++m->tickets_issued;
         swap_buffers(m, ticket);
         wake_worker_now(m);   /* for the catch-up, which it does even when paused */
-        return sync_done(m, epoch_out);
+        *ticket_out = ticket;
+        pthread_mutex_unlock(&m->mu);
+        return BS_OK;
+    }
+    /* A marker at the tail of the queue already covers everything this call
+     * must: share it (a cancelled one is revived with a fresh ticket), so
+     * consecutive markers never pile up. */
+    entry *tail = m->ring_len ? &m->ring[(m->ring_head + m->ring_len - 1) % m->ring_cap] : NULL;
+    if (tail && tail->kind == ENTRY_SYNC) {
+        if (tail->waiters == 0) tail->ticket = ++m->tickets_issued;
+        tail->waiters++;
+        tail->seq = m->last_seq;
+        *ticket_out = tail->ticket;
+        wake_for_marker(m);
+        pthread_mutex_unlock(&m->mu);
+        return BS_OK;
     }
     entry marker;
     memset(&marker, 0, sizeof marker);
     marker.kind = ENTRY_SYNC;
     marker.op = -1;
-    marker.ticket = ++m->tickets_issued;
+    marker.ticket = m->tickets_issued + 1;
+    marker.waiters = 1;
     marker.seq = m->last_seq;
     int rc = ring_push(m, &marker);
     if (rc) {
-        m->tickets_issued--;
         pthread_mutex_unlock(&m->mu);
         return rc;
     }
+    m->tickets_issued++;
     m->markers_queued++;
-    wake_worker_now(m);
-    const uint64_t ticket = marker.ticket;
+    wake_for_marker(m);
+    *ticket_out = marker.ticket;
+    pthread_mutex_unlock(&m->mu);
+    return BS_OK;
+}
+
+/* An absolute CLOCK_MONOTONIC time timeout_s (>= 0) from now. */
+static struct timespec deadline_after(double timeout_s)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    double secs = timeout_s > 1e9 ? 1e9 : timeout_s;
+    time_t whole = (time_t)secs;
+    long nsec = (long)((secs - (double)whole) * 1e9);
+    deadline.tv_sec += whole;
+    deadline.tv_nsec += nsec;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    return deadline;
+}
+
+int bs_sync_wait(bs_manager *m, uint64_t ticket, double timeout_s, uint64_t *epoch_out)
+{
+    CHECK_M(m);
+    if (timeout_s != timeout_s) return fail(BS_EINVAL, "timeout is NaN");
+    int timed = timeout_s >= 0;
+    struct timespec deadline;
+    if (timed) deadline = deadline_after(timeout_s);
+    pthread_mutex_lock(&m->mu);
+    if (ticket == 0 || ticket > m->tickets_issued) {
+        pthread_mutex_unlock(&m->mu);
+        return fail(BS_EINVAL, "sync ticket %llu was never issued", (unsigned long long)ticket);
+    }
     while (!m->closed && m->tickets_done < ticket) {
-        int w = timed ? pthread_cond_timedwait(&m->sync_cv, &m->mu, &deadline)
+        /* A zero timeout only looks: no wait, no lock hand-over. */
+        int w = timeout_s == 0 ? ETIMEDOUT
+              : timed ? pthread_cond_timedwait(&m->sync_cv, &m->mu, &deadline)
                       : pthread_cond_wait(&m->sync_cv, &m->mu);
         if (w == ETIMEDOUT && m->tickets_done < ticket) {
-            /* Not swapped yet, so the marker is still queued: cancel it. */
-            cancel_marker(m, ticket);
-            uint64_t pend = m->pending;
-            int paused = m->paused;
             pthread_mutex_unlock(&m->mu);
-            return fail(BS_ETIMEDOUT,
-                        "synchronize timed out after %.3f s (%llu updates still pending%s); "
-                        "nothing was swapped",
-                        timeout_s, (unsigned long long)pend, paused ? ", worker paused" : "");
+            return fail(BS_ETIMEDOUT, "sync ticket %llu not done yet", (unsigned long long)ticket);
         }
     }
     if (m->tickets_done < ticket) {
@@ -1197,6 +1399,102 @@ int bs_synchronize(bs_manager *m, double timeout_s, uint64_t *epoch_out)
         return fail(BS_ECLOSED, "manager was closed during synchronize");
     }
     return sync_done(m, epoch_out);
+}
+
+int bs_sync_cancel(bs_manager *m, uint64_t ticket, uint64_t *epoch_out)
+{
+    CHECK_M(m);
+    pthread_mutex_lock(&m->mu);
+    if (ticket == 0 || ticket > m->tickets_issued) {
+        pthread_mutex_unlock(&m->mu);
+        return fail(BS_EINVAL, "sync ticket %llu was never issued", (unsigned long long)ticket);
+    }
+    if (m->tickets_done >= ticket) {
+        /* It swapped after all. A worker failure stays for bs_sync_wait (or the
+         * next synchronize): a caller that gives up does not swallow it. */
+        if (epoch_out) *epoch_out = m->epoch;
+        pthread_mutex_unlock(&m->mu);
+        return BS_OK;
+    }
+    if (m->closed) {
+        pthread_mutex_unlock(&m->mu);
+        return fail(BS_ECLOSED, "manager was closed during synchronize");
+    }
+    size_t at = find_marker(m, ticket);
+    if (at < m->ring_len) {
+        entry *mk = &m->ring[(m->ring_head + at) % m->ring_cap];
+        if (mk->waiters) mk->waiters--;
+        if (mk->waiters == 0 && at == m->ring_len - 1) {
+            /* A cancelled marker at the tail guards nothing: drop it. One in the
+             * middle stays until the worker reaches it (it does not swap), and a
+             * later synchronize() revives a cancelled one at the tail instead of
+             * queueing another, so at most one marker sits between two updates. */
+            m->ring_len--;
+            m->markers_queued--;
+        }
+    }
+    uint64_t pend = m->pending;
+    int paused = m->paused;
+    pthread_mutex_unlock(&m->mu);
+    return fail(BS_ETIMEDOUT, "%llu updates still pending%s; nothing was swapped",
+                (unsigned long long)pend, paused ? ", worker paused" : "");
+}
+
+int bs_synchronize(bs_manager *m, double timeout_s, uint64_t *epoch_out)
+{
+    CHECK_M(m);
+    if (timeout_s != timeout_s) return fail(BS_EINVAL, "timeout is NaN");
+    uint64_t ticket;
+    int rc = bs_sync_begin(m, &ticket);
+    if (rc) return rc;
+    rc = bs_sync_wait(m, ticket, timeout_s < 0 ? -1.0 : timeout_s, epoch_out);
+    if (rc != BS_ETIMEDOUT) return rc;
+    rc = bs_sync_cancel(m, ticket, epoch_out);
+    if (rc == BS_OK) return bs_sync_wait(m, ticket, 0.0, epoch_out);   /* swapped after all */
+    if (rc == BS_ETIMEDOUT) {
+        char msg[sizeof tl_err];
+        snprintf(msg, sizeof msg, "%.280s", tl_err);
+        return fail(BS_ETIMEDOUT, "synchronize timed out after %.3f s (%s)", timeout_s, msg);
+    }
+    return rc;
+}
+
+int bs_wait_room(bs_manager *m, uint64_t units, double timeout_s)
+{
+    CHECK_M(m);
+    if (timeout_s != timeout_s) return fail(BS_EINVAL, "timeout is NaN");
+    int timed = timeout_s >= 0;
+    struct timespec deadline;
+    if (timed) deadline = deadline_after(timeout_s);
+    pthread_mutex_lock(&m->mu);
+    int rc = BS_OK;
+    m->space_waiters++;
+    while (!m->closed && !has_room(m, units)) {
+        wake_worker_now(m);
+        int w = timed ? pthread_cond_timedwait(&m->space_cv, &m->mu, &deadline)
+                      : pthread_cond_wait(&m->space_cv, &m->mu);
+        if (w == ETIMEDOUT && !m->closed && !has_room(m, units)) {
+            rc = fail(BS_ETIMEDOUT, "no room for %llu elements yet (%llu of %llu pending)",
+                      (unsigned long long)units, (unsigned long long)m->pending,
+                      (unsigned long long)m->max_pending);
+            break;
+        }
+    }
+    m->space_waiters--;
+    if (!rc && m->closed) rc = fail(BS_ECLOSED, "manager is closed");
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+int bs_queue_counts(bs_manager *m, uint64_t *entries_out, uint64_t *markers_out)
+{
+    CHECK_M(m);
+    if (!entries_out || !markers_out) return fail(BS_EINVAL, "NULL output argument");
+    pthread_mutex_lock(&m->mu);
+    *entries_out = m->ring_len;
+    *markers_out = m->markers_queued;
+    pthread_mutex_unlock(&m->mu);
+    return BS_OK;
 }
 
 int bs_front(bs_manager *m, const float **data_out, uint64_t *epoch_out)

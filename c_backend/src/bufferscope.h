@@ -65,7 +65,9 @@ typedef struct bs_config {
     int32_t ndim;
     int64_t shape[BS_MAX_NDIM];
     float fill;
-    uint64_t max_pending;      /* queue bound, in element updates (>= 1) */
+    uint64_t max_pending;      /* queue bound, in elements (>= 1): a write of n
+                                * elements counts n, a set_many of n counts n,
+                                * any other update 1 */
     uint64_t event_capacity;   /* ring of ordering events (0: none kept) */
 } bs_config;
 
@@ -95,7 +97,7 @@ typedef struct bs_stats {
     uint64_t last_seq;      /* last sequence number handed out */
     uint64_t applied_seq;   /* every update up to here has been applied to the back */
     uint64_t visible_seq;   /* every update up to here is in the front */
-    uint64_t pending;       /* element updates in the queue */
+    uint64_t pending;       /* elements in the queue (as counted against max_pending) */
     uint64_t max_pending;
     uint64_t events_recorded;
     int32_t paused;
@@ -114,15 +116,23 @@ int bs_create(const bs_config *config, bs_manager **out);
  * concurrent second call returns only once the first has finished. Every
  * later call except bs_front/bs_stats/bs_destroy returns BS_ECLOSED. */
 int bs_close(bs_manager *m);
-/* Closes if needed and frees everything. No other call may be in flight. */
+/* Closes if needed and frees everything. No other call may be in flight.
+ * In a child made by fork() (where the manager's worker does not exist) every
+ * other call returns BS_ECLOSED, bs_close does nothing, and bs_destroy frees the
+ * buffers without touching the parent's threads or locks. */
 int bs_destroy(bs_manager *m);
 
-/* block = 0: return BS_EFULL instead of waiting for room in the queue. */
+/* block = 0: return BS_EFULL instead of waiting for room in the queue. The
+ * bound counts elements (see bs_config); an update larger than the bound is
+ * admitted alone, into an empty queue. */
 int bs_enqueue(bs_manager *m, const bs_update *u, uint64_t producer, int block,
                uint64_t *seq_out);
 /* All n updates are validated first: on an invalid one nothing is queued and
  * *bad_index_out names it. They get consecutive sequence numbers when the queue
- * has room for them all; larger batches are queued in order as room appears.
+ * has room for them all (the bound counts elements); larger batches are queued
+ * in order as room appears. A batch that fits the bound goes in whole or not at
+ * all (BS_ENOMEM included); in a larger one, an error after part of it went in
+ * (BS_ECLOSED, BS_ENOMEM) leaves that part queued.
  * seqs_out (n entries, may be NULL) receives each one's sequence number. */
 int bs_enqueue_batch(bs_manager *m, const bs_update *u, size_t n, uint64_t producer,
                      int block, uint64_t *seqs_out, size_t *bad_index_out);
@@ -130,6 +140,8 @@ int bs_enqueue_batch(bs_manager *m, const bs_update *u, size_t n, uint64_t produ
 int bs_enqueue_set(bs_manager *m, int64_t i0, int64_t i1, int64_t i2, double value,
                    uint64_t producer, int block, uint64_t *seq_out);
 /* n element sets: indices is n x ndim (C order), values n floats. Copied.
+ * Every index is checked before anything is queued; queued whole when n fits
+ * the bound, else in chunks of the bound as room appears (as bs_enqueue_batch).
  * seqs_out (n entries, may be NULL) receives each one's sequence number. */
 int bs_set_many(bs_manager *m, const int64_t *indices, const float *values, size_t n,
                 uint64_t producer, int block, uint64_t *seqs_out, size_t *bad_index_out);
@@ -138,6 +150,35 @@ int bs_set_many(bs_manager *m, const int64_t *indices, const float *values, size
  * the front. timeout_s < 0 waits forever. On BS_ETIMEDOUT nothing is swapped
  * for this call (the front stays as it was); the updates stay queued. */
 int bs_synchronize(bs_manager *m, double timeout_s, uint64_t *epoch_out);
+
+/* bs_synchronize in steps, for callers that must stay responsive (a Python
+ * wrapper waits in short slices so Ctrl+C can interrupt it):
+ *   bs_sync_begin   starts a synchronize and gives its ticket (> 0). When
+ *                   everything queued is applied it swaps at once (the ticket
+ *                   is then done); otherwise it queues a sync marker.
+ *   bs_sync_wait    waits up to timeout_s (< 0: forever; 0: just look) for the
+ *                   ticket: BS_OK (or BS_EWORKER) once swapped, BS_ETIMEDOUT
+ *                   while not yet, which cancels nothing.
+ *   bs_sync_cancel  gives the ticket up: BS_ETIMEDOUT, and its marker will not
+ *                   swap (the front stays as it was); or BS_OK when it had
+ *                   swapped already (bs_sync_wait then completes it, reporting
+ *                   a worker failure; uncollected, the next synchronize does).
+ *                   Every begun ticket ends in a completed wait or a cancel.
+ * Cancelled markers are bounded: one at the tail of the queue is removed, and
+ * a marker never follows another, so at most one sits between two updates. */
+int bs_sync_begin(bs_manager *m, uint64_t *ticket_out);
+int bs_sync_wait(bs_manager *m, uint64_t ticket, double timeout_s, uint64_t *epoch_out);
+int bs_sync_cancel(bs_manager *m, uint64_t ticket, uint64_t *epoch_out);
+
+/* Waits up to timeout_s (< 0: forever) until `units` elements fit in the
+ * queue (more than the bound fit an empty queue): BS_OK, or BS_ETIMEDOUT. Room
+ * is not reserved: a call with block = 0 then takes it, or finds it taken by
+ * another producer and waits again. */
+int bs_wait_room(bs_manager *m, uint64_t units, double timeout_s);
+
+/* Testing aid: entries in the queue (updates, set chunks, sync markers) and how
+ * many of them are sync markers (live or cancelled). */
+int bs_queue_counts(bs_manager *m, uint64_t *entries_out, uint64_t *markers_out);
 /* The front buffer (valid until the next synchronize) and its epoch. */
 int bs_front(bs_manager *m, const float **data_out, uint64_t *epoch_out);
 int bs_stats_get(bs_manager *m, bs_stats *out);

@@ -229,6 +229,81 @@ static void test_pause_timeout_full_and_fault(void)
     bs_destroy(m);
 }
 
+/* The bound counts elements: a write of n elements counts n; one larger than the
+ * bound is admitted alone into an empty queue. */
+static void test_bound_counts_elements(void)
+{
+    bs_manager *m = make(2, 8, 8, 10);
+    float block[64];
+    for (int i = 0; i < 64; i++) block[i] = (float)i;
+    CHECK(bs_set_paused(m, 1) == BS_OK);
+    bs_update w = region_update(BS_OP_WRITE, 0, 2, 0, 3, 0.0);   /* 6 elements */
+    w.data = block;
+    CHECK(bs_enqueue(m, &w, 0, 0, NULL) == BS_OK);
+    CHECK(bs_enqueue(m, &w, 0, 0, NULL) == BS_EFULL);           /* 6 + 6 > 10 */
+    CHECK(bs_enqueue_set(m, 7, 7, 0, 1.0, 0, 0, NULL) == BS_OK); /* 7 */
+    bs_update big = region_update(BS_OP_WRITE, 0, 8, 0, 8, 0.0); /* 64 > the bound */
+    big.data = block;
+    CHECK(bs_enqueue(m, &big, 0, 0, NULL) == BS_EFULL);
+    CHECK(bs_enqueue_batch(m, &big, 1, 0, 0, NULL, NULL) == BS_EFULL);
+    bs_stats s;
+    CHECK(bs_stats_get(m, &s) == BS_OK && s.pending == 7);
+    CHECK(bs_set_paused(m, 0) == BS_OK);
+    CHECK(bs_synchronize(m, 10.0, NULL) == BS_OK);
+    CHECK(bs_set_paused(m, 1) == BS_OK);
+    CHECK(bs_enqueue(m, &big, 0, 0, NULL) == BS_OK);             /* alone, into the empty queue */
+    CHECK(bs_stats_get(m, &s) == BS_OK && s.pending == 64);
+    CHECK(bs_enqueue_set(m, 0, 0, 0, 1.0, 0, 0, NULL) == BS_EFULL);
+    CHECK(bs_set_paused(m, 0) == BS_OK);
+    CHECK(bs_synchronize(m, 10.0, NULL) == BS_OK);
+    const float *f;
+    bs_front(m, &f, NULL);
+    CHECK(f[0] == 0.0f && f[63] == 63.0f);
+    bs_destroy(m);
+}
+
+/* Timed-out syncs leave no pile of markers; synchronize(0) never fails idle;
+ * the ticket calls. */
+static void test_sync_markers_and_zero_timeout(void)
+{
+    bs_manager *m = make(1, 8, 1, 100);
+    for (int i = 0; i < 100; i++) {
+        uint64_t epoch = 0;
+        CHECK(bs_synchronize(m, 0.0, &epoch) == BS_OK && epoch == (uint64_t)i + 1);
+    }
+    CHECK(bs_set_paused(m, 1) == BS_OK);
+    CHECK(bs_enqueue_set(m, 1, 0, 0, 1.0, 0, 0, NULL) == BS_OK);
+    uint64_t entries, markers;
+    for (int i = 0; i < 10000; i++) CHECK(bs_synchronize(m, 0.0, NULL) == BS_ETIMEDOUT);
+    CHECK(bs_queue_counts(m, &entries, &markers) == BS_OK && entries == 1 && markers == 0);
+    /* two waiters share one marker; one gives up, the other still gets its swap */
+    uint64_t t1, t2, epoch = 0;
+    CHECK(bs_sync_begin(m, &t1) == BS_OK && bs_sync_begin(m, &t2) == BS_OK && t1 == t2);
+    CHECK(bs_queue_counts(m, &entries, &markers) == BS_OK && entries == 2 && markers == 1);
+    CHECK(bs_sync_wait(m, t1, 0.0, NULL) == BS_ETIMEDOUT);
+    CHECK(bs_sync_cancel(m, t1, NULL) == BS_ETIMEDOUT);
+    CHECK(bs_queue_counts(m, &entries, &markers) == BS_OK && markers == 1);
+    CHECK(bs_sync_wait(m, (uint64_t)1 << 62, 0.0, NULL) == BS_EINVAL);
+    CHECK(bs_set_paused(m, 0) == BS_OK);
+    CHECK(bs_sync_wait(m, t2, 10.0, &epoch) == BS_OK && epoch == 101);
+    /* a marker cancelled in the middle of the queue does not swap */
+    CHECK(bs_set_paused(m, 1) == BS_OK);
+    CHECK(bs_enqueue_set(m, 2, 0, 0, 2.0, 0, 0, NULL) == BS_OK);
+    CHECK(bs_sync_begin(m, &t1) == BS_OK);
+    CHECK(bs_enqueue_set(m, 3, 0, 0, 3.0, 0, 0, NULL) == BS_OK);
+    CHECK(bs_sync_cancel(m, t1, NULL) == BS_ETIMEDOUT);
+    CHECK(bs_queue_counts(m, &entries, &markers) == BS_OK && entries == 3 && markers == 1);
+    CHECK(bs_set_paused(m, 0) == BS_OK);
+    CHECK(bs_wait_room(m, 100, 10.0) == BS_OK);   /* everything applied */
+    bs_stats s;
+    CHECK(bs_stats_get(m, &s) == BS_OK && s.epoch == 101);
+    CHECK(bs_synchronize(m, 10.0, &epoch) == BS_OK && epoch == 102);
+    const float *f;
+    bs_front(m, &f, NULL);
+    CHECK(f[1] == 1.0f && f[2] == 2.0f && f[3] == 3.0f);
+    bs_destroy(m);
+}
+
 static void *blocked_sync(void *p)
 {
     int *rc = p;
@@ -320,6 +395,8 @@ int main(void)
     test_bad_arguments();
     test_set_many_and_write();
     test_pause_timeout_full_and_fault();
+    test_bound_counts_elements();
+    test_sync_markers_and_zero_timeout();
     test_close_wakes_waiters();
     test_producers_and_syncers();
     test_large_writes();
