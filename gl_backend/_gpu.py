@@ -22,8 +22,6 @@ next swap replays them onto the other texture.
 from __future__ import annotations
 
 import ctypes
-from importlib import resources
-from pathlib import Path
 
 import numpy as np
 from OpenGL import GL
@@ -32,45 +30,14 @@ from OpenGL.raw.GL.VERSION.GL_1_5 import glGetBufferSubData as _raw_get_buffer_s
 
 from app.sysmem import check_buffers_fit
 
+from .glutil import compile_program
+
 OP_FILL, OP_ADD, OP_SCALE, OP_WRITE = 1, 2, 3, 4
 BOX_FIELDS = 8
 LOCAL_SIZE = 64
 MAX_GROUPS = 32  # work groups per dispatch: llvmpipe runs a few long grid-stride loops best
 FENCE_STEP_NS = 1_000_000_000
 RANGE_NONE = np.array([0xFFFFFFFF, 0], dtype=np.uint32)  # the reduction's start: no finite value
-
-
-def _shader_source(name: str) -> str:
-    try:
-        return resources.files("assets").joinpath("shaders", name).read_text("utf-8")
-    except (ModuleNotFoundError, FileNotFoundError, TypeError):
-        path = Path(__file__).resolve().parent.parent / "assets" / "shaders" / name
-        return path.read_text("utf-8")
-
-
-def _compile(stages: list[tuple[int, str]]) -> int:
-    shaders = []
-    try:
-        for kind, name in stages:
-            sh = GL.glCreateShader(kind)
-            shaders.append(sh)
-            GL.glShaderSource(sh, _shader_source(name))
-            GL.glCompileShader(sh)
-            if not GL.glGetShaderiv(sh, GL.GL_COMPILE_STATUS):
-                log = GL.glGetShaderInfoLog(sh).decode("utf-8", "replace")
-                raise RuntimeError(f"shader {name} does not compile: {log}")
-        prog = GL.glCreateProgram()
-        for sh in shaders:
-            GL.glAttachShader(prog, sh)
-        GL.glLinkProgram(prog)
-        if not GL.glGetProgramiv(prog, GL.GL_LINK_STATUS):
-            log = GL.glGetProgramInfoLog(prog).decode("utf-8", "replace")
-            GL.glDeleteProgram(prog)
-            raise RuntimeError(f"program {[n for _, n in stages]} does not link: {log}")
-        return prog
-    finally:
-        for sh in shaders:
-            GL.glDeleteShader(sh)
 
 
 def texture_layout(shape3: tuple[int, int, int], max_size: int) -> tuple[int, int]:
@@ -152,10 +119,10 @@ class Gpu:
                 raise RuntimeError(f"the R32UI framebuffer is incomplete (0x{int(status):04x})")
         GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
         GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, 0)
-        self.scatter_program = _compile([(GL.GL_COMPUTE_SHADER, "gl_scatter.comp.glsl")])
+        self.scatter_program = compile_program([(GL.GL_COMPUTE_SHADER, "gl_scatter.comp.glsl")])
         self.programs.append(self.scatter_program)
         self.stamps = np.empty(self.nelem, dtype=np.uint16)
-        self.boxes_program = _compile([(GL.GL_COMPUTE_SHADER, "gl_boxes.comp.glsl")])
+        self.boxes_program = compile_program([(GL.GL_COMPUTE_SHADER, "gl_boxes.comp.glsl")])
         self.programs.append(self.boxes_program)
         p = self.scatter_program
         GL.glUseProgram(p)
@@ -167,7 +134,7 @@ class Gpu:
         GL.glUniform2ui(GL.glGetUniformLocation(p, "dims"), self.shape3[1], self.shape3[2])
         self.loc_n_boxes = GL.glGetUniformLocation(p, "n_boxes")
         self.loc_total = GL.glGetUniformLocation(p, "total")
-        self.range_program = _compile([(GL.GL_COMPUTE_SHADER, "gl_range.comp.glsl")])
+        self.range_program = compile_program([(GL.GL_COMPUTE_SHADER, "gl_range.comp.glsl")])
         self.programs.append(self.range_program)
         p = self.range_program
         GL.glUseProgram(p)

@@ -88,10 +88,9 @@ def test_races_between_producers_name_winner_and_loser(open_mgr):
     assert h.races(2) == []
 
 
-def test_a_wrapped_ring_is_counted(backend):
-    if backend == "gl":
-        pytest.skip("the ring logic is the scheduler's: one backend is enough")
-    with app.open_manager(backend, (4,), event_capacity=8) as m:
+@pytest.mark.parametrize("ring_backend", ["numpy"])
+def test_a_wrapped_ring_is_counted(ring_backend):
+    with app.open_manager(ring_backend, (4,), event_capacity=8) as m:
         h = UpdateHistory()
         for k in range(20):
             m.enqueue(Set((k % 4,), float(k)))
