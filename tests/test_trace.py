@@ -216,6 +216,7 @@ def test_replay_of_a_trace_too_large_for_memory(tmp_path, capsys):
     huge = {**HEADER, "shape": [1 << 20, 1 << 20, 1 << 10]}
     path = write_lines(tmp_path / "huge.jsonl", [huge, {"op": "sync"}])
     out = tmp_path / "o.npy"
-    assert cli_main(["replay", str(path), "--backend", "c", "--out", str(out)]) == 1
-    assert "GiB" in capsys.readouterr().err
+    assert cli_main(["replay", str(path), "--backend", "c", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "line 1:" in err and "GiB" in err
     assert not out.exists()
