@@ -175,8 +175,9 @@ def parse_line(obj: object, shape: Shape) -> Update | SyncMarker:
     op = obj.get("op")
     if op == "sync":
         return SyncMarker()
-    if op not in UPDATE_TYPES:
-        raise ValueError(f"unknown op {op!r}; expected one of sync, {', '.join(UPDATE_TYPES)}")
+    if not isinstance(op, str) or op not in UPDATE_TYPES:
+        shown = repr(op) if len(repr(op)) <= 40 else repr(op)[:40] + "..."
+        raise ValueError(f"unknown op {shown}; expected one of sync, {', '.join(UPDATE_TYPES)}")
     unknown = set(obj) - _KNOWN_KEYS
     if unknown:
         raise ValueError(f"unknown keys {sorted(unknown)} for op {op!r}")
