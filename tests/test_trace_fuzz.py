@@ -15,12 +15,15 @@ import json
 import os
 import re
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.trace import TraceError, read_trace
 
 EXAMPLES = int(os.environ.get("BUFFERSCOPE_FUZZ_EXAMPLES", "120"))
+# A long run (the env var set) may take longer than the suite's per-test timeout.
+pytestmark = pytest.mark.timeout(0 if "BUFFERSCOPE_FUZZ_EXAMPLES" in os.environ else 120)
 FUZZ = settings(max_examples=EXAMPLES, deadline=None,
                 derandomize="BUFFERSCOPE_FUZZ_EXAMPLES" not in os.environ,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
