@@ -121,13 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Replay a trace (JSON Lines, docs/trace-format.md) on a backend, "
                        "streaming it line by line, and write the final front buffer as .npy. "
                        "A malformed trace is refused naming its line (exit 2) and nothing is written.")
-    r.add_argument("trace", help="trace file (JSON Lines, docs/trace-format.md)")
+    r.add_argument("trace", metavar="TRACE", help="trace file (JSON Lines, docs/trace-format.md)")
     r.add_argument("--backend", choices=backends, default="c", help="manager backend (default: c)")
-    r.add_argument("--out", required=True, type=output_path, help="where to write the final front (.npy)")
+    r.add_argument("--out", required=True, type=output_path, metavar="FRONT.npy",
+                   help="where to write the final front (.npy)")
     r.add_argument("--timeout", type=parse_timeout, default=60.0,
                    help="seconds allowed per synchronize (default: 60; inf: no limit)")
 
-    b = sub.add_parser("bench", help="measure throughput and latency against the baseline (SPEC §8)",
+    b = sub.add_parser("bench", help="measure throughput and latency against limits measured in the same run",
                        description="Print the benchmark table (SPEC §8), measured in one run.")
     b.add_argument("--json", dest="json_out", nargs="?", const="-", default=None, metavar="FILE",
                    type=output_path,
@@ -144,14 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scenario", required=True, type=parse_scenario,
                    help="built-in scenario to run (waves, racing, sparse, stress)")
     s.add_argument("--shape", type=parse_shape, default=None, help="buffer shape, e.g. 512x512")
-    s.add_argument("--out", required=True, type=output_path, help="PNG file to write")
+    s.add_argument("--out", required=True, type=output_path, metavar="SHOT.png", help="PNG file to write")
 
     e = sub.add_parser("export-perfetto", help="convert a trace to Chrome/Perfetto trace-event JSON",
                        description="Write a trace as Chrome trace-event JSON for ui.perfetto.dev or "
                        "chrome://tracing: a track per producer, one for the worker, one for syncs, "
                        "and flow arrows enqueue -> apply -> visible (docs/cli.md).")
-    e.add_argument("trace", help="trace file (JSON Lines, docs/trace-format.md)")
-    e.add_argument("--out", required=True, type=output_path, help="JSON file to write")
+    e.add_argument("trace", metavar="TRACE", help="trace file (JSON Lines, docs/trace-format.md)")
+    e.add_argument("--out", required=True, type=output_path, metavar="TRACE.json", help="JSON file to write")
     return p
 
 
