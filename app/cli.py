@@ -42,6 +42,8 @@ def parse_shape(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"bad shape {text!r}: expected sizes like 512x512") from None
     if not 1 <= len(shape) <= 3 or any(n < 1 for n in shape):
         raise argparse.ArgumentTypeError(f"bad shape {text!r}: 1 to 3 sizes, each >= 1")
+    if any(n >= 1 << 63 for n in shape):
+        raise argparse.ArgumentTypeError(f"bad shape {text!r}: each size must be < 2**63")
     try:
         check_buffers_fit(shape)
     except MemoryError as exc:

@@ -38,6 +38,8 @@ _SPECIAL = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 #: The longest line a reader accepts (a ``write`` of about 10 M elements).
 MAX_LINE_BYTES = 256 << 20
+#: The largest size of one dimension (the C library's int64).
+MAX_SIZE = (1 << 63) - 1
 #: Integers with more digits than this are refused before Python converts them.
 MAX_INT_DIGITS = 4000
 
@@ -108,6 +110,9 @@ def _parse_header(obj: object) -> tuple[Shape, float]:
     if "shape" not in obj:
         raise ValueError('the header has no "shape"')
     shape = validate_shape(obj["shape"])
+    for d, n in enumerate(shape):
+        if n > MAX_SIZE:
+            raise ValueError(f"shape[{d}] = {n} is larger than the limit of 2**63 - 1")
     return shape, _value(obj.get("fill", 0.0))
 
 

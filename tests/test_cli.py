@@ -190,6 +190,7 @@ def _bad_argvs(trace, out):
         ["gui", "--shape", "1x2x3x4"],
         ["gui", "--shape", "axb"],
         ["gui", "--shape", "1000000x1000000x1000"],
+        ["gui", "--shape", "1" + "0" * 400],
         ["gui", "--backend", "vulkan"],
         ["--scenario", "nope"],
         ["screenshot", "--scenario", "nope", "--out", out + ".png"],

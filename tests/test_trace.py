@@ -99,6 +99,7 @@ MALFORMED = [
     ([{"format": "nope", "version": 1, "shape": [2, 2]}], None, 1, "format"),
     ([{"format": "bufferscope-trace", "version": 7, "shape": [2, 2]}], None, 1, "version"),
     ([{"format": "bufferscope-trace", "version": 1, "shape": [0, 2]}], None, 1, "shape"),
+    ([{"format": "bufferscope-trace", "version": 1, "shape": [10**400]}], None, 1, "2\\*\\*63"),
     ([HEADER, {"op": "fill", "region": [[0, 1], [0, 1]], "value": 1}], "{not json", 3, "bad JSON"),
     ([HEADER, {"op": "frobnicate"}], None, 2, "unknown op 'frobnicate'"),
     ([HEADER, {"op": "set", "index": [0, 0], "value": 1}, {"op": "fill", "region": [[0, 9], [0, 1]],
