@@ -1,8 +1,12 @@
-"""The ``bufferscope`` command line (SPEC §6).
+"""The ``bufferscope`` command line (SPEC §6; documented in docs/cli.md).
 
-Exit status: 0 on success, 2 for bad input (arguments, malformed traces), 1 for
-any other failure (a backend that cannot run here, a worker error). Errors are
-one line on stderr that names the problem; no partial output file is written.
+Exit status: 0 on success, 2 for bad input (arguments, malformed traces, an
+output path that cannot be written safely), 1 for any other failure (a backend
+that cannot run here, a worker error, a failed write), 130 when interrupted.
+Errors are one line on stderr that names the problem, never a traceback: every
+argument is checked by its argparse ``type`` before any work starts, and
+argparse's own errors are one line too. No partial output file is written
+(``app.atomic``).
 """
 
 from __future__ import annotations
@@ -15,10 +19,22 @@ import sys
 from .backends import BACKENDS
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr (SPEC §6), exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# -- argument types: each refuses a bad value with one line naming it ------------------
 def parse_shape(text: str) -> tuple[int, ...]:
-    """``"512x512"`` → ``(512, 512)``; 1 to 3 positive sizes."""
+    """``"512x512"`` → ``(512, 512)``; 1 to 3 positive sizes whose two buffers fit in
+    the memory available now."""
+    from .sysmem import check_buffers_fit
+
     parts = text.lower().replace("×", "x").split("x")
     try:
         shape = tuple(int(p) for p in parts)
@@ -26,40 +42,119 @@ def parse_shape(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"bad shape {text!r}: expected sizes like 512x512") from None
     if not 1 <= len(shape) <= 3 or any(n < 1 for n in shape):
         raise argparse.ArgumentTypeError(f"bad shape {text!r}: 1 to 3 sizes, each >= 1")
+    if any(n >= 1 << 63 for n in shape):
+        raise argparse.ArgumentTypeError(f"bad shape {text!r}: each size must be < 2**63")
+    try:
+        check_buffers_fit(shape)
+    except MemoryError as exc:
+        raise argparse.ArgumentTypeError(f"shape {text!r} is too large: {exc}") from None
     return shape
 
 
+def parse_timeout(text: str) -> float:
+    """Seconds >= 0 (``inf``: wait as long as it takes)."""
+    try:
+        t = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad timeout {text!r}: expected seconds, e.g. 60") from None
+    if not t >= 0:
+        raise argparse.ArgumentTypeError(f"bad timeout {text!r}: must be >= 0 seconds")
+    return t
+
+
+def parse_scenario(text: str) -> str:
+    from .scenarios import get_scenario
+
+    try:
+        get_scenario(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def parse_backend_list(text: str) -> tuple[str, ...]:
+    names = tuple(b.strip() for b in text.split(",") if b.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(f"no backend named in {text!r}; e.g. c,gl")
+    bad = [b for b in names if b not in BACKENDS]
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"unknown backend {bad[0]!r}; choose from: {', '.join(BACKENDS)}")
+    return names
+
+
+def output_path(text: str) -> str:
+    """A path where a regular file may be written (app.atomic.check_output_path)."""
+    from .atomic import OutputPathError, check_output_path
+
+    if text == "-":
+        return text
+    try:
+        check_output_path(text)
+    except OutputPathError as exc:
+        raise argparse.ArgumentTypeError(str(exc.strerror or exc)) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from . import __version__
+
+    p = _Parser(
         prog="bufferscope",
         description="See what an asynchronous, double-buffered buffer manager does. "
         "Without a command, opens the application.",
+        epilog="Exit status: 0 success, 1 failure (a backend that cannot run here, a worker "
+        "error), 2 bad input (an argument, a malformed trace), 130 interrupted. "
+        "Documentation: docs/cli.md.",
     )
+    p.add_argument("--version", action="version", version=f"bufferscope {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    backends = list(BACKENDS)
 
-    g = sub.add_parser("gui", help="open the application (the default)")
-    g.add_argument("--backend", choices=list(BACKENDS), default="c", help="manager backend (default: c)")
-    g.add_argument("--shape", type=parse_shape, default=None, help="buffer shape, e.g. 512x512")
-    g.add_argument("--scenario", default=None, help="built-in scenario to start with")
+    g = sub.add_parser("gui", help="open the application (the default)",
+                       description="Open the application on a live scenario.")
+    g.add_argument("--backend", choices=backends, default="c", help="manager backend (default: c)")
+    g.add_argument("--shape", type=parse_shape, default=None,
+                   help="buffer shape, 1 to 3 sizes, e.g. 512x512 (default: the scenario's)")
+    g.add_argument("--scenario", type=parse_scenario, default=None,
+                   help="built-in scenario to start with (waves, racing, sparse, stress; default: waves)")
 
-    r = sub.add_parser("replay", help="replay a trace headless and write the final front as .npy")
-    r.add_argument("trace", help="trace file (JSON Lines, SPEC §5)")
-    r.add_argument("--backend", choices=list(BACKENDS), default="c", help="manager backend (default: c)")
-    r.add_argument("--out", required=True, help="where to write the final front (.npy)")
-    r.add_argument("--timeout", type=float, default=60.0, help="seconds allowed per synchronize")
+    r = sub.add_parser("replay", help="replay a trace headless and write the final front as .npy",
+                       description="Replay a trace (JSON Lines, docs/trace-format.md) on a backend, "
+                       "streaming it line by line, and write the final front buffer as .npy. "
+                       "A malformed trace is refused naming its line (exit 2) and nothing is written.")
+    r.add_argument("trace", metavar="TRACE", help="trace file (JSON Lines, docs/trace-format.md)")
+    r.add_argument("--backend", choices=backends, default="c", help="manager backend (default: c)")
+    r.add_argument("--out", required=True, type=output_path, metavar="FRONT.npy",
+                   help="where to write the final front (.npy)")
+    r.add_argument("--timeout", type=parse_timeout, default=60.0,
+                   help="seconds allowed per synchronize (default: 60; inf: no limit)")
 
-    b = sub.add_parser("bench", help="measure throughput and latency against the baseline (SPEC §8)")
+    b = sub.add_parser("bench", help="measure throughput and latency against limits measured in the same run",
+                       description="Print the benchmark table (SPEC §8), measured in one run.")
     b.add_argument("--json", dest="json_out", nargs="?", const="-", default=None, metavar="FILE",
+                   type=output_path,
                    help="print the figures as JSON instead of the table; with FILE, write them "
                    "there as well as printing the table")
     b.add_argument("--quick", action="store_true", help="fewer repetitions (a rough, faster run)")
-    b.add_argument("--backends", default="c,gl", help="backends to measure (default: c,gl)")
+    b.add_argument("--backends", type=parse_backend_list, default=("c", "gl"),
+                   help="comma-separated backends to measure (default: c,gl)")
 
-    s = sub.add_parser("screenshot", help="render the application headless to a PNG")
-    s.add_argument("--backend", choices=list(BACKENDS), default="c")
-    s.add_argument("--scenario", required=True, help="built-in scenario to run")
-    s.add_argument("--shape", type=parse_shape, default=None)
-    s.add_argument("--out", required=True, help="PNG file to write")
+    s = sub.add_parser("screenshot", help="render the application headless to a PNG",
+                       description="Run a scenario in the application window for a moment and save "
+                       "the window as PNG (starts a private Xvfb when there is no display).")
+    s.add_argument("--backend", choices=backends, default="c", help="manager backend (default: c)")
+    s.add_argument("--scenario", required=True, type=parse_scenario,
+                   help="built-in scenario to run (waves, racing, sparse, stress)")
+    s.add_argument("--shape", type=parse_shape, default=None, help="buffer shape, e.g. 512x512")
+    s.add_argument("--out", required=True, type=output_path, metavar="SHOT.png", help="PNG file to write")
+
+    e = sub.add_parser("export-perfetto", help="convert a trace to Chrome/Perfetto trace-event JSON",
+                       description="Write a trace as Chrome trace-event JSON for ui.perfetto.dev or "
+                       "chrome://tracing: a track per producer, one for the worker, one for syncs, "
+                       "and flow arrows enqueue -> apply -> visible (docs/cli.md).")
+    e.add_argument("trace", metavar="TRACE", help="trace file (JSON Lines, docs/trace-format.md)")
+    e.add_argument("--out", required=True, type=output_path, metavar="TRACE.json", help="JSON file to write")
     return p
 
 
@@ -67,51 +162,121 @@ def _err(msg: str) -> None:
     print(f"bufferscope: error: {msg}", file=sys.stderr)
 
 
+def _write_failed(path: str, exc: OSError) -> int:
+    """One line for a failed output file; 2 for a path that was refused, 1 otherwise."""
+    from .atomic import OutputPathError
+
+    text = str(exc.strerror or exc)
+    _err(text if path in text else f"cannot write {path}: {text}")
+    return EXIT_USAGE if isinstance(exc, OutputPathError) else EXIT_FAIL
+
+
 def cmd_replay(args) -> int:
     from .atomic import save_npy
     from .backends import open_manager, why_not
     from .errors import BackendError, BackendUnavailableError
-    from .trace import TraceError, read_trace, replay
+    from .trace import TraceError, TraceReader, replay
 
     try:
-        trace = read_trace(args.trace)
+        # Two buffers in the manager and the copy of the front that is written out.
+        reader = TraceReader(args.trace, buffers=3)
     except TraceError as exc:
         _err(str(exc))
         return EXIT_USAGE
-    reason = why_not(args.backend)
-    if reason:
-        _err(f"backend {args.backend!r} cannot run here: {reason}")
-        return EXIT_FAIL
-    show = sys.stderr.isatty()
+    with reader:
+        reason = why_not(args.backend)
+        if reason:
+            _err(f"backend {args.backend!r} cannot run here: {reason}")
+            return EXIT_FAIL
+        show = sys.stderr.isatty()
 
-    def progress(done, total):
-        if show and total:
-            print(f"\rreplaying {done}/{total} lines", end="", file=sys.stderr, flush=True)
+        def progress(_done: int) -> None:
+            if show and reader.size:
+                pct = 100 * reader.bytes_read // reader.size
+                print(f"\rreplaying {args.trace}: {pct}%", end="", file=sys.stderr, flush=True)
 
-    try:
-        m = open_manager(args.backend, trace.shape, fill=trace.fill)
-    except ValueError as exc:  # e.g. a shape beyond the GL implementation's limits
-        _err(f"{args.trace}: the trace's buffer cannot be opened on {args.backend}: {exc}")
-        return EXIT_USAGE
-    except (MemoryError, BackendUnavailableError) as exc:
-        _err(f"cannot open the {args.backend} manager: {exc}")
-        return EXIT_FAIL
-    try:
-        with m:
-            n = replay(trace, m, timeout=args.timeout, progress=progress)
-            front = m.front().copy()
-    except (BackendError, TimeoutError) as exc:
-        _err(f"replay failed: {exc}")
-        return EXIT_FAIL
+        try:
+            m = open_manager(args.backend, reader.shape, fill=reader.fill)
+        except ValueError as exc:  # e.g. a shape beyond the GL implementation's limits
+            _err(f"{args.trace} line 1: the trace's buffer cannot be opened on {args.backend}: {exc}")
+            return EXIT_USAGE
+        except (MemoryError, BackendUnavailableError) as exc:
+            _err(f"cannot open the {args.backend} manager: {exc}")
+            return EXIT_FAIL
+        try:
+            with m:
+                n = replay(reader, m, timeout=args.timeout, progress=progress)
+                front = m.front().copy()
+        except TraceError as exc:
+            if show:
+                print(file=sys.stderr)
+            _err(str(exc))
+            return EXIT_USAGE
+        except (BackendError, TimeoutError) as exc:
+            _err(f"replay failed: {exc}")
+            return EXIT_FAIL
     if show:
         print(file=sys.stderr)
     try:
         save_npy(args.out, front)
     except OSError as exc:
-        _err(f"cannot write {args.out}: {exc.strerror or exc}")
-        return EXIT_FAIL
+        return _write_failed(args.out, exc)
     print(f"replayed {n} updates on {args.backend}; front {front.shape} written to {args.out}")
     return EXIT_OK
+
+
+def cmd_export_perfetto(args) -> int:
+    from .perfetto import write_perfetto
+    from .trace import TraceError
+
+    try:
+        n = write_perfetto(args.trace, args.out)
+    except TraceError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except OSError as exc:
+        return _write_failed(args.out, exc)
+    print(f"wrote {n} trace events to {args.out} (open it in https://ui.perfetto.dev)")
+    return EXIT_OK
+
+
+def cmd_bench(args) -> int:
+    from .bench import main as bench_main
+
+    args.backends = ",".join(args.backends)
+    try:
+        return bench_main(args)
+    except OSError as exc:
+        if args.json_out and args.json_out != "-":
+            return _write_failed(args.json_out, exc)
+        raise
+
+
+def cmd_screenshot(args, argv: list[str] | None) -> int:
+    from .atomic import OutputPathError
+
+    if _needs_virtual_display():
+        return _rerun_under_xvfb(argv)
+    try:
+        _ui().screenshot(args.backend, args.scenario, args.out, shape=args.shape)
+    except ValueError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except OutputPathError as exc:
+        return _write_failed(args.out, exc)
+    except Exception as exc:  # a backend or GL failure: one line, not a traceback
+        _err(f"screenshot failed: {type(exc).__name__}: {exc}")
+        return EXIT_FAIL
+    print(f"wrote {os.path.abspath(args.out)}")
+    return EXIT_OK
+
+
+def cmd_gui(args) -> int:
+    try:
+        return _ui().gui(args.backend, args.shape, args.scenario)
+    except ValueError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
 
 
 def _ui():
@@ -142,30 +307,31 @@ def _rerun_under_xvfb(argv: list[str] | None) -> int:
     return subprocess.call(cmd, env=env)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    cmd = args.command or "gui"
-    if cmd == "replay":
-        return cmd_replay(args)
-    if cmd == "bench":
-        from .bench import main as bench_main
+def _with_default_command(argv: list[str]) -> list[str]:
+    """``bufferscope --backend gl`` means ``bufferscope gui --backend gl``."""
+    if argv and argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+        return ["gui", *argv]
+    return argv
 
-        return bench_main(args)
-    if cmd == "screenshot":
-        if _needs_virtual_display():
-            return _rerun_under_xvfb(argv)
-        try:
-            _ui().screenshot(args.backend, args.scenario, args.out, shape=args.shape)
-        except ValueError as exc:
-            _err(str(exc))
-            return EXIT_USAGE
-        except Exception as exc:  # a backend or GL failure: one line, not a traceback
-            _err(f"screenshot failed: {type(exc).__name__}: {exc}")
-            return EXIT_FAIL
-        print(f"wrote {os.path.abspath(args.out)}")
-        return EXIT_OK
-    backend = getattr(args, "backend", "c")
-    return _ui().gui(backend, getattr(args, "shape", None), getattr(args, "scenario", None))
+
+def main(argv: list[str] | None = None) -> int:
+    argv = _with_default_command(sys.argv[1:] if argv is None else list(argv))
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        args = build_parser().parse_args(["gui"])
+    commands = {
+        "replay": cmd_replay,
+        "bench": cmd_bench,
+        "export-perfetto": cmd_export_perfetto,
+        "screenshot": lambda a: cmd_screenshot(a, argv),
+        "gui": cmd_gui,
+    }
+    try:
+        return commands[args.command](args)
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        _err("interrupted")
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -256,8 +256,8 @@ def validate_set_many(
     if idx.dtype.kind not in "iu" and not (idx.size == 0 and idx.dtype.kind == "f"):
         raise ValueError(f"indices must be integers, got dtype {idx.dtype}")
     ndim = len(shape)
-    if idx.ndim == 1 and ndim == 1:
-        idx = idx.reshape(-1, 1)
+    if idx.ndim == 1 and (ndim == 1 or idx.shape[0] == 0):
+        idx = idx.reshape(-1, ndim)  # a 1-d buffer's flat indices; an empty list is a no-op
     if idx.ndim != 2 or idx.shape[1] != ndim:
         raise ValueError(
             f"indices must have shape (n, {ndim}) for a {ndim}-d buffer, got {idx.shape}"

@@ -99,6 +99,7 @@ MALFORMED = [
     ([{"format": "nope", "version": 1, "shape": [2, 2]}], None, 1, "format"),
     ([{"format": "bufferscope-trace", "version": 7, "shape": [2, 2]}], None, 1, "version"),
     ([{"format": "bufferscope-trace", "version": 1, "shape": [0, 2]}], None, 1, "shape"),
+    ([{"format": "bufferscope-trace", "version": 1, "shape": [10**400]}], None, 1, "2\\*\\*63"),
     ([HEADER, {"op": "fill", "region": [[0, 1], [0, 1]], "value": 1}], "{not json", 3, "bad JSON"),
     ([HEADER, {"op": "frobnicate"}], None, 2, "unknown op 'frobnicate'"),
     ([HEADER, {"op": "set", "index": [0, 0], "value": 1}, {"op": "fill", "region": [[0, 9], [0, 1]],
@@ -216,6 +217,7 @@ def test_replay_of_a_trace_too_large_for_memory(tmp_path, capsys):
     huge = {**HEADER, "shape": [1 << 20, 1 << 20, 1 << 10]}
     path = write_lines(tmp_path / "huge.jsonl", [huge, {"op": "sync"}])
     out = tmp_path / "o.npy"
-    assert cli_main(["replay", str(path), "--backend", "c", "--out", str(out)]) == 1
-    assert "GiB" in capsys.readouterr().err
+    assert cli_main(["replay", str(path), "--backend", "c", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "line 1:" in err and "GiB" in err
     assert not out.exists()
