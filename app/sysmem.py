@@ -36,6 +36,13 @@ def check_buffers_fit(shape: tuple[int, ...], count: int = 2, what: str = "buffe
     avail = available_memory()
     if avail is not None and need > avail:
         raise MemoryError(
-            f"{count} {what} of shape {tuple(shape)} need {need / 2**30:.2f} GiB; "
-            f"this machine has {avail / 2**30:.2f} GiB of memory available"
+            f"{count} {what} of shape {tuple(shape)} need {_gib(need)}; "
+            f"this machine has {_gib(avail)} of memory available"
         )
+
+
+def _gib(nbytes: int) -> str:
+    """``nbytes`` in GiB for a message (exact integers beyond what a float holds)."""
+    if nbytes < 1 << 60:
+        return f"{nbytes / 2**30:.2f} GiB"
+    return f"{nbytes >> 30} GiB"

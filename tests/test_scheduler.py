@@ -346,3 +346,9 @@ def test_watch_by_op_and_producer(open_mgr):
         m.set_watch(ops=["explode"])
     with pytest.raises(ValueError, match="out of bounds"):
         m.set_watch(elements=[(9,)])
+
+
+@pytest.mark.parametrize("shape", [(2**70,), (2**40, 2**40), (10**400,)])
+def test_a_shape_beyond_memory_is_a_memory_error_naming_the_limit(backend, shape):
+    with pytest.raises(MemoryError, match="available"):
+        app.open_manager(backend, shape)
