@@ -42,7 +42,7 @@ from collections.abc import Iterable, Iterator
 
 from .atomic import atomic_open
 from .manager import Event
-from .trace import SyncMarker, TraceReader, TraceRecord
+from .trace import SyncMarker, TraceReader, TraceRecord, encode_value
 from .updates import Set, Write
 
 PID = 1
@@ -54,14 +54,6 @@ NOMINAL_US = 1.0
 #: The shortest slice drawn (µs), so that flow ends always fall inside one.
 MIN_US = 0.001
 DEFAULT_PRODUCER = "main"
-
-
-def _json_safe(x: float) -> float | str:
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return x
 
 
 class _Builder:
@@ -137,13 +129,13 @@ def _record_args(rec: TraceRecord) -> tuple[str, dict]:
         args["producer"] = rec.producer
     if isinstance(u, Set):
         args["index"] = list(u.index)
-        args["value"] = _json_safe(float(u.value))
+        args["value"] = encode_value(float(u.value))
     elif isinstance(u, Write):
         args["region"] = [list(p) for p in u.region]
         args["elements"] = int(u.data.size)
     else:
         args["region"] = [list(p) for p in u.region]
-        args["value"] = _json_safe(float(u.value))
+        args["value"] = encode_value(float(u.value))
     label = u.op if rec.seq is None else f"{u.op} #{rec.seq}"
     return label, args
 

@@ -84,7 +84,8 @@ def _value(x: object) -> float:
     return as_value(x)
 
 
-def _encode_value(v: float) -> float | str:
+def encode_value(v: float) -> float | str:
+    """A value as the trace writes it: a JSON number, or "nan"/"inf"/"-inf"."""
     if math.isnan(v):
         return "nan"
     if math.isinf(v):
@@ -312,14 +313,14 @@ def encode_update(u: Update | SyncMarker, **extra: object) -> dict:
     if isinstance(u, SyncMarker):
         obj: dict = {"op": "sync"}
     elif isinstance(u, Set):
-        obj = {"op": "set", "index": [int(i) for i in u.index], "value": _encode_value(float(u.value))}
+        obj = {"op": "set", "index": [int(i) for i in u.index], "value": encode_value(float(u.value))}
     elif isinstance(u, Write):
         data = np.asarray(u.data, dtype=np.float32)
-        flat = [_encode_value(float(v)) for v in data.reshape(-1)]
+        flat = [encode_value(float(v)) for v in data.reshape(-1)]
         nested = np.array(flat, dtype=object).reshape(data.shape).tolist() if data.ndim else flat
         obj = {"op": "write", "region": [list(p) for p in u.region], "data": nested}
     else:
-        obj = {"op": u.op, "region": [list(p) for p in u.region], "value": _encode_value(float(u.value))}
+        obj = {"op": u.op, "region": [list(p) for p in u.region], "value": encode_value(float(u.value))}
     obj.update({k: v for k, v in extra.items() if v is not None})
     return obj
 
@@ -334,7 +335,7 @@ class TraceWriter:
         self._file = AtomicFile(self.path, "w")
         self._fh = self._file.fh
         self._write({"format": FORMAT, "version": VERSION, "shape": list(self.shape),
-                     "dtype": "float32", "fill": _encode_value(float(fill))})
+                     "dtype": "float32", "fill": encode_value(float(fill))})
 
     def _write(self, obj: dict) -> None:
         self._fh.write(json.dumps(obj, allow_nan=False) + "\n")

@@ -82,6 +82,34 @@ def wait_until(pred, timeout: float = 10.0, what: str = "condition") -> None:
         time.sleep(0.002)
 
 
+def replay_epochs(path, backend: str = "c", final_sync: bool = False):
+    """Replay a trace on ``backend``: ``(trace, fronts, trailing)`` — the front after
+    each sync line, and the number of updates after the last one (applied and
+    synchronized once more, adding a front, with ``final_sync``)."""
+    from app.trace import SyncMarker, read_trace
+
+    trace = read_trace(path)
+    fronts = []
+    with app.open_manager(backend, trace.shape, trace.fill) as m:
+        batch: list = []
+        for rec in trace.records:
+            if isinstance(rec.item, SyncMarker):
+                if batch:
+                    m.enqueue_many(batch)
+                    batch = []
+                m.synchronize(timeout=60)
+                fronts.append(m.front().copy())
+            else:
+                batch.append(rec.item)
+        trailing = len(batch)
+        if final_sync:
+            if batch:
+                m.enqueue_many(batch)
+            m.synchronize(timeout=60)
+            fronts.append(m.front().copy())
+    return trace, fronts, trailing
+
+
 def _live_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if not isinstance(t, threading._DummyThread)}
 

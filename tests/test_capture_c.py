@@ -17,10 +17,10 @@ import time
 
 import numpy as np
 import pytest
-from conftest import require_backend
+from conftest import replay_epochs, require_backend
 
 from app import Add, Fill, Scale, Set, Write, open_manager
-from app.trace import SyncMarker, read_trace
+from app.trace import SyncMarker
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHAPE = (24, 32)
@@ -73,26 +73,9 @@ def race(m, epochs=4, rounds=150):
     return fronts
 
 
-def replay_epochs(path):
-    trace = read_trace(path)
-    fronts = []
-    with open_manager("c", trace.shape, trace.fill) as m:
-        batch = []
-        for rec in trace.records:
-            if isinstance(rec.item, SyncMarker):
-                if batch:
-                    m.enqueue_many(batch)
-                    batch = []
-                m.synchronize(timeout=30)
-                fronts.append(m.front().copy())
-            else:
-                batch.append(rec.item)
-        assert batch == [], "updates after the last sync line"
-    return trace, fronts
-
-
 def assert_replays(path, fronts):
-    trace, replayed = replay_epochs(path)
+    trace, replayed, trailing = replay_epochs(path)
+    assert trailing == 0, "updates after the last sync line"
     assert len(replayed) == len(fronts)
     for k, (a, b) in enumerate(zip(replayed, fronts)):
         assert np.array_equal(bits(a), bits(b)), f"epoch {k + 1} differs"

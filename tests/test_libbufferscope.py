@@ -15,6 +15,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import replay_epochs
 
 from app.trace import SyncMarker, read_trace
 
@@ -65,30 +66,6 @@ def assert_same_floats(actual, expected):
     nan = np.isnan(expected)
     np.testing.assert_array_equal(np.isnan(actual), nan)
     np.testing.assert_array_equal(bits(actual)[~nan], bits(expected)[~nan])
-
-
-def replay_epochs(trace_path):
-    """Replays a trace on the C backend; the front after each sync line and at the end."""
-    from app import open_manager
-
-    trace = read_trace(trace_path)
-    fronts = []
-    with open_manager("c", trace.shape, trace.fill) as m:
-        batch = []
-        for rec in trace.records:
-            if isinstance(rec.item, SyncMarker):
-                if batch:
-                    m.enqueue_many(batch)
-                    batch = []
-                m.synchronize(timeout=60)
-                fronts.append(m.front().copy())
-            else:
-                batch.append(rec.item)
-        if batch:
-            m.enqueue_many(batch)
-        m.synchronize(timeout=60)
-        fronts.append(m.front().copy())
-    return trace, fronts
 
 
 # ----------------------------------------------------------------- the build
@@ -156,7 +133,7 @@ def test_example_races_and_its_trace_replays_bit_for_bit(lib, tmp_path):
     lines = trace_path.read_text().splitlines()
     assert json.loads(lines[0]) == {"format": "bufferscope-trace", "version": 1, "shape": [64, 64],
                                     "dtype": "float32", "fill": 0.0}
-    trace, fronts = replay_epochs(trace_path)
+    trace, fronts, _ = replay_epochs(trace_path, final_sync=True)
     updates = [rec for rec in trace.records if not isinstance(rec.item, SyncMarker)]
     assert [rec.seq for rec in updates] == list(range(1, len(updates) + 1)), "not in sequence order"
     assert sum(isinstance(rec.item, SyncMarker) for rec in trace.records) == 6
@@ -269,7 +246,7 @@ def test_every_op_and_value_replays_bit_for_bit(lib, tmp_path, shape):
     header = json.loads(trace_path.read_text().splitlines()[0])
     assert header["shape"] == list(shape) and header["fill"] == 0.0
     assert trace_path.read_text().splitlines()[0].endswith('"fill": -0.0}')
-    _, fronts = replay_epochs(trace_path)
+    _, fronts, _ = replay_epochs(trace_path, final_sync=True)
     assert len(fronts) == 4
     assert_same_floats(fronts[-1], seen)
 
@@ -367,5 +344,5 @@ def test_tracing_under_sanitizer(tmp_path, sanitizer, small):
     for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                    "WARNING: ThreadSanitizer"):
         assert marker not in report, report[-6000:]
-    _, fronts = replay_epochs(trace_path)
+    _, fronts, _ = replay_epochs(trace_path, final_sync=True)
     np.testing.assert_array_equal(bits(fronts[-1]), bits(np.load(tmp_path / "front.npy")))
