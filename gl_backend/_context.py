@@ -174,6 +174,39 @@ def _create_offscreen(share_context):
     return surface, ctx
 
 
+def with_context(fmt, work, need: tuple[int, int] = (0, 0)):
+    """Make an offscreen context of ``fmt``, current here, run ``work(ctx)`` in it
+    and destroy it at once; ``(result, None)``, or ``(None, why not)`` when no such
+    context (of at least OpenGL ``need``) can be made. The one OpenGL probe of
+    bufferscope (the GL backend's ``probe``, the viewer's tests and ``glinfo`` use it).
+    A context left to the garbage collector can be destroyed in the middle of
+    another widget's paint, hence the explicit disposal."""
+    from PyQt6.QtGui import QOffscreenSurface, QOpenGLContext
+
+    ensure_app()
+    surface = QOffscreenSurface()
+    surface.setFormat(fmt)
+    surface.create()
+    ctx = QOpenGLContext()
+    ctx.setFormat(fmt)
+    try:
+        if not surface.isValid():
+            return None, "cannot create an offscreen surface for OpenGL"
+        if not ctx.create():
+            return None, "QOpenGLContext.create() failed"
+        if not ctx.makeCurrent(surface):
+            return None, "cannot make an OpenGL context current"
+        try:
+            got = (ctx.format().majorVersion(), ctx.format().minorVersion())
+            if got < need:
+                return None, f"OpenGL {got[0]}.{got[1]} < {need[0]}.{need[1]}"
+            return work(ctx), None
+        finally:
+            ctx.doneCurrent()
+    finally:
+        dispose(surface, ctx)
+
+
 def dispose(surface, ctx) -> None:
     """Destroy a pair made by ``create_offscreen`` (on the thread the objects live in)."""
     on_app_thread(lambda: _dispose(surface, ctx))

@@ -39,34 +39,23 @@ def _formats():
 def collect() -> dict[str, object]:
     """GL facts from an offscreen context; raises RuntimeError saying why none can be made."""
     try:
-        from PyQt6.QtGui import QOffscreenSurface, QOpenGLContext
+        import PyQt6.QtGui  # noqa: F401
     except ImportError as exc:
         raise RuntimeError(f"PyQt6 cannot be imported: {exc}") from None
     try:
         from OpenGL import GL
     except Exception as exc:
         raise RuntimeError(f"PyOpenGL cannot be used: {exc}") from None
-    from ._context import dispose, ensure_app
+    from ._context import ensure_app, with_context
 
     try:
         ensure_app()
     except Exception as exc:
         raise RuntimeError(str(exc)) from None
-
     for fmt in _formats():
-        surface = QOffscreenSurface()
-        surface.setFormat(fmt)
-        surface.create()
-        ctx = QOpenGLContext()
-        ctx.setFormat(fmt)
-        try:
-            if surface.isValid() and ctx.create() and ctx.makeCurrent(surface):
-                try:
-                    return _query(GL, ctx)
-                finally:
-                    ctx.doneCurrent()
-        finally:
-            dispose(surface, ctx)
+        info, _ = with_context(fmt, lambda ctx: _query(GL, ctx))
+        if info is not None:
+            return info
     raise RuntimeError("no OpenGL context can be made (tried 4.3 core, 3.3 core and the default)")
 
 

@@ -23,32 +23,16 @@ def gl_problem() -> str | None:
     right away: a QOpenGLContext left to the garbage collector can be destroyed
     in the middle of another widget's paint and leave no context current.
     """
-    from PyQt6.QtGui import QGuiApplication, QOffscreenSurface, QOpenGLContext
+    from PyQt6.QtGui import QGuiApplication
 
-    from gl_backend._context import dispose
+    from gl_backend._context import with_context
 
     from .buffer_view import view_format
 
     if QGuiApplication.instance() is None:
         return "no QGuiApplication"
-    ctx = QOpenGLContext()
-    surface = None
-    try:
-        ctx.setFormat(view_format())
-        if not ctx.create():
-            return "QOpenGLContext.create() failed"
-        surface = QOffscreenSurface()
-        surface.setFormat(ctx.format())
-        surface.create()
-        if not ctx.makeCurrent(surface):
-            return "cannot make an OpenGL context current"
-        fmt = ctx.format()
-        ctx.doneCurrent()
-        if (fmt.majorVersion(), fmt.minorVersion()) < (3, 3):
-            return f"OpenGL {fmt.majorVersion()}.{fmt.minorVersion()} < 3.3"
-        return None
-    finally:
-        dispose(surface, ctx)
+    _, problem = with_context(view_format(), lambda ctx: None, need=(3, 3))
+    return problem
 
 
 def require_gl() -> None:
