@@ -627,6 +627,17 @@ class DebugControls(QToolBar):
             t.join(timeout)
 
 
+def link_log_and_timeline(log, timeline) -> None:
+    """One selection for both: a row selected in the log is marked on the timeline;
+    a mark clicked on the timeline selects its row in the log."""
+
+    def log_selected(seq: int) -> None:
+        timeline.select_row(log.columns.history.row_index(seq))
+
+    log.sigSeqSelected.connect(log_selected)
+    timeline.sigSeqClicked.connect(lambda seq: log.select_seq(seq, emit=False))
+
+
 def install_debug_docks(window) -> DebugControls:
     """Add the update log, the timeline and the stepping toolbar to ``window`` (a
     ``MainWindow``), wired to each other, with a Debug menu; returns the controls.
@@ -649,11 +660,7 @@ def install_debug_docks(window) -> DebugControls:
     controls = DebugControls(session, columns, log, window.view, window.state, window)
     window.addToolBar(_Qt.ToolBarArea.TopToolBarArea, controls)
 
-    def log_selected(seq: int) -> None:
-        timeline.view.select_row(columns.history.row_index(seq))
-
-    log.sigSeqSelected.connect(log_selected)
-    timeline.view.sigSeqClicked.connect(lambda seq: log.select_seq(seq, emit=False))
+    link_log_and_timeline(log, timeline.view)
     def hovered(index) -> None:
         if index is not None:
             controls.hovered = tuple(index)
