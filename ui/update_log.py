@@ -185,27 +185,34 @@ class HistoryColumns(QObject):
             self.sigRowsChanged.emit(old_n, n, first_changed)
 
     def _append(self, rows: list[UpdateRow], a: int, b: int) -> None:
+        """Columns for rows [a, b): one list per column, assigned as a slice (numpy
+        item assignment per row would cost several times more)."""
         self._grow(b)
+        rs = rows[a:b]
         op_code = {name: k for k, name in enumerate(OP_NAMES)}
-        for k in range(a, b):
-            r = rows[k]
-            self.seq[k] = r.seq
-            self.count[k] = r.count
-            self.last[k] = r.seq + r.count - 1
-            self.prod[k] = self.producer_code(r.producer)
-            self.op[k] = op_code.get(r.op, -1)
-            self.t_enq[k] = r.t_enqueue_ns
-            box = r.bbox()
+        code = self._prod_code
+        self.seq[a:b] = [r.seq for r in rs]
+        self.count[a:b] = [r.count for r in rs]
+        self.last[a:b] = self.seq[a:b] + self.count[a:b] - 1
+        self.prod[a:b] = [code[r.producer] if r.producer in code else self.producer_code(r.producer)
+                          for r in rs]
+        self.op[a:b] = [op_code.get(r.op, -1) for r in rs]
+        self.t_enq[a:b] = [r.t_enqueue_ns for r in rs]
+        self.has_indices[a:b] = [r.indices is not None for r in rs]
+        los, his = [], []
+        for r in rs:
+            box = r.region if r.indices is None else r.bbox()
             if box is None:
-                self.box_lo[k] = 0
-                self.box_hi[k] = -1         # touches nothing
-            else:
-                self.box_lo[k] = 0
-                self.box_hi[k] = 1
-                d = len(box)
-                self.box_lo[k, MAX_DIMS - d:] = [lo for lo, _ in box]
-                self.box_hi[k, MAX_DIMS - d:] = [hi for _, hi in box]
-            self.has_indices[k] = r.indices is not None
+                los.append((0,) * MAX_DIMS)
+                his.append((-1,) * MAX_DIMS)    # touches nothing
+                continue
+            pad = (0,) * (MAX_DIMS - len(box))
+            los.append(pad + tuple(p for p, _ in box))
+            his.append((1,) * len(pad) + tuple(q for _, q in box))
+        lo = np.array(los, np.int64).reshape(-1, MAX_DIMS)
+        hi = np.array(his, np.int64).reshape(-1, MAX_DIMS)
+        self.box_lo[a:b] = lo
+        self.box_hi[a:b] = hi
         self.n = b
 
     def _settle(self, rows: list[UpdateRow], n: int) -> None:
