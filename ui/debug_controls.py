@@ -314,7 +314,10 @@ class DebugControls(QToolBar):
     def _on_manager(self) -> None:
         self._gen += 1
         if self.showing_back:
-            self.show_back(False)
+            # The window has set up the view for the new manager: nothing to restore.
+            self.showing_back = self._restore_texture = False
+            self.back_action.setChecked(False)
+            self.back_seq = None
         self.break_seq = None
         elems, ops, producers = self.watch
         if elems or ops or producers:

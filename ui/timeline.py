@@ -265,19 +265,21 @@ class TimelineView(QWidget):
         a, b = self._window(c.swap_t, len(c.swap_t))
         if b <= a:
             return
-        busy = set(np.unique(c.epoch[:c.visible_rows]).tolist())
         epochs = c.swap_epoch[a:b]
         xs = self.x_of(c.swap_t[a:b] - c.t0)
-        faint = b - a > self.plot_w() / 4    # too many to tell apart: only the busy ones
-        for x, e in zip(xs, epochs):
-            has = int(e) in busy
-            if not has and faint:
-                continue
+        busy = np.isin(epochs, c.epoch[:c.visible_rows])
+        crowded = b - a > self.plot_w() / 4      # too many to tell apart: only the busy ones
+        keep = np.flatnonzero(busy) if crowded else np.arange(b - a)
+        if len(keep) > self.plot_w():            # still more than pixels: one per pixel
+            _, first = np.unique(xs[keep].astype(np.int64), return_index=True)
+            keep = keep[first]
+        for j in keep:
+            x, e, has = float(xs[j]), int(epochs[j]), bool(busy[j])
             p.setPen(QPen(QColor(200, 40, 40, 170) if has else QColor(200, 40, 40, 45), 1,
                           Qt.PenStyle.SolidLine if has else Qt.PenStyle.DotLine))
             p.drawLine(QPointF(x, AXIS_H), QPointF(x, bottom))
-            if has and not faint:
-                p.drawText(QPointF(x + 2, AXIS_H + 10), f"e{int(e)}")
+            if has and not crowded:
+                p.drawText(QPointF(x + 2, AXIS_H + 10), f"e{e}")
 
     def _draw_depth(self, p: QPainter, top: float) -> None:
         c = self.columns

@@ -305,7 +305,7 @@ class LogFilter:
                                            self.box))
 
 
-COLUMNS = ("seq", "producer", "op", "region", "value", "enqueued ms", "applied ms",
+COLUMNS = ("seq", "producer", "op", "region", "value", "enq. ms", "applied ms",
            "epoch", "state")
 COL_SEQ, COL_PRODUCER, COL_OP, COL_REGION, COL_VALUE, COL_ENQ, COL_APP, COL_EPOCH, COL_STATE = \
     range(len(COLUMNS))
@@ -566,8 +566,8 @@ class UpdateLogDock(QDockWidget):
         hh = self.table.horizontalHeader()
         hh.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         hh.setStretchLastSection(True)
-        for col, width in ((COL_SEQ, 90), (COL_PRODUCER, 150), (COL_OP, 60), (COL_REGION, 190),
-                           (COL_VALUE, 90), (COL_ENQ, 85), (COL_APP, 85), (COL_EPOCH, 50)):
+        for col, width in ((COL_SEQ, 80), (COL_PRODUCER, 130), (COL_OP, 50), (COL_REGION, 150),
+                           (COL_VALUE, 60), (COL_ENQ, 72), (COL_APP, 84), (COL_EPOCH, 45)):
             self.table.setColumnWidth(col, width)
         v.addWidget(self.table, 1)
         self.setWidget(body)
@@ -666,13 +666,13 @@ class UpdateLogDock(QDockWidget):
     def _update_header(self) -> None:
         self._refresh_producers()
         n, shown = self.columns.n, self.model.rowCount()
-        text = f"{n:,} updates".replace(",", " ")
+        text = f"{_num(n)} updates"
         if self.model.filter.active:
-            text += f", {shown:,} shown".replace(",", " ")
+            text += f", {_num(shown)} shown"
         dropped = self.columns.history.dropped
         if dropped > 0:
-            text += (f" &nbsp;<b style='color:#b00'>{dropped:,} earlier events were lost: "
-                     f"the ring wrapped</b>").replace(",", " ")
+            text += (f" &nbsp;<b style='color:#b00'>{_num(dropped)} earlier events were lost: "
+                     "the ring wrapped</b>")
         self.header.setText(text)
 
     # -- follow-tail ---------------------------------------------------------------------
@@ -755,6 +755,11 @@ class UpdateLogDock(QDockWidget):
             if row is not None:
                 self.model.dataChanged.emit(self.model.index(row, 0),
                                             self.model.index(row, len(COLUMNS) - 1))
+
+
+def _num(n: int) -> str:
+    """12 345: thousands set apart by a space."""
+    return f"{n:,}".replace(",", " ")
 
 
 def _int_or_none(text: str) -> int | None:
