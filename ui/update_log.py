@@ -124,6 +124,7 @@ class HistoryColumns(QObject):
         self.has_indices = np.zeros(cap, bool)
         self.producers: list[str] = []
         self._prod_code: dict[str, int] = {}
+        self.boxed = 0             # rows [0, boxed) have box_lo/box_hi
         self.applied_rows = 0      # rows [0, applied_rows) are fully applied
         self.visible_rows = 0      # rows [0, visible_rows) are visible
         self.t0: int | None = None  # the first event's time: times are shown relative to it
@@ -199,8 +200,16 @@ class HistoryColumns(QObject):
         self.op[a:b] = [op_code.get(r.op, -1) for r in rs]
         self.t_enq[a:b] = [r.t_enqueue_ns for r in rs]
         self.has_indices[a:b] = [r.indices is not None for r in rs]
+        self.n = b
+
+    def _ensure_boxes(self) -> None:
+        """Bounding boxes of rows not boxed yet: made when a region filter first
+        needs them, not on every poll (they cost the most of all the columns)."""
+        a, b = self.boxed, self.n
+        if a >= b:
+            return
         los, his = [], []
-        for r in rs:
+        for r in self.history.rows[a:b]:
             box = r.region if r.indices is None else r.bbox()
             if box is None:
                 los.append((0,) * MAX_DIMS)
@@ -209,26 +218,34 @@ class HistoryColumns(QObject):
             pad = (0,) * (MAX_DIMS - len(box))
             los.append(pad + tuple(p for p, _ in box))
             his.append((1,) * len(pad) + tuple(q for _, q in box))
-        lo = np.array(los, np.int64).reshape(-1, MAX_DIMS)
-        hi = np.array(his, np.int64).reshape(-1, MAX_DIMS)
-        self.box_lo[a:b] = lo
-        self.box_hi[a:b] = hi
-        self.n = b
+        self.box_lo[a:b] = np.array(los, np.int64).reshape(-1, MAX_DIMS)
+        self.box_hi[a:b] = np.array(his, np.int64).reshape(-1, MAX_DIMS)
+        self.boxed = b
 
     def _settle(self, rows: list[UpdateRow], n: int) -> None:
         """Move the applied/visible pointers over the rows that reached that state
         (FIFO: the applied rows and the visible rows are each a prefix)."""
-        k = self.applied_rows
-        while k < n and (rows[k].applied >= rows[k].count or rows[k].epoch_visible is not None):
-            self.t_app[k] = rows[k].t_apply_ns if rows[k].t_apply_ns is not None else NO_TIME
+        start = k = self.applied_rows
+        times = []
+        while k < n:
+            r = rows[k]
+            if r.applied < r.count and r.epoch_visible is None:
+                break
+            times.append(NO_TIME if r.t_apply_ns is None else r.t_apply_ns)
             k += 1
+        self.t_app[start:k] = times
         self.applied_rows = k
         if k < n and rows[k].t_apply_ns is not None:      # a set_many run part-applied
             self.t_app[k] = rows[k].t_apply_ns
-        k = self.visible_rows
-        while k < n and rows[k].epoch_visible is not None:
-            self.epoch[k] = rows[k].epoch_visible
+        start = k = self.visible_rows
+        epochs = []
+        while k < n:
+            e = rows[k].epoch_visible
+            if e is None:
+                break
+            epochs.append(e)
             k += 1
+        self.epoch[start:k] = epochs
         self.visible_rows = k
 
     def _read_marks(self, h: UpdateHistory) -> bool:
@@ -272,6 +289,7 @@ class HistoryColumns(QObject):
         if flt.seq_hi is not None:
             mask &= self.seq[a:b] <= flt.seq_hi
         if flt.box is not None:
+            self._ensure_boxes()
             d = len(flt.box)
             lo = np.zeros(MAX_DIMS, np.int64)
             hi = np.ones(MAX_DIMS, np.int64)
