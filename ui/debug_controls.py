@@ -418,7 +418,8 @@ class DebugControls(QToolBar):
             elif r.op == "set" and r.region is not None:
                 where = "(" + ", ".join(str(a) for a, _ in r.region) + ")"
             else:
-                where = region_text(r.region) if r.region is not None else "?"
+                where = (region_text(r.region) if r.region is not None
+                         else "(where: not recorded by this backend)")
         return f"stopped before seq {seq} ({r.op} by {r.producer}) writing {where}"
 
     # -- actions ------------------------------------------------------------------------------

@@ -223,6 +223,11 @@ class TimelineView(QWidget):
             p.setPen(QColor(60, 60, 60))
             p.drawText(QPointF(x + 11, legend_y), name)
             x += 16 + p.fontMetrics().horizontalAdvance(name)
+        p.setPen(QPen(QColor(200, 40, 40, 170), 1))
+        p.drawLine(QPointF(x + 4, legend_y - 9), QPointF(x + 4, legend_y + 1))
+        p.setPen(QColor(60, 60, 60))
+        p.drawText(QPointF(x + 9, legend_y), "swap (eN: epoch N became visible; dotted: "
+                   "nothing new)   ▼ stopped by a watch")
         p.setPen(QColor(200, 200, 200))
         p.drawLine(QPointF(LABEL_W, 0), QPointF(LABEL_W, depth_y + DEPTH_H))
         self.marks_drawn = 0
@@ -273,13 +278,16 @@ class TimelineView(QWidget):
         if len(keep) > self.plot_w():            # still more than pixels: one per pixel
             _, first = np.unique(xs[keep].astype(np.int64), return_index=True)
             keep = keep[first]
+        label_end = -1e9
         for j in keep:
             x, e, has = float(xs[j]), int(epochs[j]), bool(busy[j])
             p.setPen(QPen(QColor(200, 40, 40, 170) if has else QColor(200, 40, 40, 45), 1,
                           Qt.PenStyle.SolidLine if has else Qt.PenStyle.DotLine))
             p.drawLine(QPointF(x, AXIS_H), QPointF(x, bottom))
-            if has and not crowded:
-                p.drawText(QPointF(x + 2, AXIS_H + 10), f"e{e}")
+            label = f"e{e}"
+            if has and x > label_end:      # a label only where it does not cover the last
+                p.drawText(QPointF(x + 2, AXIS_H + 10), label)
+                label_end = x + 8 + p.fontMetrics().horizontalAdvance(label)
 
     def _draw_depth(self, p: QPainter, top: float) -> None:
         c = self.columns

@@ -496,7 +496,7 @@ class UpdateLogModel(QAbstractTableModel):
             dropped = " (payload let go)" if r.payload_dropped else ""
             return f"{r.count} elements{where}{dropped}"
         if r.region is None:
-            return ""
+            return "—"     # the event does not say (a backend that records no payload)
         if r.op == "set":
             return "(" + ", ".join(str(a) for a, _ in r.region) + ")"
         return region_text(r.region)
@@ -506,7 +506,7 @@ class UpdateLogModel(QAbstractTableModel):
         if r.value is not None and r.op != "write":
             return format_value(float(r.value))
         if r.values is None:
-            return "data" if r.op == "write" else ""
+            return "data" if r.op == "write" else "—"
         v = np.asarray(r.values)
         if r.op == "write":
             return "data " + "×".join(str(s) for s in v.shape)
@@ -518,7 +518,10 @@ class UpdateLogModel(QAbstractTableModel):
         return f"{format_value(float(finite.min()))} … {format_value(float(finite.max()))}"
 
     def tooltip(self, r: UpdateRow) -> str:
-        parts = [f"seq {self.text(r, COL_SEQ)}: {r.op} by {r.producer}", self.region(r)]
+        where = self.region(r)
+        if where == "—":
+            where = "what it wrote is not in its events (this backend does not record it)"
+        parts = [f"seq {self.text(r, COL_SEQ)}: {r.op} by {r.producer}", where]
         enq, app = self.columns.ms(r.t_enqueue_ns), self.columns.ms(r.t_apply_ns)
         parts.append(f"enqueued {_ms_text(enq)} ms" + (f", applied {_ms_text(app)} ms"
                                                          if app is not None else ", pending"))
