@@ -215,6 +215,12 @@ def test_follow_tail_keeps_the_newest_in_view_until_the_user_scrolls_up(qtbot, d
     assert not dock.follow.isChecked()
     grow(dock.h, dock.columns, 900, batch=100)
     assert bar.value() == 10, "not following: the view stays where the user put it"
+    bar.setValue(bar.maximum())                        # the user scrolls back to the end
+    assert dock.follow.isChecked()
+    grow(dock.h, dock.columns, 1000, batch=100)
+    qtbot.waitUntil(lambda: bar.value() == bar.maximum(), timeout=5000)
+    dock.select_seq(5)                                 # looking at one row: not following
+    assert not dock.follow.isChecked()
     dock.follow.setChecked(True)
     qtbot.waitUntil(lambda: bar.value() == bar.maximum(), timeout=5000)
 

@@ -630,7 +630,8 @@ class UpdateLogDock(QDockWidget):
         self.follow.setText("Follow")
         self.follow.setCheckable(True)
         self.follow.setChecked(True)
-        self.follow.setToolTip("Keep the newest update in view (scrolling up turns it off)")
+        self.follow.setToolTip("Keep the newest update in view (scrolling up turns it off, "
+                               "scrolling to the end turns it on)")
         self.follow.toggled.connect(lambda on: on and self.scroll_to_tail())
         row.addWidget(QLabel("Show"))
         row.addWidget(self.producer_combo)
@@ -713,10 +714,13 @@ class UpdateLogDock(QDockWidget):
             self.scroll_to_tail()
 
     def _on_scrolled(self, value: int) -> None:
-        if self._scrolling or not self.follow.isChecked():
+        if self._scrolling:
             return
-        if value < self.table.verticalScrollBar().maximum():
+        bottom = self.table.verticalScrollBar().maximum()
+        if self.follow.isChecked() and value < bottom:
             self.follow.setChecked(False)          # the user scrolled up: stop following
+        elif not self.follow.isChecked() and value == bottom > 0:
+            self.follow.setChecked(True)           # back at the newest: follow again
 
     # -- selection ---------------------------------------------------------------------------
     def selected_seq(self) -> int | None:
