@@ -71,6 +71,7 @@ def test_a_step_marks_what_it_applied_and_the_back_view_shows_the_back(make_wind
 
         ref.step(1)
         qtbot.waitUntil(lambda: ref.stats().applied_seq == 2, timeout=5000)
+        sampled = w.view.using_shared_texture
         dc.show_back(True)
         qtbot.waitUntil(lambda: dc.back_seq == 2, timeout=5000)
         assert np.array_equal(w.view.front(), ref.back()), "the view shows the back"
@@ -86,6 +87,8 @@ def test_a_step_marks_what_it_applied_and_the_back_view_shows_the_back(make_wind
     dc.show_back(False)
     qtbot.waitUntil(lambda: np.array_equal(w.view.front(), np.ones((4, 6), np.float32)),
                     timeout=5000)
+    assert w.view.using_shared_texture == sampled, "the view samples the front as before"
+
     dc.set_paused(False)
     assert log.model.stepped_row is None, "running: nothing is marked as just applied"
 

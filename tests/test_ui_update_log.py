@@ -270,3 +270,20 @@ def test_plane_boxes_of_1d_2d_3d_regions():
     assert plane_box(((0, 2), (1, 2), (3, 4)), 3) == (((1, 2), (3, 4)), (0, 2))
     assert nd_box(((0, 1), (2, 5)), 1) == ((2, 5),)
     assert nd_box(((1, 2), (3, 4)), 3, z=7) == ((7, 8), (1, 2), (3, 4))
+
+
+def test_painting_a_hundred_thousand_rows_asks_only_for_the_rows_in_view(qtbot, dock):
+    grow(dock.h, dock.columns, 100_000, batch=50_000)
+    calls = []
+    data = dock.model.data
+
+    def counting(index, role=0):
+        calls.append(index.row())
+        return data(index, role)
+
+    dock.model.data = counting     # the view calls the Python override
+    dock.table.viewport().grab()
+    assert calls, "the table painted"
+    rows = set(calls)
+    shown = dock.table.viewport().height() // dock.table.verticalHeader().defaultSectionSize() + 2
+    assert len(rows) <= shown and min(rows) >= 100_000 - shown, "only the tail, in view"
