@@ -33,6 +33,7 @@ from . import colormaps
 from .buffer_view import BufferView
 from .color_bar import ColorBar, format_value
 from .control_panel import ControlPanel
+from .debug_controls import install_debug_docks
 from .display_state import DisplayState
 from .message_log import MessageLog
 from .session import Session, backend_problem
@@ -89,6 +90,7 @@ class MainWindow(QMainWindow):
         self._status_timer.timeout.connect(self._update_status)
         self._status_timer.start(int(1000 / READOUT_HZ))
 
+        install_debug_docks(self)   # update log, timeline, stepping toolbar, Debug menu
         self._open_initial(backend, shape, scenario)
         self.resize(1400, 900)
 

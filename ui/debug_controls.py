@@ -1,0 +1,695 @@
+"""``DebugControls``: stepping that shows — pause, resume, step, run to a seq or an
+epoch, watchpoints, and the Front/Back toggle — as a toolbar, plus
+``install_debug_docks(window)``, which adds the update log, the timeline and
+these controls to a ``MainWindow``.
+
+Everything it shows comes from the app's one ``UpdateHistory`` (through the
+shared ``HistoryColumns``) and the manager's stats:
+
+* while paused, the log marks the update applied last (blue) and, after a step,
+  selects it (its region is outlined on the view);
+* when a watch stops the worker (a ``break`` event), the session is put in the
+  paused state too, the status line says "stopped before seq 4107 (set by
+  racing-producer-2) writing (3, 7)" and the log selects that row (orange);
+* the Front/Back toggle shows ``manager.back()`` — the buffer being built — in the
+  view, fetched on a short-lived thread and handed back through a queued signal
+  (the GUI thread never waits on the manager); every step fetches it again.
+
+Backends without ``capabilities.back``/``.watch`` get these controls disabled,
+with a tooltip saying why.
+
+Signals
+-------
+sigStopped(int)     a watch stopped the worker before this (session-wide) seq
+"""
+
+from __future__ import annotations
+
+import threading
+
+from PyQt6.QtCore import Qt, pyqtSignal
+from PyQt6.QtGui import QAction, QKeySequence
+from PyQt6.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMenu,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.manager import OP_NAMES
+
+from .update_log import HistoryColumns, region_text
+
+
+def parse_elements(text: str) -> list[tuple[int, ...]]:
+    """``"3, 7; 4, 8"`` -> ``[(3, 7), (4, 8)]`` (ValueError naming what is wrong)."""
+    out = []
+    for part in text.replace("(", " ").replace(")", " ").split(";"):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            out.append(tuple(int(x) for x in part.replace(",", " ").split()))
+        except ValueError:
+            raise ValueError(f"not an element index: {part!r} (write e.g. 3, 7)") from None
+    return out
+
+
+class WatchDialog(QDialog):
+    """Pause before an update that writes an element, has an op, or comes from a
+    producer (any one of them). Prefilled with the current watch, or the hovered
+    or selected element."""
+
+    def __init__(self, controls: DebugControls, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Watchpoints")
+        self.controls = controls
+        elems, ops, producers = controls.watch
+        form = QFormLayout()
+        self.elements = QLineEdit()
+        self.elements.setObjectName("watch_elements")
+        self.elements.setPlaceholderText("3, 7   (several: 3, 7; 4, 8)")
+        if elems:
+            self.elements.setText("; ".join(", ".join(map(str, e)) for e in elems))
+        elif controls.suggested_element() is not None:
+            self.elements.setText(", ".join(map(str, controls.suggested_element())))
+        form.addRow("writes element", self.elements)
+        op_row = QHBoxLayout()
+        self.op_checks = {}
+        for name in OP_NAMES:
+            box = QCheckBox(name)
+            box.setChecked(name in ops)
+            self.op_checks[name] = box
+            op_row.addWidget(box)
+        form.addRow("has op", op_row)
+        self.producers = QListWidget()
+        self.producers.setObjectName("watch_producers")
+        self.producers.setMaximumHeight(110)
+        for name in dict.fromkeys([*controls.columns.producers, *producers]):
+            item = QListWidgetItem(name)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if name in producers
+                               else Qt.CheckState.Unchecked)
+            self.producers.addItem(item)
+        form.addRow("comes from", self.producers)
+        self.error = QLabel()
+        self.error.setStyleSheet("color: #b00")
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                                   | QDialogButtonBox.StandardButton.Cancel
+                                   | QDialogButtonBox.StandardButton.Reset)
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Set watch")
+        buttons.button(QDialogButtonBox.StandardButton.Reset).setText("Clear all")
+        buttons.accepted.connect(self.apply)
+        buttons.rejected.connect(self.reject)
+        buttons.button(QDialogButtonBox.StandardButton.Reset).clicked.connect(self.clear)
+        v = QVBoxLayout(self)
+        v.addWidget(QLabel("The worker pauses itself before an update that matches any of these."))
+        v.addLayout(form)
+        v.addWidget(self.error)
+        v.addWidget(buttons)
+
+    def chosen(self):
+        elems = parse_elements(self.elements.text())
+        ops = [n for n, b in self.op_checks.items() if b.isChecked()]
+        producers = [self.producers.item(i).text() for i in range(self.producers.count())
+                     if self.producers.item(i).checkState() == Qt.CheckState.Checked]
+        return elems, ops, producers
+
+    def apply(self) -> None:
+        try:
+            problem = self.controls.set_watch(*self.chosen())
+        except ValueError as exc:
+            problem = str(exc)
+        if problem:
+            self.error.setText(problem)
+            return
+        self.accept()
+
+    def clear(self) -> None:
+        self.controls.set_watch([], [], [])
+        self.accept()
+
+
+class DebugControls(QToolBar):
+    """The stepping toolbar (see the module docstring).
+
+    Parameters
+    ----------
+    session
+        the app's ``Session`` (every manager call goes through it or is guarded here)
+    columns
+        the ``HistoryColumns`` the log and timeline read
+    log
+        the ``UpdateLogDock`` whose rows are marked and selected
+    view
+        the ``BufferView`` the Front/Back toggle draws into
+
+    Signals
+    -------
+    sigStopped(int)
+        a watch stopped the worker before this (session-wide) seq
+    """
+
+    sigStopped = pyqtSignal(int)
+    _sigBack = pyqtSignal(int, object, object, object)   # generation, back, applied seq, error
+
+    def __init__(self, session, columns: HistoryColumns, log, view, state=None,
+                 parent: QWidget | None = None) -> None:
+        super().__init__("Debug", parent)
+        self.setObjectName("DebugControls")
+        self.session = session
+        self.columns = columns
+        self.log = log
+        self.view = view
+        self.state = state
+        self.watch: tuple[list, list, list] = ([], [], [])
+        self.hovered: tuple[int, ...] | None = None
+        self.epoch_target: int | None = None
+        self.break_seq: int | None = None       # the watch stop being shown (session-wide seq)
+        self._breaks_seen = 0
+        self._stepping = False                  # a step was asked: select what it applied
+        self._last_applied_row: int | None = None
+        self._resay: str | None = None
+        self._gen = 0
+        self._fetching = False
+        self._fetch_again = False
+        self._thread: threading.Thread | None = None
+        self._restore_texture = False
+        self.showing_back = False
+        self.back_seq: int | None = None        # the back shown holds the updates through this
+        self._sigBack.connect(self._on_back, Qt.ConnectionType.QueuedConnection)
+
+        def act(text, slot, key=None, tip=""):
+            a = QAction(text, self)
+            if key:
+                a.setShortcut(QKeySequence(key))
+                a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            a.setToolTip(f"{tip} ({key})" if key and tip else tip or text)
+            a.triggered.connect(slot)
+            self.addAction(a)
+            return a
+
+        self.resume_action = act("Resume", lambda: self.set_paused(False), "F5",
+                                 "Let the worker apply updates again")
+        self.pause_action = act("Pause", lambda: self.set_paused(True), "Shift+F5",
+                                "Stop the worker before its next update")
+        self.step_action = act("Step", self.step, None,
+                               "Apply exactly the next queued update (F10)")
+        self.run_seq_action = act("Run to seq…", self.ask_run_to_seq, "Ctrl+G",
+                                  "Step until a sequence number is applied")
+        self.run_epoch_action = act("Run to epoch…", self.ask_run_to_epoch, None,
+                                    "Resume, and pause when an epoch becomes visible")
+        self.addSeparator()
+        self.watch_action = act("Watchpoints…", self.edit_watch, "Ctrl+B",
+                                "Pause before an update that writes an element, has an op "
+                                "or comes from a producer")
+        self.back_action = act("Show back", self.toggle_back, None,
+                               "Show the back buffer (the one being built) instead of the front")
+        self.back_action.setCheckable(True)
+        self.addSeparator()
+        self.status = QLabel()
+        self.status.setObjectName("debug_status")
+        self.status.setContentsMargins(6, 0, 6, 0)
+        self.addWidget(self.status)
+
+        session.sigPausedChanged.connect(self._on_paused)
+        session.sigManagerChanged.connect(self._on_manager)
+        session.sigFrontChanged.connect(self._on_front)
+        session.sigSyncFinished.connect(self._on_sync_finished)
+        columns.sigRowsChanged.connect(self._on_rows)
+        columns.sigReset.connect(self._on_reset)
+        self._on_manager()
+
+    # -- state -------------------------------------------------------------------------
+    @property
+    def manager(self):
+        return self.session.manager
+
+    def _caps(self):
+        m = self.manager
+        return None if m is None else m.capabilities
+
+    def _seq_offset(self) -> int:
+        return int(getattr(self.session, "seq_offset", 0))
+
+    def say(self, text: str) -> None:
+        self.session.say(text)
+
+    def suggested_element(self) -> tuple[int, ...] | None:
+        """The hovered element, else the top-left of the view's selection."""
+        if self.hovered is not None:
+            return tuple(self.hovered)
+        sel = self.state.selection if self.state is not None else None
+        if sel is None:
+            return None
+        (r0, _), (c0, _) = sel
+        ndim = len(self.session.shape)
+        if ndim == 1:
+            return (c0,)
+        if ndim == 3:
+            return (self.state.z, r0, c0)
+        return (r0, c0)
+
+    def _enable(self) -> None:
+        caps = self._caps()
+        paused = self.session.paused
+        has = self.manager is not None
+        backend = self.session.backend or "this"
+        self.resume_action.setEnabled(has and paused)
+        self.pause_action.setEnabled(has and not paused)
+        self.step_action.setEnabled(has and paused)
+        self.run_seq_action.setEnabled(has)
+        self.run_epoch_action.setEnabled(has)
+        can_back = bool(caps and caps.back)
+        self.back_action.setEnabled(can_back and paused)
+        self.back_action.setToolTip(
+            "Show the back buffer (the one being built) instead of the front"
+            if can_back and paused else
+            ("Pause first: the back changes while the worker runs" if can_back else
+             f"the {backend} backend cannot show its back buffer yet"))
+        can_watch = bool(caps and caps.watch)
+        self.watch_action.setEnabled(can_watch)
+        self.watch_action.setToolTip(
+            "Pause before an update that writes an element, has an op or comes from a "
+            "producer (Ctrl+B)" if can_watch else f"the {backend} backend has no watchpoints yet")
+        self._update_status()
+
+    def _update_status(self) -> None:
+        s = self.session
+        st = s.last_stats
+        parts = []
+        if self.break_seq is not None:
+            parts.append(f"stopped before seq {self.break_seq}")
+        elif s.paused:
+            parts.append("paused")
+        else:
+            parts.append("running")
+        if st is not None:
+            off = self._seq_offset()
+            parts.append(f"applied through seq {st.applied_seq + off}")
+            parts.append(f"{st.pending} queued")
+        if self.epoch_target is not None:
+            parts.append(f"running to epoch {self.epoch_target}")
+        elems, ops, producers = self.watch
+        if elems or ops or producers:
+            w = [", ".join(f"({', '.join(map(str, e))})" for e in elems), ", ".join(ops),
+                 ", ".join(producers)]
+            parts.append("watch: " + "; ".join(x for x in w if x))
+        if self.showing_back:
+            parts.append("view: BACK buffer" + (f" (through seq {self.back_seq})"
+                                                if self.back_seq is not None else ""))
+        self.status.setText("  ·  ".join(parts))
+
+    # -- session events ------------------------------------------------------------------
+    def _on_manager(self) -> None:
+        self._gen += 1
+        if self.showing_back:
+            # The window has set up the view for the new manager: nothing to restore.
+            self.showing_back = self._restore_texture = False
+            self.back_action.setChecked(False)
+            self.back_seq = None
+        self.break_seq = None
+        elems, ops, producers = self.watch
+        if elems or ops or producers:
+            caps = self._caps()
+            if caps is not None and caps.watch:
+                self.set_watch(elems, ops, producers)
+            else:
+                self.watch = ([], [], [])
+                self.say(f"watchpoints dropped: the {self.session.backend} backend has none")
+        self._enable()
+
+    def _on_paused(self, paused: bool) -> None:
+        if not paused:
+            self.break_seq = None
+            self.log.mark_rows(None, None)
+            self._last_applied_row = None
+            if self.showing_back:
+                self.show_back(False)
+        else:
+            self._mark_applied(select=False)
+        self._enable()
+
+    def _on_front(self, epoch: int, _front) -> None:
+        if self.epoch_target is not None and epoch >= self.epoch_target:
+            target, self.epoch_target = self.epoch_target, None
+            self.set_paused(True)
+            self.say(f"paused: epoch {epoch} is visible (ran to epoch {target})")
+        if self.showing_back:
+            self._fetch_back()       # the window drew the new front: draw the back again
+        self._update_status()
+
+    def _on_sync_finished(self, _req: int, _epoch: int, error: str) -> None:
+        if error and self._resay:
+            self.say(self._resay)    # a sync that timed out on the stop buried the stop message
+            self._resay = None
+
+    def _on_reset(self) -> None:
+        self._breaks_seen = 0
+        self.break_seq = None
+        self._last_applied_row = None
+
+    def _on_rows(self, *_a) -> None:
+        breaks = self.columns.breaks
+        if len(breaks) > self._breaks_seen:
+            self._breaks_seen = len(breaks)
+            self._on_break(breaks[-1][1])
+        if self.session.paused:
+            self._mark_applied(select=self._stepping)
+        self._update_status()
+
+    def _mark_applied(self, select: bool) -> None:
+        c = self.columns
+        k = c.newest_applied_row()
+        stop = None
+        if self.break_seq is not None:
+            stop = c.history.row_index(self.break_seq)
+            r = None if stop is None else c.history.rows[stop]
+            if r is not None and r.seq + r.applied > self.break_seq:
+                self.break_seq, stop = None, None       # stepped past the stop
+        self.log.mark_rows(k, stop)
+        if k is not None and k != self._last_applied_row:
+            if select and self.break_seq is None:
+                r = c.history.rows[k]
+                self.log.select_seq(r.seq)
+                done = r.seq + r.applied - 1
+                what = f"seq {done}" if r.count == 1 else f"seq {done} (of {r.seq}–{r.last_seq})"
+                self.say(f"stepped: applied {what}, {r.op} by {r.producer}")
+                self._stepping = False
+            self._last_applied_row = k
+            if self.showing_back:
+                self._fetch_back()
+
+    def _on_break(self, seq: int) -> None:
+        """A watch stopped the worker before ``seq`` (session-wide)."""
+        self.epoch_target = None
+        self.break_seq = seq
+        if not self.session.paused:
+            self.session.set_paused(True)   # the worker paused itself: say so everywhere
+        text = self.stop_text(seq)
+        self.say(text)
+        self._resay = text
+        self.log.select_seq(seq)
+        self._mark_applied(select=False)
+        self.sigStopped.emit(seq)
+        self._update_status()
+
+    def stop_text(self, seq: int) -> str:
+        """"stopped before seq 4107 (set by racing-producer-2) writing (3, 7)"."""
+        r = self.columns.history.row_of(seq)
+        if r is None:
+            return f"stopped before seq {seq} (a watchpoint)"
+        if r.indices is not None:
+            where = "(" + ", ".join(str(int(i)) for i in r.indices[seq - r.seq]) + ")"
+        else:
+            hit = [e for e in self.watch[0] if r.touches(e)]
+            if hit:
+                where = "(" + ", ".join(map(str, hit[0])) + ")"
+            elif r.op == "set" and r.region is not None:
+                where = "(" + ", ".join(str(a) for a, _ in r.region) + ")"
+            else:
+                where = (region_text(r.region) if r.region is not None
+                         else "(where: not recorded by this backend)")
+        return f"stopped before seq {seq} ({r.op} by {r.producer}) writing {where}"
+
+    # -- actions ------------------------------------------------------------------------------
+    def set_paused(self, paused: bool) -> None:
+        if paused != self.session.paused:
+            self.session.set_paused(paused)
+        elif not paused and self.break_seq is not None:
+            self.session.set_paused(False)   # resume from a watch stop
+
+    def step(self) -> None:
+        """Apply exactly the next queued update; says so when none is queued (a step
+        is never saved up for an update that is not queued yet)."""
+        if not self.session.paused:
+            self.say("step: pause first (Shift+F5)")
+            return
+        st = self._stats()
+        if st is None:
+            return
+        if st.pending == 0:
+            self.say("step: nothing is queued — Step applies the next update once one is "
+                     "enqueued (no step is saved up)")
+            return
+        self._stepping = True
+        self.session.step(1)
+
+    def note_step(self) -> None:
+        """Another control stepped (the Run menu's F10): select what it applies."""
+        if self.session.paused:
+            self._stepping = True
+
+    def _stats(self):
+        m = self.manager
+        if m is None:
+            return None
+        try:
+            st = m.stats()
+        except Exception as exc:
+            self.say(f"stats: {type(exc).__name__}: {exc}")
+            return None
+        self.session.last_stats = st
+        return st
+
+    def run_to_seq(self, seq: int) -> int:
+        """Step until session-wide ``seq`` is applied (pausing first); returns the
+        number of element updates stepped (0: already applied or nothing queued)."""
+        if self.manager is None:
+            return 0
+        if not self.session.paused:
+            self.session.set_paused(True)
+        st = self._stats()
+        if st is None:
+            return 0
+        off = self._seq_offset()
+        applied, last = st.applied_seq + off, st.last_seq + off
+        if seq <= applied:
+            self.say(f"run to seq {seq}: already applied (applied through seq {applied})")
+            return 0
+        target = min(int(seq), last)
+        if target <= applied:
+            self.say(f"run to seq {seq}: nothing is queued after seq {applied} "
+                     "(no step is saved up for updates not yet enqueued)")
+            return 0
+        n = target - applied
+        self._stepping = True
+        self.session.step(n)
+        more = f"; only up to seq {last} is queued, so it stops there" if seq > last else ""
+        self.say(f"run to seq {seq}: stepping {n} update{'s' if n != 1 else ''}{more}")
+        return n
+
+    def run_to_epoch(self, epoch: int) -> bool:
+        """Resume, and pause again once ``epoch`` is visible."""
+        if self.manager is None:
+            return False
+        if epoch <= self.session.epoch:
+            self.say(f"run to epoch {epoch}: epoch {self.session.epoch} is already visible")
+            return False
+        self.epoch_target = int(epoch)
+        if not self.session.autosync:
+            self.say(f"run to epoch {epoch}: auto-sync is off — each Synchronize makes one epoch")
+        self.set_paused(False)
+        self._update_status()
+        return True
+
+    def ask_run_to_seq(self) -> None:
+        st = self.session.last_stats
+        off = self._seq_offset()
+        start = (st.applied_seq + off + 1) if st is not None else 1
+        n, ok = QInputDialog.getInt(self, "Run to seq", "Apply updates up to and including seq:",
+                                    start, 1, 2**31 - 1)
+        if ok:
+            self.run_to_seq(n)
+
+    def ask_run_to_epoch(self) -> None:
+        n, ok = QInputDialog.getInt(self, "Run to epoch", "Resume and pause when this epoch "
+                                    "is visible:", self.session.epoch + 1, 1, 2**31 - 1)
+        if ok:
+            self.run_to_epoch(n)
+
+    # -- watchpoints ----------------------------------------------------------------------------
+    def edit_watch(self) -> None:
+        dlg = WatchDialog(self, self.window())
+        dlg.exec()
+
+    def set_watch(self, elements, ops, producers) -> str | None:
+        """Set the manager's watch (all empty: clear it); returns the problem, if any."""
+        m = self.manager
+        if m is None:
+            return "no buffer manager is open"
+        if not m.capabilities.watch:
+            return f"the {self.session.backend} backend has no watchpoints yet"
+        try:
+            m.set_watch(elements=list(elements), ops=list(ops), producers=list(producers))
+        except (ValueError, TypeError) as exc:
+            return str(exc)
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+        self.watch = ([tuple(e) for e in elements], list(ops), list(producers))
+        self.say("watchpoints cleared" if not (elements or ops or producers)
+                 else "watching: " + self.status_watch_text())
+        self._update_status()
+        return None
+
+    def status_watch_text(self) -> str:
+        elems, ops, producers = self.watch
+        parts = []
+        if elems:
+            parts.append("writes " + ", ".join(f"({', '.join(map(str, e))})" for e in elems))
+        if ops:
+            parts.append("op " + "/".join(ops))
+        if producers:
+            parts.append("from " + ", ".join(producers))
+        return "; ".join(parts)
+
+    # -- Front/Back ------------------------------------------------------------------------------
+    def toggle_back(self, on: bool) -> None:
+        self.show_back(on)
+
+    def show_back(self, on: bool) -> None:
+        """Show the back buffer (while paused) or the front again."""
+        caps = self._caps()
+        if on and not (caps and caps.back and self.session.paused):
+            self.back_action.setChecked(False)
+            self.say("Show back: pause a backend that can show its back buffer first")
+            return
+        if on == self.showing_back:
+            self.back_action.setChecked(on)
+            return
+        self.showing_back = on
+        self.back_action.setChecked(on)
+        if on:
+            self._restore_texture = self.view.using_shared_texture
+            self._fetch_back()
+        else:
+            self._gen += 1
+            self.back_seq = None
+            m = self.manager
+            if self._restore_texture and m is not None and m.capabilities.front_texture:
+                self.view.set_texture_source(
+                    m.front_texture, m.request_front_range if m.capabilities.gpu_range else None)
+            self._restore_texture = False
+            self.session.refresh_front()
+        self._update_status()
+
+    def _fetch_back(self) -> None:
+        if self._fetching:
+            self._fetch_again = True
+            return
+        m = self.manager
+        if m is None:
+            return
+        gen = self._gen
+        self._fetching = True
+        off = self._seq_offset()
+
+        def work() -> None:
+            try:
+                back = m.back()
+                applied = m.stats().applied_seq + off
+                self._sigBack.emit(gen, back, applied, None)
+            except Exception as exc:
+                self._sigBack.emit(gen, None, None, exc)
+
+        self._thread = threading.Thread(target=work, name="bufferscope-back", daemon=True)
+        self._thread.start()
+
+    def _on_back(self, gen: int, back, applied, error) -> None:
+        self._fetching = False
+        if self._fetch_again:
+            self._fetch_again = False
+            if self.showing_back:
+                self._fetch_back()
+                return
+        if gen != self._gen or not self.showing_back:
+            return
+        if error is not None:
+            self.say(f"reading the back buffer: {type(error).__name__}: {error}")
+            self.show_back(False)
+            return
+        if self.view.using_shared_texture:
+            self.view.set_texture_source(None)     # draw the copy we hand it
+        self.view.set_front(back, self.session.epoch)
+        self.back_seq = applied
+        self._update_status()
+
+    def wait_idle(self, timeout: float = 5.0) -> None:
+        """Join the back-buffer thread (tests, teardown)."""
+        t = self._thread
+        if t is not None:
+            t.join(timeout)
+
+
+def link_log_and_timeline(log, timeline) -> None:
+    """One selection for both: a row selected in the log is marked on the timeline;
+    a mark clicked on the timeline selects its row in the log."""
+
+    def log_selected(seq: int) -> None:
+        timeline.select_row(log.columns.history.row_index(seq))
+
+    log.sigSeqSelected.connect(log_selected)
+    timeline.sigSeqClicked.connect(lambda seq: log.select_seq(seq, emit=False))
+
+
+def install_debug_docks(window) -> DebugControls:
+    """Add the update log, the timeline and the stepping toolbar to ``window`` (a
+    ``MainWindow``), wired to each other, with a Debug menu; returns the controls.
+    ``window.history_feed`` is made when the window has none."""
+    from PyQt6.QtCore import Qt as _Qt
+
+    from .history_feed import HistoryFeed
+    from .timeline import TimelineDock
+    from .update_log import UpdateLogDock
+
+    feed = getattr(window, "history_feed", None)
+    if feed is None:
+        feed = window.history_feed = HistoryFeed(window.session, window)
+    columns = HistoryColumns(feed, window)
+    session = window.session
+    log = UpdateLogDock(columns, window.state, lambda: len(session.shape) or 2, window)
+    timeline = TimelineDock(columns, window)
+    window.addDockWidget(_Qt.DockWidgetArea.BottomDockWidgetArea, log)
+    window.addDockWidget(_Qt.DockWidgetArea.BottomDockWidgetArea, timeline)
+    controls = DebugControls(session, columns, log, window.view, window.state, window)
+    window.addToolBar(_Qt.ToolBarArea.TopToolBarArea, controls)
+
+    link_log_and_timeline(log, timeline.view)
+    def hovered(index) -> None:
+        if index is not None:
+            controls.hovered = tuple(index)
+
+    window.view.sigHover.connect(hovered)
+    step = getattr(window, "step_action", None)
+    if step is not None:
+        step.triggered.connect(controls.note_step)
+
+    bar = window.menuBar()
+    help_menu = next((a for a in bar.actions() if a.text() == "&Help"), None)
+    menu = QMenu("&Debug", bar)
+    if help_menu is not None:
+        bar.insertMenu(help_menu, menu)
+    else:
+        bar.addMenu(menu)
+    for a in (controls.resume_action, controls.pause_action, controls.step_action,
+              controls.run_seq_action, controls.run_epoch_action):
+        menu.addAction(a)
+    menu.addSeparator()
+    menu.addAction(controls.watch_action)
+    menu.addAction(controls.back_action)
+    menu.addSeparator()
+    menu.addAction(log.toggleViewAction())
+    menu.addAction(timeline.toggleViewAction())
+    window.update_log, window.timeline, window.debug_controls = log, timeline, controls
+    window.history_columns = columns
+    return controls

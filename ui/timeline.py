@@ -1,0 +1,452 @@
+"""``TimelineDock``: the updates on a time axis (Perfetto's tracks), read from the
+app's one ``UpdateHistory`` through the shared ``HistoryColumns``.
+
+One lane per producer (an enqueue mark for each of its updates), a worker lane
+(an apply mark per update, red triangles where a watch stopped the worker),
+vertical lines at swaps (faint for epochs that made no update visible), and a
+queue-depth area chart (updates enqueued minus updates applied, at each pixel's
+time). Wheel zooms about the cursor, drag pans, double-click fits everything
+(and keeps fitting as new updates arrive, until the next zoom or pan).
+
+Only what is in view is drawn: the marks of the visible time window are found by
+binary search over the (time-ordered) columns, and when there are more of them
+than pixels they are drawn as per-pixel density bars instead of one mark each —
+100 000+ updates stay smooth. Hovering a mark names its update; clicking selects
+it (``sigSeqClicked``), which the app routes to the update log.
+
+Signals
+-------
+TimelineView.sigSeqClicked(int)    a mark was clicked: the seq of its update
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PyQt6.QtCore import QPointF, QRectF, Qt, pyqtSignal
+from PyQt6.QtGui import QColor, QMouseEvent, QPainter, QPainterPath, QPen, QPolygonF, QWheelEvent
+from PyQt6.QtWidgets import QDockWidget, QToolTip, QWidget
+
+from app.manager import OP_NAMES
+
+from .update_log import NO_TIME, HistoryColumns
+
+LABEL_W = 150          # the lane names
+LANE_H = 22
+AXIS_H = 18
+DEPTH_H = 44
+MAX_MARKS = 4000       # more marks than this in view: draw densities instead
+MAX_FLOWS = 400        # enqueue -> apply lines drawn only when this few are in view
+HIT_PX = 5
+
+OP_COLORS = {
+    "set": QColor(60, 120, 220), "fill": QColor(40, 160, 80), "add": QColor(220, 140, 30),
+    "scale": QColor(160, 80, 200), "write": QColor(200, 60, 60),
+}
+OP_BY_CODE = [OP_COLORS[name] for name in OP_NAMES]
+
+
+class TimelineView(QWidget):
+    """The lanes, drawn with ``paintEvent`` (see the module docstring).
+
+    Signals
+    -------
+    sigSeqClicked(int)
+        a mark was clicked: its update's first sequence number
+    """
+
+    sigSeqClicked = pyqtSignal(int)
+
+    def __init__(self, columns: HistoryColumns, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.columns = columns
+        self.setMouseTracking(True)
+        self.setMinimumHeight(AXIS_H + 2 * LANE_H + DEPTH_H + 22)
+        self.t_lo = 0.0                 # the window, ns since columns.t0
+        self.t_hi = 1e9
+        self.auto_fit = True
+        self.selected_row: int | None = None
+        self._drag: tuple[float, float] | None = None
+        self._pressed_at: QPointF | None = None
+        self.marks_drawn = 0            # marks drawn by the last paint (for tests)
+        columns.sigRowsChanged.connect(self._on_rows)
+        columns.sigReset.connect(self._on_reset)
+
+    # -- geometry ------------------------------------------------------------------------
+    def lanes(self) -> list[str]:
+        return [*self.columns.producers, "worker"]
+
+    def lane_y(self, lane: int) -> float:
+        return AXIS_H + lane * LANE_H
+
+    def plot_w(self) -> float:
+        return max(1.0, self.width() - LABEL_W)
+
+    def x_of(self, t_rel: np.ndarray | float):
+        return LABEL_W + (np.asarray(t_rel, float) - self.t_lo) * self.plot_w() / (self.t_hi - self.t_lo)
+
+    def t_of(self, x: float) -> float:
+        return self.t_lo + (x - LABEL_W) * (self.t_hi - self.t_lo) / self.plot_w()
+
+    def sizeHint(self):  # noqa: N802
+        from PyQt6.QtCore import QSize
+        return QSize(800, AXIS_H + (len(self.lanes()) + 1) * LANE_H + DEPTH_H)
+
+    # -- following the columns -------------------------------------------------------------
+    def _on_reset(self) -> None:
+        self.selected_row = None
+        self.auto_fit = True
+        self.t_lo, self.t_hi = 0.0, 1e9
+        self.update()
+
+    def _on_rows(self, *_a) -> None:
+        if self.auto_fit:
+            self.fit()
+        self.updateGeometry()
+        self.update()
+
+    def _span(self) -> tuple[float, float] | None:
+        c = self.columns
+        if c.t0 is None:
+            return None
+        ends = [0.0]
+        if c.n:
+            ends.append(float(c.t_enq[c.n - 1] - c.t0))
+            if c.applied_rows:
+                ends.append(float(c.t_app[c.applied_rows - 1] - c.t0))
+        if len(c.swap_t):
+            ends.append(float(c.swap_t[-1] - c.t0))
+        return 0.0, max(ends)
+
+    def fit(self) -> None:
+        """Show everything (and keep doing so as updates arrive)."""
+        self.auto_fit = True
+        span = self._span()
+        if span is None:
+            return
+        lo, hi = span
+        pad = max((hi - lo) * 0.02, 1e5)
+        self.t_lo, self.t_hi = lo - pad, hi + pad
+        self.update()
+
+    def set_window(self, t_lo: float, t_hi: float) -> None:
+        """Show ``[t_lo, t_hi]`` (ns since the first event); stops fitting."""
+        if t_hi - t_lo < 1e3:      # 1 µs: as far as zoom goes
+            mid = (t_lo + t_hi) / 2
+            t_lo, t_hi = mid - 500, mid + 500
+        self.t_lo, self.t_hi = float(t_lo), float(t_hi)
+        self.auto_fit = False
+        self.update()
+
+    def zoom(self, factor: float, about_x: float | None = None) -> None:
+        """Zoom in by ``factor`` (> 1) about pixel ``about_x``."""
+        t = self.t_of(about_x if about_x is not None else LABEL_W + self.plot_w() / 2)
+        self.set_window(t - (t - self.t_lo) / factor, t + (self.t_hi - t) / factor)
+
+    def select_row(self, k: int | None) -> None:
+        """Mark history row ``k`` as selected (from the log)."""
+        self.selected_row = k
+        self.update()
+
+    # -- what is where -------------------------------------------------------------------------
+    def _window(self, times: np.ndarray, n: int) -> tuple[int, int]:
+        """Rows [a, b) of the sorted ``times[:n]`` whose time is in view."""
+        c = self.columns
+        lo = c.t0 + self.t_lo
+        hi = c.t0 + self.t_hi
+        return (int(np.searchsorted(times[:n], lo, "left")),
+                int(np.searchsorted(times[:n], hi, "right")))
+
+    def row_at(self, x: float, y: float) -> int | None:
+        """The history row whose mark is at pixel (x, y), or None."""
+        c = self.columns
+        if c.t0 is None or x < LABEL_W:
+            return None
+        lane = int((y - AXIS_H) // LANE_H)
+        lanes = self.lanes()
+        if not 0 <= lane < len(lanes):
+            return None
+        worker = lane == len(lanes) - 1
+        times, n = (c.t_app, c.applied_rows) if worker else (c.t_enq, c.n)
+        dt = HIT_PX * (self.t_hi - self.t_lo) / self.plot_w()
+        t = c.t0 + self.t_of(x)
+        a = int(np.searchsorted(times[:n], t - dt, "left"))
+        b = int(np.searchsorted(times[:n], t + dt, "right"))
+        if worker and c.applied_rows < c.n and c.t_app[c.applied_rows] != NO_TIME \
+                and abs(c.t_app[c.applied_rows] - t) <= dt:
+            a, b = min(a, c.applied_rows), c.applied_rows + 1     # the part-applied run
+        if b <= a:
+            return None
+        ks = np.arange(a, b)
+        if not worker:
+            ks = ks[c.prod[a:b] == lane]
+            if not len(ks):
+                return None
+        tt = (c.t_app if worker else c.t_enq)[ks]
+        return int(ks[np.argmin(np.abs(tt - t))])
+
+    def tooltip_text(self, k: int) -> str:
+        """"seq 17, fill by racing-producer-1, enqueued +3.2 ms, applied +3.9 ms, visible at epoch 4"."""
+        c = self.columns
+        r = c.history.rows[k]
+        seq = str(r.seq) if r.count == 1 else f"{r.seq}–{r.last_seq}"
+        text = f"seq {seq}, {r.op} by {r.producer}, enqueued +{c.ms(r.t_enqueue_ns):.1f} ms"
+        app = c.ms(r.t_apply_ns)
+        text += f", applied +{app:.1f} ms" if app is not None else ", pending"
+        if r.epoch_visible is not None:
+            text += f", visible at epoch {r.epoch_visible}"
+        return text
+
+    # -- drawing -------------------------------------------------------------------------------
+    def paintEvent(self, ev) -> None:  # noqa: N802
+        p = QPainter(self)
+        p.fillRect(self.rect(), QColor(252, 252, 252))
+        c = self.columns
+        lanes = self.lanes()
+        w, h = self.width(), self.height()
+        # lane backgrounds and names
+        for i, name in enumerate(lanes):
+            y = self.lane_y(i)
+            p.fillRect(QRectF(0, y, w, LANE_H), QColor(244, 246, 250) if i % 2 else
+                       QColor(252, 252, 252))
+            p.setPen(QColor(40, 40, 40) if name != "worker" else QColor(20, 20, 120))
+            p.drawText(QRectF(4, y, LABEL_W - 8, LANE_H),
+                       int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft),
+                       p.fontMetrics().elidedText(name, Qt.TextElideMode.ElideMiddle, LABEL_W - 8))
+        depth_y = self.lane_y(len(lanes))
+        p.setPen(QColor(40, 40, 40))
+        p.drawText(QRectF(4, depth_y, LABEL_W - 8, DEPTH_H),
+                   int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft), "queue depth")
+        x = 4.0
+        legend_y = depth_y + DEPTH_H + 14
+        for name, color in OP_COLORS.items():
+            p.fillRect(QRectF(x, legend_y - 8, 8, 8), color)
+            p.setPen(QColor(60, 60, 60))
+            p.drawText(QPointF(x + 11, legend_y), name)
+            x += 16 + p.fontMetrics().horizontalAdvance(name)
+        p.setPen(QPen(QColor(200, 40, 40, 170), 1))
+        p.drawLine(QPointF(x + 4, legend_y - 9), QPointF(x + 4, legend_y + 1))
+        p.setPen(QColor(60, 60, 60))
+        p.drawText(QPointF(x + 9, legend_y), "swap (eN: epoch N became visible; dotted: "
+                   "nothing new)   ▼ stopped by a watch")
+        p.setPen(QColor(200, 200, 200))
+        p.drawLine(QPointF(LABEL_W, 0), QPointF(LABEL_W, depth_y + DEPTH_H))
+        self.marks_drawn = 0
+        if c.t0 is None:
+            p.setPen(QColor(120, 120, 120))
+            p.drawText(QRectF(LABEL_W, 0, w - LABEL_W, h), int(Qt.AlignmentFlag.AlignCenter),
+                       "no updates yet")
+            p.end()
+            return
+        p.setClipRect(QRectF(LABEL_W, 0, w - LABEL_W, h))
+        self._draw_axis(p)
+        self._draw_swaps(p, depth_y + DEPTH_H)
+        self._draw_depth(p, depth_y)
+        self._draw_marks(p, lanes)
+        p.end()
+
+    def _draw_axis(self, p: QPainter) -> None:
+        span_ms = (self.t_hi - self.t_lo) / 1e6
+        raw = span_ms / max(1.0, self.plot_w() / 90)
+        step = 10 ** np.floor(np.log10(raw))
+        for m in (1, 2, 5, 10):
+            if m * step >= raw:
+                step *= m
+                break
+        first = np.ceil(self.t_lo / 1e6 / step) * step
+        p.setPen(QColor(90, 90, 90))
+        t = first
+        decimals = max(0, int(-np.floor(np.log10(step)))) if step < 1 else 0
+        while t * 1e6 <= self.t_hi:
+            t = 0.0 if abs(t) < step / 2 else t
+            x = float(self.x_of(t * 1e6))
+            p.drawLine(QPointF(x, AXIS_H - 4), QPointF(x, AXIS_H))
+            p.drawText(QPointF(x + 2, AXIS_H - 5), f"{t:.{decimals}f} ms")
+            t += step
+
+    def _draw_swaps(self, p: QPainter, bottom: float) -> None:
+        c = self.columns
+        if not len(c.swap_t):
+            return
+        a, b = self._window(c.swap_t, len(c.swap_t))
+        if b <= a:
+            return
+        epochs = c.swap_epoch[a:b]
+        xs = self.x_of(c.swap_t[a:b] - c.t0)
+        busy = np.isin(epochs, c.epoch[:c.visible_rows])
+        crowded = b - a > self.plot_w() / 4      # too many to tell apart: only the busy ones
+        keep = np.flatnonzero(busy) if crowded else np.arange(b - a)
+        if len(keep) > self.plot_w():            # still more than pixels: one per pixel
+            _, first = np.unique(xs[keep].astype(np.int64), return_index=True)
+            keep = keep[first]
+        label_end = -1e9
+        for j in keep:
+            x, e, has = float(xs[j]), int(epochs[j]), bool(busy[j])
+            p.setPen(QPen(QColor(200, 40, 40, 170) if has else QColor(200, 40, 40, 45), 1,
+                          Qt.PenStyle.SolidLine if has else Qt.PenStyle.DotLine))
+            p.drawLine(QPointF(x, AXIS_H), QPointF(x, bottom))
+            label = f"e{e}"
+            if has and x > label_end:      # a label only where it does not cover the last
+                p.drawText(QPointF(x + 2, AXIS_H + 10), label)
+                label_end = x + 8 + p.fontMetrics().horizontalAdvance(label)
+
+    def _draw_depth(self, p: QPainter, top: float) -> None:
+        c = self.columns
+        if not c.n:
+            return
+        xs = np.arange(LABEL_W, self.width(), 2, dtype=float)
+        ts = c.t0 + (self.t_lo + (xs - LABEL_W) * (self.t_hi - self.t_lo) / self.plot_w())
+        enq = np.searchsorted(c.t_enq[:c.n], ts, "right")
+        app = np.searchsorted(c.t_app[:c.applied_rows], ts, "right")
+        depth = (enq - app).astype(float)
+        peak = max(1.0, float(depth.max()))
+        ys = top + DEPTH_H - 2 - depth * (DEPTH_H - 6) / peak
+        poly = QPolygonF([QPointF(float(xs[0]), top + DEPTH_H - 2)]
+                         + [QPointF(float(x), float(y)) for x, y in zip(xs, ys)]
+                         + [QPointF(float(xs[-1]), top + DEPTH_H - 2)])
+        p.setPen(QPen(QColor(70, 110, 170), 1))
+        p.setBrush(QColor(70, 110, 170, 70))
+        p.drawPolygon(poly)
+        p.setBrush(Qt.BrushStyle.NoBrush)
+        p.setPen(QColor(60, 60, 60))
+        p.drawText(QPointF(LABEL_W + 4, top + 11), f"max {int(peak)} in view")
+
+    def _draw_marks(self, p: QPainter, lanes: list[str]) -> None:
+        c = self.columns
+        worker_lane = len(lanes) - 1
+        ea, eb = self._window(c.t_enq, c.n)
+        aa, ab = self._window(c.t_app, c.applied_rows)
+        if c.applied_rows < c.n and c.t_app[c.applied_rows] != NO_TIME:
+            ab = max(ab, c.applied_rows + 1) if ab >= c.applied_rows else ab
+        total = (eb - ea) + (ab - aa)
+        if total > MAX_MARKS:
+            self._draw_density(p, c.t_enq[ea:eb], c.prod[ea:eb], lanes)
+            self._draw_density(p, c.t_app[aa:ab], np.full(ab - aa, worker_lane), lanes)
+            self.marks_drawn = 2 * int(self.plot_w())
+        else:
+            if total <= MAX_FLOWS:
+                self._draw_flows(p, ea, eb)
+            self._draw_ticks(p, np.arange(ea, eb), c.t_enq, c.prod[ea:eb])
+            ks = np.arange(aa, ab)
+            self._draw_ticks(p, ks, c.t_app, np.full(len(ks), worker_lane))
+            self.marks_drawn = total
+        for t, _seq in c.breaks:
+            if self.t_lo <= t - c.t0 <= self.t_hi:
+                x = float(self.x_of(t - c.t0))
+                y = self.lane_y(worker_lane)
+                p.setPen(Qt.PenStyle.NoPen)
+                p.setBrush(QColor(220, 30, 30))
+                p.drawPolygon(QPolygonF([QPointF(x - 5, y + 1), QPointF(x + 5, y + 1),
+                                         QPointF(x, y + 9)]))
+                p.setBrush(Qt.BrushStyle.NoBrush)
+        k = self.selected_row
+        if k is not None and k < c.n:
+            p.setPen(QPen(QColor(0, 0, 0), 2))
+            x = float(self.x_of(c.t_enq[k] - c.t0))
+            y = self.lane_y(int(c.prod[k]))
+            p.drawRect(QRectF(x - 4, y + 2, 8, LANE_H - 4))
+            if c.t_app[k] != NO_TIME:
+                xa = float(self.x_of(c.t_app[k] - c.t0))
+                ya = self.lane_y(worker_lane)
+                p.drawRect(QRectF(xa - 4, ya + 2, 8, LANE_H - 4))
+                p.setPen(QPen(QColor(0, 0, 0), 1, Qt.PenStyle.DashLine))
+                p.drawLine(QPointF(x, y + LANE_H - 2), QPointF(xa, ya + 2))
+
+    def _draw_ticks(self, p: QPainter, ks: np.ndarray, times: np.ndarray, lanes: np.ndarray) -> None:
+        c = self.columns
+        if not len(ks):
+            return
+        xs = self.x_of(times[ks] - c.t0)
+        ops = c.op[ks]
+        for x, lane, op in zip(xs, lanes, ops):
+            y = self.lane_y(int(lane))
+            color = OP_BY_CODE[op] if 0 <= op < len(OP_BY_CODE) else QColor(0, 0, 0)
+            p.fillRect(QRectF(float(x) - 1.5, y + 4, 3, LANE_H - 8), color)
+
+    def _draw_flows(self, p: QPainter, a: int, b: int) -> None:
+        c = self.columns
+        worker_y = self.lane_y(len(self.lanes()) - 1) + 4
+        p.setPen(QPen(QColor(120, 120, 120, 110), 1))
+        for k in range(a, min(b, c.applied_rows)):
+            x0 = float(self.x_of(c.t_enq[k] - c.t0))
+            x1 = float(self.x_of(c.t_app[k] - c.t0))
+            y0 = self.lane_y(int(c.prod[k])) + LANE_H - 4
+            path = QPainterPath(QPointF(x0, y0))
+            path.lineTo(QPointF(x1, worker_y))
+            p.drawPath(path)
+
+    def _draw_density(self, p: QPainter, times: np.ndarray, lanes: np.ndarray,
+                      names: list[str]) -> None:
+        """Marks aggregated per pixel column: a bar as tall as that column's share."""
+        if not len(times):
+            return
+        c = self.columns
+        width = int(self.plot_w())
+        px = np.clip(self.x_of(times - c.t0).astype(np.int64) - LABEL_W, 0, width - 1)
+        for lane in np.unique(lanes):
+            counts = np.bincount(px[lanes == lane], minlength=width)
+            peak = max(1, int(counts.max()))
+            y = self.lane_y(int(lane))
+            for x in np.flatnonzero(counts):
+                hgt = max(2.0, (LANE_H - 6) * counts[x] / peak)
+                p.fillRect(QRectF(LABEL_W + float(x), y + LANE_H - 3 - hgt, 1, hgt),
+                           QColor(60, 90, 140))
+
+    # -- interaction ---------------------------------------------------------------------------
+    def wheelEvent(self, ev: QWheelEvent) -> None:  # noqa: N802
+        steps = ev.angleDelta().y() / 120.0
+        if steps:
+            self.zoom(1.25 ** steps, ev.position().x())
+        ev.accept()
+
+    def mousePressEvent(self, ev: QMouseEvent) -> None:  # noqa: N802
+        if ev.button() == Qt.MouseButton.LeftButton:
+            self._drag = (ev.position().x(), self.t_lo)
+            self._pressed_at = ev.position()
+
+    def mouseMoveEvent(self, ev: QMouseEvent) -> None:  # noqa: N802
+        pos = ev.position()
+        if self._drag is not None and ev.buttons() & Qt.MouseButton.LeftButton:
+            x0, t_lo0 = self._drag
+            if abs(pos.x() - x0) > 2:
+                dt = (pos.x() - x0) * (self.t_hi - self.t_lo) / self.plot_w()
+                width = self.t_hi - self.t_lo
+                self.set_window(t_lo0 - dt, t_lo0 - dt + width)
+            return
+        k = self.row_at(pos.x(), pos.y())
+        if k is None:
+            QToolTip.hideText()
+        else:
+            QToolTip.showText(ev.globalPosition().toPoint(), self.tooltip_text(k), self)
+
+    def mouseReleaseEvent(self, ev: QMouseEvent) -> None:  # noqa: N802
+        pressed, self._pressed_at = self._pressed_at, None
+        self._drag = None
+        if ev.button() != Qt.MouseButton.LeftButton or pressed is None:
+            return
+        if (ev.position() - pressed).manhattanLength() > 3:
+            return       # a pan, not a click
+        k = self.row_at(ev.position().x(), ev.position().y())
+        if k is not None:
+            self.select_row(k)
+            self.sigSeqClicked.emit(int(self.columns.seq[k]))
+
+    def mouseDoubleClickEvent(self, ev: QMouseEvent) -> None:  # noqa: N802
+        self.fit()
+
+    def mark_pos(self, k: int, worker: bool = False) -> QPointF:
+        """Where row ``k``'s enqueue (or apply) mark is drawn (for tests and tools)."""
+        c = self.columns
+        lane = len(self.lanes()) - 1 if worker else int(c.prod[k])
+        t = (c.t_app if worker else c.t_enq)[k] - c.t0
+        return QPointF(float(self.x_of(t)), self.lane_y(lane) + LANE_H / 2)
+
+
+class TimelineDock(QDockWidget):
+    """A dock holding the ``TimelineView`` (``self.view``)."""
+
+    def __init__(self, columns: HistoryColumns, parent: QWidget | None = None) -> None:
+        super().__init__("Timeline", parent)
+        self.setObjectName("Timeline")
+        self.view = TimelineView(columns)
+        self.view.setToolTip("")
+        self.setWidget(self.view)
