@@ -10,6 +10,8 @@ copied whole when they touched more elements than the buffer holds.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .manager import DEFAULT_EVENT_CAPACITY, Capabilities
@@ -58,7 +60,7 @@ class NumpyExecutor:
     def __init__(self, shape: Shape, fill: float) -> None:
         self.shape = tuple(shape)
         self.fill = fill
-        self.nelem = int(np.prod(self.shape, dtype=np.int64))
+        self.nelem = math.prod(self.shape)
         self.bufs: list[np.ndarray] = []
         self.batch: list[tuple[Entry, int, int]] = []   # applied since the last swap
         self.batch_touched = 0

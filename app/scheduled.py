@@ -8,6 +8,7 @@ numpy reference backend are both this front with a different executor.
 
 from __future__ import annotations
 
+import math
 import weakref
 
 import numpy as np
@@ -60,10 +61,10 @@ class ScheduledManager(BufferManager):
                  executor: Executor, thread_name: str) -> None:
         super().__init__(shape, fill, max_pending)
         event_capacity = check_event_capacity(event_capacity)
-        self._strides = np.array(
-            [int(np.prod(self.shape[d + 1:], dtype=np.int64)) for d in range(self.ndim)],
-            dtype=np.int64,
-        )
+        # Python ints first: a shape beyond int64 is refused by the executor, not here.
+        strides = [math.prod(self.shape[d + 1:]) for d in range(self.ndim)]
+        self._strides = np.array(strides if math.prod(self.shape) < 1 << 62 else [0] * self.ndim,
+                                 dtype=np.int64)
         self._executor = executor
         self._sched = Scheduler(executor, self.shape, self.fill, self.max_pending,
                                 event_capacity, thread_name)

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import math
 import queue
 import threading
 import time
@@ -198,7 +199,7 @@ class Scheduler:
                  event_capacity: int, thread_name: str) -> None:
         self.executor = executor
         self.shape = tuple(shape)
-        self.nelem = int(np.prod(self.shape, dtype=np.int64))
+        self.nelem = math.prod(self.shape)
         self.fill = fill
         self.max_pending = max_pending
 

@@ -26,6 +26,7 @@ scheduler calls current has landed. ``wait`` is the fence before each swap.
 
 from __future__ import annotations
 
+import math
 import struct
 import threading
 import time
@@ -132,9 +133,9 @@ class GlExecutor:
         self.shape = tuple(shape)
         self.ndim = len(self.shape)
         self.shape3 = (1,) * (3 - self.ndim) + self.shape
-        self.nelem = int(np.prod(self.shape, dtype=np.int64))
+        self.nelem = math.prod(self.shape)
         self.fill = fill
-        self.strides = [int(np.prod(self.shape[d + 1:], dtype=np.int64)) for d in range(self.ndim)]
+        self.strides = [math.prod(self.shape[d + 1:]) for d in range(self.ndim)]
         self.gpu = None
         self.group = _BoxGroup()
         self.batch_ops: list = []

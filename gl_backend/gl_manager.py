@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from app.manager import DEFAULT_EVENT_CAPACITY, DEFAULT_MAX_PENDING, Capabilities
 from app.scheduled import ScheduledManager
-from app.sysmem import check_buffers_fit
 from app.updates import Shape
 
 from .gl_executor import GlExecutor
@@ -43,7 +42,6 @@ class GLBufferManager(ScheduledManager):
         share_context=None,
         trace: str | None = None,
     ) -> None:
-        check_buffers_fit(tuple(shape))   # before any GL work: a clear MemoryError
         if share_context is not None:
             from PyQt6.QtGui import QOpenGLContext
 
