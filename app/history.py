@@ -26,7 +26,7 @@ from .manager import Event
 PENDING, APPLIED, VISIBLE = "pending", "applied", "visible"
 
 
-@dataclass
+@dataclass(slots=True)
 class UpdateRow:
     seq: int                          # first session-wide sequence number
     count: int                        # element updates in this row (>1 for a set_many run)
@@ -129,6 +129,7 @@ class UpdateHistory:
     next_event: int = 0              # the manager event index to read from next
     _starts: list[int] = field(default_factory=list)    # row seqs, for bisect
     _unseen: int = 0                 # rows before this are all visible
+    _applying: int = 0               # the row the last apply event touched
 
     def reset_reader(self) -> None:
         """A new manager generation: read its events from its first."""
@@ -148,7 +149,19 @@ class UpdateHistory:
                 self._add_row(ev, seq_offset)
                 added += 1
             elif kind == "apply":
-                row = self.row_of(ev.seq + seq_offset)
+                seq = ev.seq + seq_offset
+                rows = self.rows
+                k = self._applying   # applies come in seq order: look there first, then next
+                if k + 1 < len(rows) and rows[k + 1].seq <= seq:
+                    k += 1
+                if k < len(rows) and rows[k].seq <= seq < rows[k].seq + rows[k].count:
+                    row = rows[k]
+                    self._applying = k
+                else:
+                    k = self.row_index(seq)
+                    row = None if k is None else rows[k]
+                    if k is not None:
+                        self._applying = k
                 if row is not None:
                     row.applied += ev.count
                     row.t_apply_ns = ev.t_ns
