@@ -23,6 +23,7 @@ from PyQt6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QProgressBar,
+    QSizePolicy,
     QSlider,
     QToolButton,
     QVBoxLayout,
@@ -332,24 +333,31 @@ class MainWindow(QMainWindow):
         """Status-bar progress for the long operations (export, switch) and their Cancel."""
         self.busy_label = QLabel(self)
         self.busy_label.setObjectName("status_busy")
+        # It shares the message's room (never widens the window); the bar and the
+        # button are small: the status bar is already near the window's width.
+        self.busy_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.busy_bar = QProgressBar(self)
         self.busy_bar.setObjectName("status_progress")
         self.busy_bar.setRange(0, 0)            # busy: how long is not known
-        self.busy_bar.setMaximumWidth(90)
-        self.busy_bar.setMaximumHeight(14)
+        self.busy_bar.setTextVisible(False)
+        self.busy_bar.setFixedSize(50, 12)
         self.cancel_button = QToolButton(self)
         self.cancel_button.setObjectName("status_cancel")
         self.cancel_button.setText("Cancel")
         self.cancel_button.setToolTip("Cancel the running export or backend switch (Esc)")
         self.cancel_button.clicked.connect(self.session.cancel_tasks)
-        for i, wid in enumerate((self.busy_label, self.busy_bar, self.cancel_button)):
-            self.statusbar.insertPermanentWidget(i, wid)
+        self.statusbar.insertWidget(1, self.busy_label, 1)
+        self.statusbar.insertWidget(2, self.busy_bar)
+        self.statusbar.insertWidget(3, self.cancel_button)
+        for wid in (self.busy_label, self.busy_bar, self.cancel_button):
             wid.hide()
 
     def _on_busy_changed(self, what: str) -> None:
         for wid in (self.busy_label, self.busy_bar, self.cancel_button):
             wid.setVisible(bool(what))
-        self.busy_label.setText(f"{what}…" if what else "")
+        text = f"{what}…" if what else ""
+        self.busy_label.setToolTip(text)
+        self.busy_label.setText(text)
         if hasattr(self, "cancel_action"):
             self.cancel_action.setEnabled(bool(what))
         b = self.panel.backend_buttons.get(self.session.backend)
