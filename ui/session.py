@@ -448,9 +448,13 @@ class Session(QObject):
         if self.manager is not None:
             self._request(sync=False, read=True)
 
-    def _request(self, sync: bool, timeout: float = 0.0, read: bool = False) -> int:
+    def _request(self, sync: bool, timeout: float = 0.0, read: bool = False,
+                 asked: bool = True) -> int:
+        """Coalesce into the next job; ``asked``: a user (or a caller) wants this
+        sync, as opposed to the auto-sync clock."""
         self._job_ids += 1
-        p = self._pending or {"sync": False, "timeout": timeout, "read": False}
+        p = self._pending or {"sync": False, "timeout": timeout, "read": False, "asked": False}
+        p["asked"] |= asked and sync
         p["sync"] |= sync
         p["read"] |= read
         p["timeout"] = max(p["timeout"], timeout)
@@ -472,7 +476,8 @@ class Session(QObject):
         if p is None or self.manager is None:
             return
         read = p["read"] or self.front_wanted()
-        job = Job(p["id"], self.manager, self._generation, p["sync"], p["timeout"], read)
+        job = Job(p["id"], self.manager, self._generation, p["sync"], p["timeout"], read,
+                  asked=p["asked"])
         self._inflight = job
         self._worker.submit(job)
 
@@ -510,7 +515,8 @@ class Session(QObject):
         if isinstance(exc, TimeoutError):
             hint = " (paused: Step or Resume, then Synchronize)" if self.paused else ""
             error = f"synchronize: {exc}{hint}"
-            self.sigMessage.emit(error)
+            if job.asked or not self.paused:   # an auto-sync caught by Pause is no news
+                self.sigMessage.emit(error)
         elif exc is not None:
             error = f"{'synchronize' if job.sync else 'reading the front'}: {type(exc).__name__}: {exc}"
             self.last_error = error
@@ -543,7 +549,7 @@ class Session(QObject):
         if self.manager is None:
             return
         if self.autosync and not self.paused and self._inflight is None:
-            self.synchronize()
+            self._request(sync=True, timeout=SYNC_TIMEOUT_S, asked=False)
         elif self._inflight is None:
             self.poll()
 

@@ -30,6 +30,7 @@ class Job:
     timeout: float = 1.0
     read_front: bool = False
     task: Callable[[threading.Event], object] | None = None   # runs instead of sync/read
+    asked: bool = True      # the sync was asked for (not only the auto-sync clock's)
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
