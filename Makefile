@@ -18,7 +18,7 @@ DEB_PACKAGES := xvfb xauth libgl1 libegl1 libgl1-mesa-dri libglx-mesa0 \
 	libxcb-shm0 libxcb-render0 libxcb-glx0 libfontconfig1 libfreetype6 \
 	libdbus-1-3 libglib2.0-0 fonts-dejavu-core
 
-.PHONY: run test deps ci lint bench clean
+.PHONY: run test deps ci lint bench soak clean
 run: $(STAMP)/install
 	$(PY) -m app gui $(ARGS)
 
@@ -32,6 +32,11 @@ lint: $(STAMP)/install
 
 bench: $(STAMP)/install
 	$(PY) -m app bench $(ARGS)
+
+# The real app for 10 minutes (scenarios, C <-> GL switches, shapes, exports, zoom):
+# exits non-zero when its memory or thread count grew or something hung (issue 12).
+soak: $(STAMP)/install
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) benchmarks/soak.py --seconds 600 $(ARGS)
 
 deps: $(STAMP)/deb
 
