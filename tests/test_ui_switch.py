@@ -246,3 +246,22 @@ def test_export_runs_off_the_gui_thread_and_names_its_errors(window, qtbot, tmp_
     assert not w.export_png(str(bad))
     assert f"export to {bad} failed: FileNotFoundError" in w.statusbar.currentMessage()
     assert sorted(os.listdir(tmp_path)) == ["front.data"]
+
+
+@pytest.mark.parametrize(("src", "dst"), DIRECTIONS)
+def test_an_export_asked_during_a_switch_reads_the_new_backend(window, qtbot, tmp_path, src, dst):
+    """Tasks run in order, each on the manager current when it starts: an export
+    queued behind a switch exports the drained, copied front."""
+    w = window(backend=src, shape=(8, 8))
+    s = w.session
+    w.panel.pause_button.click()
+    s.enqueue(Fill(((0, 8), (2, 4)), 6.0))
+    assert s.switch_backend(dst)
+    path = tmp_path / "front.npy"
+    tid = w.start_export("npy", str(path))
+    assert w.wait_task(tid, timeout=WAIT_MS / 1000)
+    assert s.backend == dst
+    expected = np.zeros((8, 8), np.float32)
+    expected[:, 2:4] = 6.0
+    assert np.array_equal(np.load(path), expected)
+    assert f"of epoch {s.epoch} saved" in w.statusbar.currentMessage()

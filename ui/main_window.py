@@ -412,13 +412,12 @@ class MainWindow(QMainWindow):
             return None
         if kind not in ("npy", "png"):
             raise ValueError(f"export kind must be 'npy' or 'png', not {kind!r}")
-        m, epoch_offset = s.manager, s.epoch_offset
         st = self.state
         look = (st.levels, st.auto_levels, st.colormap, st.z)
 
-        def work(cancel) -> int:
+        def work(m, cancel) -> int:
             front = np.array(m.front(), copy=True)
-            epoch = m.stats().epoch + epoch_offset
+            epoch = m.stats().epoch
             write = _npy_writer(front) if kind == "npy" else _png_writer(front, *look)
 
             def write_then_check(tmp: str) -> None:
@@ -432,7 +431,8 @@ class MainWindow(QMainWindow):
         def done(res) -> None:
             if res.error is None:
                 what = "front" if kind == "npy" else "front (plane)"
-                self.statusbar.message(f"{what} of epoch {res.value} saved to {path}")
+                epoch = res.value + res.job.epoch_offset
+                self.statusbar.message(f"{what} of epoch {epoch} saved to {path}")
             elif isinstance(res.error, Cancelled):
                 self.statusbar.message(f"export to {path} cancelled; nothing written")
             else:

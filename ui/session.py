@@ -262,10 +262,10 @@ class Session(QObject):
             if scenario:
                 self.start_scenario(scenario, rate)
             return False
-        old, paused = self.manager, self.paused
+        paused = self.paused
         task_id = self._job_ids + 1
 
-        def work(cancel: threading.Event) -> dict:
+        def work(old: BufferManager, cancel: threading.Event) -> dict:
             return drain_and_copy(old, new, paused, cancel, SWITCH_TIMEOUT_S,
                                   lambda text: self._sigProgress.emit(task_id, text))
 
@@ -305,12 +305,13 @@ class Session(QObject):
             self.start_scenario(sw.scenario, sw.rate)
 
     # -- long operations on the worker -----------------------------------------------------
-    def run_task(self, what: str, work: Callable[[threading.Event], object],
+    def run_task(self, what: str, work: Callable[[BufferManager, threading.Event], object],
                  done: Callable[[JobResult], None] | None = None) -> int:
-        """Run ``work(cancel)`` on the worker thread after the jobs before it, then
-        ``done(result)`` here (always: a result with ``error`` set on failure or
-        cancel). ``what`` names it in ``sigBusyChanged``. Returns the task id;
-        ``sigTaskFinished(id, error)`` follows ``done``."""
+        """Run ``work(manager, cancel)`` on the worker thread after the jobs before
+        it — ``manager`` is the one current when it starts, ``result.job.epoch_offset``
+        the session's offset then — and ``done(result)`` here after (always: with
+        ``error`` set on failure or cancel). ``what`` names it in ``sigBusyChanged``.
+        Returns the task id; ``sigTaskFinished(id, error)`` follows ``done``."""
         self._job_ids += 1
         job = Job(self._job_ids, self.manager, self._generation, task=work)
         self._tasks.append(job)
@@ -467,6 +468,8 @@ class Session(QObject):
     def _start_pending(self) -> None:
         if self._tasks:
             job = self._tasks.popleft()
+            job.manager, job.epoch_offset = self.manager, self.epoch_offset
+            job.generation = self._generation
             self._inflight = job
             self._worker.submit(job)
             return

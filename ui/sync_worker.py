@@ -29,7 +29,10 @@ class Job:
     sync: bool = False
     timeout: float = 1.0
     read_front: bool = False
-    task: Callable[[threading.Event], object] | None = None   # runs instead of sync/read
+    # A task runs instead of sync/read: task(manager, cancel), manager being the one
+    # current when the task started; epoch_offset is the session's then.
+    task: Callable[[object, threading.Event], object] | None = None
+    epoch_offset: int = 0
     asked: bool = True      # the sync was asked for (not only the auto-sync clock's)
     cancel: threading.Event = field(default_factory=threading.Event)
 
@@ -99,7 +102,7 @@ class SyncWorker:
         try:
             if job.cancel.is_set():
                 raise Cancelled("cancelled before it started")
-            res.value = job.task(job.cancel)
+            res.value = job.task(job.manager, job.cancel)
         except BaseException as exc:  # reported by the session, never raised here
             res.error = exc
 
