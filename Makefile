@@ -23,7 +23,7 @@ DEB_PACKAGES := xvfb xauth libgl1 libegl1 libgl1-mesa-dri libglx-mesa0 \
 	libdbus-1-3 libglib2.0-0 fonts-dejavu-core pkg-config \
 	clang libclang-rt-14-dev
 
-.PHONY: run test deps ci lint bench clean libbufferscope fuzz
+.PHONY: run test deps ci lint bench soak clean libbufferscope fuzz
 run: $(STAMP)/install
 	$(PY) -m app gui $(ARGS)
 
@@ -37,6 +37,11 @@ lint: $(STAMP)/install
 
 bench: $(STAMP)/install
 	$(PY) -m app bench $(ARGS)
+
+# The real app for 10 minutes (scenarios, C <-> GL switches, shapes, exports, zoom):
+# exits non-zero when its memory or thread count grew or something hung (issue 12).
+soak: $(STAMP)/install
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) benchmarks/soak.py --seconds 600 $(ARGS)
 
 deps: $(STAMP)/deb
 

@@ -240,7 +240,7 @@ class DebugControls(QToolBar):
         return None if m is None else m.capabilities
 
     def _seq_offset(self) -> int:
-        return int(getattr(self.session, "seq_offset", 0))
+        return int(self.session.seq_offset)
 
     def say(self, text: str) -> None:
         self.session.say(text)

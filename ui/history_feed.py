@@ -42,15 +42,13 @@ class HistoryFeed(QObject):
         self._on_manager_changed()
 
     def _offsets(self) -> tuple[int, int]:
-        return (int(getattr(self.session, "seq_offset", 0)),
-                int(getattr(self.session, "epoch_offset", 0)))
+        return int(self.session.seq_offset), int(self.session.epoch_offset)
 
     def _on_manager_changed(self) -> None:
         m = self.session.manager
         if m is self._manager:
             return
-        seq_offset, _ = self._offsets()
-        if self._manager is None or seq_offset == 0:
+        if self._manager is None or not self.session.history_continues:
             # A new buffer (or the first): a history of its own.
             fill = float(getattr(m, "fill", 0.0)) if m is not None else 0.0
             self.history = UpdateHistory(fill=fill)

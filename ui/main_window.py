@@ -11,9 +11,10 @@ and, when closed, stops the scenario's threads and closes the manager.
 from __future__ import annotations
 
 import html
+import os
 
 import numpy as np
-from PyQt6.QtCore import Qt, QTimer
+from PyQt6.QtCore import QEventLoop, Qt, QTimer
 from PyQt6.QtGui import QAction, QCloseEvent, QFont, QImage, QKeySequence, QOpenGLContext
 from PyQt6.QtWidgets import (
     QFileDialog,
@@ -21,7 +22,10 @@ from PyQt6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
+    QProgressBar,
+    QSizePolicy,
     QSlider,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -38,8 +42,35 @@ from .display_state import DisplayState
 from .message_log import MessageLog
 from .session import Session, backend_problem
 from .status_bar import StatusBar
+from .sync_worker import Cancelled
 
 READOUT_HZ = 4.0
+
+
+def _npy_writer(front: np.ndarray):
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:     # a handle: np.save would add ".npy" to a name
+            np.save(fh, front, allow_pickle=False)
+    return write
+
+
+def _png_writer(front: np.ndarray, levels, auto_levels: bool, colormap: str, z: int):
+    """Renders the shown plane (any thread: QImage is reentrant)."""
+    plane = np.asarray(front, dtype=np.float32)
+    if auto_levels:
+        levels = colormaps.finite_levels(plane) or levels
+    if plane.ndim == 1:
+        plane = plane.reshape(1, -1)
+    elif plane.ndim == 3:
+        plane = plane[z]
+    rgb = np.ascontiguousarray(colormaps.apply(plane, levels, colormap))
+    h, w = rgb.shape[:2]
+    img = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+
+    def write(tmp: str) -> None:
+        if not img.save(tmp, "PNG"):
+            raise OSError(f"cannot write PNG {tmp}")
+    return write
 
 
 class MainWindow(QMainWindow):
@@ -70,6 +101,7 @@ class MainWindow(QMainWindow):
         self.message_log = MessageLog(self.statusbar, self)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.message_log)
         self.message_log.hide()
+        self._build_busy()
         self._build_menus()
 
         s = self.session
@@ -77,6 +109,7 @@ class MainWindow(QMainWindow):
         s.sigManagerChanged.connect(self._on_manager_changed)
         s.sigFrontChanged.connect(self._on_front_changed)
         s.sigPausedChanged.connect(lambda _p: self._update_status())
+        s.sigBusyChanged.connect(self._on_busy_changed)
         self.view.sigHover.connect(self._on_hover)
         self.view.sigRegionSelected.connect(
             lambda box: self.panel.form.set_plane_region(box, self.state.z))
@@ -141,6 +174,10 @@ class MainWindow(QMainWindow):
         self.export_png_action = self._action(file_menu, "Export front as PNG…",
                                               lambda: self._export_dialog("png"), "Ctrl+Shift+E")
         file_menu.addSeparator()
+        self.cancel_action = self._action(file_menu, "Cancel the running export or switch",
+                                          self.session.cancel_tasks, "Esc")
+        self.cancel_action.setEnabled(False)
+        file_menu.addSeparator()
         self.quit_action = self._action(file_menu, "Quit", self.close, "Ctrl+Q")
 
         view_menu = self.menuBar().addMenu("&View")
@@ -170,6 +207,9 @@ class MainWindow(QMainWindow):
                                          lambda: s.set_paused(not s.paused), "Ctrl+P")
         self.step_action = self._action(run_menu, "Step (apply the next update)",
                                         lambda: s.step(1), "F10")
+        run_menu.addSeparator()
+        self.switch_action = self._action(run_menu, "Switch backend (C ↔ GL, keeps everything)",
+                                          self.toggle_backend, "Ctrl+Shift+B")
 
         help_menu = self.menuBar().addMenu("&Help")
         self._action(help_menu, "About bufferscope", self.show_about)
@@ -196,8 +236,9 @@ class MainWindow(QMainWindow):
         self.view.set_front(None, 0)
         if m is not None and self._can_sample_texture(m, shape):
             caps = m.capabilities
+            s = self.session   # epochs as session epochs: they continue across switches
             self.view.set_texture_source(
-                m.front_texture, m.request_front_range if caps.gpu_range else None)
+                s.front_texture, s.request_front_range if caps.gpu_range else None)
         else:
             self.view.set_texture_source(None)
         self.state.set_selection(None)
@@ -278,7 +319,7 @@ class MainWindow(QMainWindow):
                 w = None
                 text += f"  (history unavailable: {exc})"
             if w is not None:
-                text += f"  last write: seq {w.seq} {w.op} by {w.producer}"
+                text += f"  last write: seq {w.seq + self.session.seq_offset} {w.op} by {w.producer}"
             elif m.forgotten_seq:
                 text += f"  last write: before seq {m.forgotten_seq} (history full)"
             else:
@@ -289,56 +330,126 @@ class MainWindow(QMainWindow):
         self._readout_due = False
         self.readout.setText(self.readout_text(self._hover_index))
 
+    # ------------------------------------------------------------------ long operations
+    def _build_busy(self) -> None:
+        """Status-bar progress for the long operations (export, switch) and their Cancel."""
+        self.busy_label = QLabel(self)
+        self.busy_label.setObjectName("status_busy")
+        # It shares the message's room (never widens the window); the bar and the
+        # button are small: the status bar is already near the window's width.
+        self.busy_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.busy_bar = QProgressBar(self)
+        self.busy_bar.setObjectName("status_progress")
+        self.busy_bar.setRange(0, 0)            # busy: how long is not known
+        self.busy_bar.setTextVisible(False)
+        self.busy_bar.setFixedSize(50, 12)
+        self.cancel_button = QToolButton(self)
+        self.cancel_button.setObjectName("status_cancel")
+        self.cancel_button.setText("Cancel")
+        self.cancel_button.setToolTip("Cancel the running export or backend switch (Esc)")
+        self.cancel_button.clicked.connect(self.session.cancel_tasks)
+        self.statusbar.insertWidget(1, self.busy_label, 1)
+        self.statusbar.insertWidget(2, self.busy_bar)
+        self.statusbar.insertWidget(3, self.cancel_button)
+        for wid in (self.busy_label, self.busy_bar, self.cancel_button):
+            wid.hide()
+
+    def _on_busy_changed(self, what: str) -> None:
+        for wid in (self.busy_label, self.busy_bar, self.cancel_button):
+            wid.setVisible(bool(what))
+        text = f"{what}…" if what else ""
+        self.busy_label.setToolTip(text)
+        self.busy_label.setText(text)
+        if hasattr(self, "cancel_action"):
+            self.cancel_action.setEnabled(bool(what))
+        b = self.panel.backend_buttons.get(self.session.backend)
+        if not what and b is not None and not b.isChecked():
+            b.setChecked(True)    # a switch that failed or was cancelled: show where we are
+
+    def toggle_backend(self) -> bool:
+        """Switch to the other backend (C ↔ GL), keeping contents and queued updates."""
+        s = self.session
+        return s.switch_backend("gl" if s.backend == "c" else "c")
+
+    def wait_task(self, task_id: int | None, timeout: float = 30.0) -> bool:
+        """For scripts and tests: run the event loop (the window stays live) until task
+        ``task_id`` ended; True when it succeeded within ``timeout`` s."""
+        if task_id is None:
+            return False
+        loop, outcome = QEventLoop(), {}
+
+        def finished(tid: int, error: str) -> None:
+            if tid == task_id:
+                outcome["error"] = error
+                loop.quit()
+
+        self.session.sigTaskFinished.connect(finished)
+        timer = QTimer(singleShot=True)
+        timer.timeout.connect(loop.quit)
+        timer.start(int(timeout * 1000))
+        try:
+            loop.exec()
+        finally:
+            timer.stop()
+            self.session.sigTaskFinished.disconnect(finished)
+        return outcome.get("error", "timeout") == ""
+
     # ------------------------------------------------------------------ export
     def _export_dialog(self, kind: str) -> None:
         filt = "NumPy array (*.npy)" if kind == "npy" else "PNG image (*.png)"
         path, _ = QFileDialog.getSaveFileName(self, f"Export front as {kind}",
                                               f"front-epoch{self.session.epoch}.{kind}", filt)
         if path:
-            (self.export_npy if kind == "npy" else self.export_png)(path)
+            self.start_export(kind, path)
 
-    def export_npy(self, path: str) -> bool:
-        """Save the front (full array, float32) to ``path``."""
-        front = self.session.front()
-        if front is None:
-            return False
-        data = np.array(front, copy=True)
-        try:
-            write_via_path(path, lambda tmp: np.save(tmp, data, allow_pickle=False))
-        except OSError as exc:
-            self.statusbar.message(f"export failed: {exc}")
-            return False
-        self.statusbar.message(f"front of epoch {self.session.epoch} saved to {path}")
-        return True
+    def start_export(self, kind: str, path: str) -> int | None:
+        """Export the front as ``kind`` ("npy": the full float32 array; "png": the
+        shown plane through the current colormap, one pixel per element) to
+        ``path``, atomically. The read-back and the write run on the session's
+        worker; the status bar shows progress, Esc cancels (nothing is written).
+        Returns the task id (``Session.sigTaskFinished``), None when none started."""
+        s = self.session
+        if s.manager is None:
+            s.say("export: no buffer manager is open")
+            return None
+        if kind not in ("npy", "png"):
+            raise ValueError(f"export kind must be 'npy' or 'png', not {kind!r}")
+        st = self.state
+        look = (st.levels, st.auto_levels, st.colormap, st.z)
 
-    def export_png(self, path: str) -> bool:
-        """Save the shown plane through the current colormap, one pixel per element."""
-        front = self.session.front()   # an explicit, rare action: read the front now
-        if front is None:
-            return False
-        plane = np.array(front, dtype=np.float32, copy=True)
-        levels = self.state.levels
-        if self.state.auto_levels:
-            levels = colormaps.finite_levels(plane) or levels
-        if plane.ndim == 1:
-            plane = plane.reshape(1, -1)
-        elif plane.ndim == 3:
-            plane = plane[self.state.z]
-        rgb = np.ascontiguousarray(colormaps.apply(plane, levels, self.state.colormap))
-        h, w = rgb.shape[:2]
-        img = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+        def work(m, cancel) -> int:
+            front = np.array(m.front(), copy=True)
+            epoch = m.stats().epoch
+            write = _npy_writer(front) if kind == "npy" else _png_writer(front, *look)
 
-        def save(tmp: str) -> None:
-            if not img.save(tmp, "PNG"):
-                raise OSError(f"cannot write PNG {tmp}")
+            def write_then_check(tmp: str) -> None:
+                write(tmp)
+                if cancel.is_set():
+                    raise Cancelled("cancelled before the file was put in place")
 
-        try:
-            write_via_path(path, save)
-        except OSError as exc:
-            self.statusbar.message(f"export failed: {exc}")
-            return False
-        self.statusbar.message(f"front (plane) saved to {path}")
-        return True
+            write_via_path(path, write_then_check)
+            return epoch
+
+        def done(res) -> None:
+            if res.error is None:
+                what = "front" if kind == "npy" else "front (plane)"
+                epoch = res.value + res.job.epoch_offset
+                self.statusbar.message(f"{what} of epoch {epoch} saved to {path}")
+            elif isinstance(res.error, Cancelled):
+                self.statusbar.message(f"export to {path} cancelled; nothing written")
+            else:
+                self.statusbar.message(
+                    f"export to {path} failed: {type(res.error).__name__}: {res.error}")
+
+        return s.run_task(f"exporting the front to {os.path.basename(path)}", work, done)
+
+    def export_npy(self, path: str, timeout: float = 30.0) -> bool:
+        """``start_export("npy", path)`` and wait for it (the event loop keeps running)."""
+        return self.wait_task(self.start_export("npy", path), timeout)
+
+    def export_png(self, path: str, timeout: float = 30.0) -> bool:
+        """``start_export("png", path)`` and wait for it (the event loop keeps running)."""
+        return self.wait_task(self.start_export("png", path), timeout)
 
     # ------------------------------------------------------------------ about
     def about_text(self) -> str:

@@ -1,8 +1,10 @@
 """``SyncWorker``: the thread that waits on the manager so the GUI thread never does.
 
 One job at a time: synchronize (with a timeout) and/or read the front back, then
-read the stats; the result goes to ``on_done`` *from the worker thread* (the
-session forwards it to the GUI thread through a queued Qt signal). The front of
+read the stats — or, for a job with a ``task``, run that function instead (the
+session's long operations: an export, a backend switch). The result goes to
+``on_done`` *from the worker thread* (the session forwards it to the GUI thread
+through a queued Qt signal). The front of
 a result stays valid until the next synchronize, and the session starts no job
 before it has consumed the previous result, so the GUI reads a front no swap can
 change under it. Qt-free.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,6 +29,16 @@ class Job:
     sync: bool = False
     timeout: float = 1.0
     read_front: bool = False
+    # A task runs instead of sync/read: task(manager, cancel), manager being the one
+    # current when the task started; epoch_offset is the session's then.
+    task: Callable[[object, threading.Event], object] | None = None
+    epoch_offset: int = 0
+    asked: bool = True      # the sync was asked for (not only the auto-sync clock's)
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+class Cancelled(Exception):
+    """A task saw its job's ``cancel`` event set and gave up (nothing was changed)."""
 
 
 @dataclass
@@ -36,6 +49,7 @@ class JobResult:
     front: object = None
     error: BaseException | None = None
     seconds: float = 0.0
+    value: object = None            # what a task returned
     extra: dict = field(default_factory=dict)
 
 
@@ -65,27 +79,16 @@ class SyncWorker:
         return not self._thread.is_alive()
 
     def _run(self) -> None:
-        import time
-
         while True:
             job = self._jobs.get()
             if job is STOP:
                 return
             t0 = time.monotonic()
             res = JobResult(job)
-            m = job.manager
-            try:
-                if job.sync:
-                    m.synchronize(job.timeout)
-            except BaseException as exc:  # reported by the session, never raised here
-                res.error = exc
-            try:
-                if job.read_front:
-                    res.front = m.front()
-                res.stats = m.stats()
-                res.epoch = res.stats.epoch
-            except BaseException as exc:
-                res.error = res.error or exc
+            if job.task is not None:
+                self._run_task(job, res)
+            else:
+                self._run_sync(job, res)
             res.seconds = time.monotonic() - t0
             if self._jobs.empty():
                 self._idle.set()
@@ -93,3 +96,46 @@ class SyncWorker:
                 self._on_done(res)
             except Exception:  # a closed receiver must not kill the thread
                 pass
+
+    @staticmethod
+    def _run_task(job: Job, res: JobResult) -> None:
+        try:
+            if job.cancel.is_set():
+                raise Cancelled("cancelled before it started")
+            res.value = job.task(job.manager, job.cancel)
+        except BaseException as exc:  # reported by the session, never raised here
+            res.error = exc
+
+    @staticmethod
+    def _run_sync(job: Job, res: JobResult) -> None:
+        m = job.manager
+        try:
+            if job.sync:
+                m.synchronize(job.timeout)
+        except BaseException as exc:  # reported by the session, never raised here
+            res.error = exc
+        try:
+            if job.read_front:
+                res.front = m.front()
+            res.stats = m.stats()
+            res.epoch = res.stats.epoch
+        except BaseException as exc:
+            res.error = res.error or exc
+
+
+def synchronize_until(manager, cancel: threading.Event, timeout: float,
+                      slice_s: float = 0.1) -> int:
+    """``manager.synchronize`` for at most ``timeout`` s in slices of ``slice_s``, so
+    that setting ``cancel`` ends the wait within a slice (``Cancelled``); a wait
+    past ``timeout`` raises ``TimeoutError``. For a task on the worker thread."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if cancel.is_set():
+            raise Cancelled("cancelled while waiting for the synchronize")
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"the synchronize did not finish within {timeout:g} s")
+        try:
+            return manager.synchronize(min(slice_s, left))
+        except TimeoutError:
+            continue
