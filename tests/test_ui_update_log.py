@@ -37,7 +37,7 @@ WAIT = 10.0
 
 
 class FakeSession(QObject):
-    """What ``HistoryFeed`` reads of a Session: a manager and two signals."""
+    """What ``HistoryFeed`` reads of a Session: a manager, its offsets and two signals."""
 
     sigManagerChanged = pyqtSignal()
     sigFrontChanged = pyqtSignal(int, object)
@@ -45,6 +45,8 @@ class FakeSession(QObject):
     def __init__(self, manager) -> None:
         super().__init__()
         self.manager = manager
+        self.seq_offset = self.epoch_offset = 0
+        self.history_continues = False
 
 
 @pytest.fixture(params=["numpy", "gl"])
