@@ -243,7 +243,7 @@ def test_errors_show_in_the_status_bar(make_window, qtbot):
     p.shape_edit.setText("0x5")
     assert not p.apply_shape()
     assert "shape" in w.statusbar.currentMessage()
-    w.session.manager.manager.close()                          # the manager goes away under us
+    w.session.manager.close()                                  # the manager goes away under us
     w.session.synchronize()
     qtbot.waitUntil(lambda: "ManagerClosedError" in w.statusbar.currentMessage(), timeout=3000)
 

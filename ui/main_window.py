@@ -34,6 +34,7 @@ from .buffer_view import BufferView
 from .color_bar import ColorBar, format_value
 from .control_panel import ControlPanel
 from .display_state import DisplayState
+from .history_docks import install_history_docks
 from .message_log import MessageLog
 from .session import Session, backend_problem
 from .status_bar import StatusBar
@@ -70,6 +71,7 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.message_log)
         self.message_log.hide()
         self._build_menus()
+        install_history_docks(self)   # element history, race flag, diff: self.history_docks
 
         s = self.session
         s.sigMessage.connect(self.statusbar.message)
@@ -268,19 +270,8 @@ class MainWindow(QMainWindow):
             if shown != v.data_epoch:
                 # Sampling the GL texture: the value was read back at an earlier epoch.
                 text += f" (read back; the view shows epoch {shown})"
-        m, st = self.session.manager, self.session.last_stats
-        if m is not None and st is not None:
-            try:
-                w = m.last_writer(index, self._data_visible_seq)
-            except Exception as exc:
-                w = None
-                text += f"  (history unavailable: {exc})"
-            if w is not None:
-                text += f"  last write: seq {w.seq} {w.op} by {w.producer}"
-            elif m.forgotten_seq:
-                text += f"  last write: before seq {m.forgotten_seq} (history full)"
-            else:
-                text += "  last write: none since the buffer was opened"
+        if self.session.manager is not None:
+            text += self.history_docks.last_write_text(index, v.data_epoch)
         return text
 
     def _update_readout(self) -> None:
