@@ -88,6 +88,9 @@ class RaceFlag(QObject):
         h = self.feed.history
         if not self.enabled:
             self.overlays.clear("races")
+            if self._key != "off":
+                self._key = "off"
+                self.sigRacesChanged.emit(-1, 0)
             return
         epoch = h.last_epoch_with_rows(self.shown_epoch())
         key = (id(h), epoch, None if epoch is None else len(h.rows_visible_at(epoch)))
@@ -194,7 +197,6 @@ class HistoryDocks(QObject):
         self.status.setObjectName("debug_status")
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.status.setFont(window.readout.font())
-        self.status.hide()
         center = window.centralWidget().layout()   # under the hover readout: no width added
         center.insertWidget(center.indexOf(window.readout) + 1, self.status)
         self.races.sigRacesChanged.connect(lambda *_: self._update_status())
@@ -205,8 +207,7 @@ class HistoryDocks(QObject):
         self._build_actions()
 
     def _shown_epoch(self) -> int:
-        v = self.window.view
-        return v.drawn_epoch if v.drawn_epoch is not None else self.window.session.epoch
+        return self.window.session.epoch      # the newest visible (the view draws it next)
 
     def _build_actions(self) -> None:
         w = self.window
@@ -255,8 +256,7 @@ class HistoryDocks(QObject):
 
     def _update_status(self) -> None:
         parts = [t for t in (self.races.text(), self.diff.text()) if t]
-        self.status.setText("  ·  ".join(parts))
-        self.status.setVisible(bool(parts))
+        self.status.setText("  ·  ".join(parts))   # always shown: the view never jumps
 
 
 def install_history_docks(window) -> HistoryDocks:
