@@ -150,8 +150,9 @@ def test_c_rows_without_details_are_said_so(qtbot):
         w.history_docks.follow((1, 1))
         dock = w.history_docks.dock
         assert dock.table.rowCount() == 1, "a run of rows without details is one line"
-        line = [dock.table.item(0, c).text() for c in range(5)]
-        assert line[0] == "1–2" and line[2] == "2 updates" and UNRECORDED in line[3]
+        line = [dock.table.item(0, c).text() for c in range(6)]
+        assert line[0] == "1–2" and line[2] == "2 updates" and line[3] == "0 → ?"
+        assert UNRECORDED in line[5] and UNRECORDED in dock.title.text()
         assert "cannot be checked" in dock.check
         assert UNRECORDED in w.readout_text((1, 1))
     finally:

@@ -97,9 +97,8 @@ def lines_of(history: UpdateHistory, entries: list[HistoryEntry], index: tuple[i
                 f"{min(x for x in epochs if x is not None)}–"
                 f"{max(x for x in epochs if x is not None)}")
             producers = sorted({entries[i].row.producer for i in range(k, j + 1)})
-            out.append((seqs, ", ".join(producers), what,
-                        f"{value_text(e.before)} → ? ({why}: it may have written here)",
-                        epoch, "", False))
+            out.append((seqs, ", ".join(producers), what, f"{value_text(e.before)} → ?",
+                        epoch, f"{why}: it may have written here", False))
             k = j + 1
             continue
         races = races_at(history, row, index)
@@ -194,8 +193,14 @@ class ElementHistoryDock(QDockWidget):
                 if raced:
                     item.setBackground(QBrush(RACE_BRUSH))
                 self.table.setItem(r, c, item)
-        n = len(self.entries)
+        n = sum(e.row.detailed for e in self.entries)
+        unknown = len(self.entries) - n
         title = f"element {index}: {n} update{'s' if n != 1 else ''} wrote it"
+        if unknown and not n:
+            title = (f"element {index}: {unknown} update{'s' if unknown != 1 else ''} "
+                     f"may have written it ({UNRECORDED})")
+        elif unknown:
+            title += f"; {unknown} more may have (their details were not recorded)"
         if len(lines) > len(shown):
             title += f" (the last {len(shown)} lines shown)"
         if h.dropped:

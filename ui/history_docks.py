@@ -75,6 +75,7 @@ class RaceFlag(QObject):
         self.enabled = True
         self.epoch: int | None = None
         self.races: list = []
+        self.unknown = 0
         self._key = None
         feed.sigHistoryChanged.connect(lambda _n: self.refresh())
         feed.sigReset.connect(self.refresh)
@@ -98,6 +99,8 @@ class RaceFlag(QObject):
             return
         self._key = key
         self.epoch = epoch
+        rows = [] if epoch is None else h.rows_visible_at(epoch)
+        self.unknown = sum(not r.detailed for r in rows)   # rows races cannot be told for
         self.races = [] if epoch is None else h.races(epoch)
         boxes = list(dict.fromkeys(r.overlap for r in self.races))
         self.overlays.set("races", boxes, RACE_COLOR, 2.0)
@@ -107,7 +110,12 @@ class RaceFlag(QObject):
         if not self.enabled or self.epoch is None:
             return ""
         n = len(self.races)
-        return f"{n} race{'s' if n != 1 else ''} at epoch {self.epoch}"
+        text = f"{n} race{'s' if n != 1 else ''} at epoch {self.epoch}"
+        if self.unknown and not n:
+            text = f"races at epoch {self.epoch}: not known ({UNRECORDED})"
+        elif self.unknown:
+            text += f" (more not known among {self.unknown} updates: {UNRECORDED})"
+        return text
 
 
 class EpochDiff(QObject):
