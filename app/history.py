@@ -119,6 +119,17 @@ class HistoryEntry:
 
 
 @dataclass
+class ElementTrace:
+    """The element history of one element, kept up to date by ``UpdateHistory.extend``."""
+
+    index: tuple[int, ...]
+    entries: list[HistoryEntry] = field(default_factory=list)
+    next_row: int = 0                 # rows before this have been read
+    value: float | None = None        # the element's value after the last entry
+    dropped: int = 0                  # the history's dropped count when it was read
+
+
+@dataclass
 class Race:
     """Two updates from different producers, visible in the same epoch, that wrote
     overlapping elements and do not commute: the later one (``winner``) decided
@@ -225,9 +236,35 @@ class UpdateHistory:
         not say where it wrote (``not row.detailed``) may have written the element:
         it is listed with ``after`` None and the values after it are unknown."""
         index = tuple(int(i) for i in index)
+        n = len(self.rows) if upto_seq is None else bisect.bisect_right(self._starts, upto_seq)
         value: float | None = None if self.dropped else float(np.float32(self.fill))
+        return self._scan(index, 0, n, value)[0]
+
+    def follow(self, index: tuple[int, ...]) -> ElementTrace:
+        """An ``ElementTrace`` of element ``index``: its history so far, which
+        ``extend`` brings up to date reading only the rows added since."""
+        trace = ElementTrace(tuple(int(i) for i in index), dropped=self.dropped)
+        trace.value = None if self.dropped else float(np.float32(self.fill))
+        self.extend(trace)
+        return trace
+
+    def extend(self, trace: ElementTrace) -> int:
+        """Add the entries of the rows added since ``trace`` was last brought up to
+        date; the number added. Starts over when events were dropped meanwhile."""
+        if trace.dropped != self.dropped:
+            fresh = self.follow(trace.index)
+            trace.entries, trace.next_row = fresh.entries, fresh.next_row
+            trace.value, trace.dropped = fresh.value, fresh.dropped
+            return len(trace.entries)
+        n = len(self.rows)
+        new, trace.value = self._scan(trace.index, trace.next_row, n, trace.value)
+        trace.entries.extend(new)
+        trace.next_row = n
+        return len(new)
+
+    def _scan(self, index, start: int, stop: int, value):
         out = []
-        for k in self._candidates(index, upto_seq):
+        for k in self._candidates(index, start, stop):
             row = self.rows[k]
             if not row.detailed:
                 if row.region is not None and not row.touches(index):
@@ -240,14 +277,14 @@ class UpdateHistory:
             after = row.written_value(index, value)
             out.append(HistoryEntry(row, value, after))
             value = after
-        return out
+        return out, value
 
     def last_writer(self, index: tuple[int, ...], epoch: int | None = None) -> UpdateRow | None:
         """The newest row visible at ``epoch`` (any epoch when None) that wrote element
         ``index`` — or that may have: a row without details (check ``row.detailed``).
         Scans backwards from the newest row, so it is quick for the hover readout."""
         index = tuple(int(i) for i in index)
-        for k in self._candidates(index, None)[::-1]:
+        for k in self._candidates(index, 0, len(self.rows))[::-1]:
             row = self.rows[int(k)]
             ev = row.epoch_visible
             if ev is None or (epoch is not None and ev > epoch):
@@ -260,38 +297,44 @@ class UpdateHistory:
                 return row
         return None
 
-    def _candidates(self, index: tuple[int, ...], upto_seq: int | None) -> np.ndarray:
-        """Row numbers that may have written ``index`` (their box holds it, or they
-        say nothing of where they wrote), in order: numpy over every row's box."""
-        n = len(self.rows) if upto_seq is None else bisect.bisect_right(self._starts, upto_seq)
-        boxes = self._box_array(n)
-        if boxes is None:
-            return np.arange(n)
+    def _candidates(self, index: tuple[int, ...], start: int, stop: int) -> np.ndarray:
+        """Row numbers in [start, stop) that may have written ``index`` (their box
+        holds it, or they say nothing of where they wrote), in order: numpy over
+        the rows' boxes."""
+        boxes = self._box_array(stop)
+        if boxes is None or start >= stop:
+            return np.arange(0)
         idx = np.asarray(index, dtype=np.int64)
         nd = min(len(idx), boxes.shape[1])
-        inside = np.all((boxes[:n, :nd, 0] <= idx[:nd]) & (idx[:nd] < boxes[:n, :nd, 1]), axis=1)
-        return np.flatnonzero(inside | ~self._detailed[:n])
+        b = boxes[start:stop, :nd]
+        inside = np.all((b[:, :, 0] <= idx[:nd]) & (idx[:nd] < b[:, :, 1]), axis=1)
+        return start + np.flatnonzero(inside | ~self._detailed[start:stop])
 
     def _box_array(self, n: int) -> np.ndarray | None:
-        """(rows, ndim, 2) int64 boxes of the first ``n`` rows, grown incrementally
-        (an undetailed row's box covers everything); None when there are no rows."""
+        """(rows, ndim, 2) int64 boxes of (at least) the first ``n`` rows, grown
+        incrementally with doubling capacity (an undetailed row's box covers
+        everything); None when there are no rows."""
         have = self._nboxes
         if n > have:
             if have:
                 ndim = self._boxes_np.shape[1]
             else:
                 ndim = next((len(b) for r in self.rows[:n] if (b := r.bbox()) is not None), 1)
-            new = np.zeros((n - have, ndim, 2), dtype=np.int64)
-            det = np.zeros(n - have, dtype=bool)
-            for j, row in enumerate(self.rows[have:n]):
+            if n > len(self._boxes_np) or self._boxes_np.shape[1] != ndim:
+                cap = max(1024, 2 * n)
+                boxes = np.zeros((cap, ndim, 2), dtype=np.int64)
+                det = np.zeros(cap, dtype=bool)
+                if have:
+                    boxes[:have], det[:have] = self._boxes_np[:have], self._detailed[:have]
+                self._boxes_np, self._detailed = boxes, det
+            top = np.iinfo(np.int64).max
+            for j, row in enumerate(self.rows[have:n], start=have):
                 b = row.bbox()
                 if b is None or len(b) != ndim:
-                    new[j, :, 1] = np.iinfo(np.int64).max
+                    self._boxes_np[j, :, 0], self._boxes_np[j, :, 1] = 0, top
                 else:
-                    new[j] = b
-                det[j] = row.detailed
-            self._boxes_np = new if not have else np.concatenate([self._boxes_np[:have], new])
-            self._detailed = det if not have else np.concatenate([self._detailed[:have], det])
+                    self._boxes_np[j] = b
+                self._detailed[j] = row.detailed
             self._nboxes = n
         return self._boxes_np if n else None
 

@@ -50,11 +50,17 @@ def settle(qtbot, w) -> int:
 
 def hover(qtbot, view, row: int, col: int) -> None:
     """Move the mouse onto texel (row, col) (from next to it: a cursor left there by
-    an earlier test's window would send no move event)."""
-    x, y = view.texel_center(row, col)
-    qtbot.mouseMove(view, QPoint(x + 7, y + 5))
-    qtbot.mouseMove(view, QPoint(x, y))
-    qtbot.waitUntil(lambda: view.hover_index == view.element_index(row, col), timeout=WAIT_MS)
+    an earlier test's window would send no move event; again if the view moved)."""
+    want = view.element_index(row, col)
+
+    def there() -> bool:
+        if view.hover_index != want:
+            x, y = view.texel_center(row, col)
+            qtbot.mouseMove(view, QPoint(x + 7, y + 5))
+            qtbot.mouseMove(view, QPoint(x, y))
+        return view.hover_index == want
+
+    qtbot.waitUntil(there, timeout=WAIT_MS)
 
 
 @pytest.fixture(params=["numpy", "gl"])

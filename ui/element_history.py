@@ -123,6 +123,9 @@ class ElementHistoryDock(QDockWidget):
         self.index: tuple[int, ...] | None = None
         self.entries: list[HistoryEntry] = []
         self.check = ""          # what the last visible line says against the front
+        self._trace = None       # app.history.ElementTrace of the element followed
+        self._trace_of = None    # the UpdateHistory it was read from
+        self._lines: list = []   # what the table shows
         body = QWidget()
         v = QVBoxLayout(body)
         v.setContentsMargins(4, 4, 4, 4)
@@ -168,7 +171,7 @@ class ElementHistoryDock(QDockWidget):
     def refresh(self, force: bool = False) -> None:
         """Read the history again (skipped while the dock is hidden, unless forced)."""
         if self.index is None:
-            self.entries = []
+            self.entries, self._trace, self._lines = [], None, []
             self.table.setRowCount(0)
             self.footer.setText("")
             return
@@ -177,22 +180,20 @@ class ElementHistoryDock(QDockWidget):
         h = self.feed.history
         index = self.index
         try:
-            self.entries = h.element_history(index)
+            if self._trace is None or self._trace_of is not h or self._trace.index != index:
+                self._trace, self._trace_of = h.follow(index), h
+            else:
+                h.extend(self._trace)          # only the rows added since the last look
         except Exception as exc:     # an index of another shape after a reopen
             self.title.setText(f"element {index}: no history ({type(exc).__name__}: {exc})")
-            self.entries = []
+            self._trace = None
+            self.entries, self._lines = [], []
             self.table.setRowCount(0)
             return
-        lines = lines_of(h, self.entries, index)
-        shown = lines[-MAX_LINES:]
-        self.table.setRowCount(len(shown))
-        for r, line in enumerate(shown):
-            raced = line[6]
-            for c, text in enumerate(line[:6]):
-                item = QTableWidgetItem(text)
-                if raced:
-                    item.setBackground(QBrush(RACE_BRUSH))
-                self.table.setItem(r, c, item)
+        self.entries = self._trace.entries
+        tail = self.entries[-MAX_LINES:]
+        shown = lines_of(h, tail, index)
+        self._show_lines(shown)
         n = sum(e.row.detailed for e in self.entries)
         unknown = len(self.entries) - n
         title = f"element {index}: {n} update{'s' if n != 1 else ''} wrote it"
@@ -201,15 +202,31 @@ class ElementHistoryDock(QDockWidget):
                      f"may have written it ({UNRECORDED})")
         elif unknown:
             title += f"; {unknown} more may have (their details were not recorded)"
-        if len(lines) > len(shown):
-            title += f" (the last {len(shown)} lines shown)"
+        if len(tail) < len(self.entries):
+            title += f" (the last {len(tail)} shown)"
         if h.dropped:
             title += (f"; {h.dropped} events were lost to a wrapped ring, so values "
                       "before them are unknown")
         self.title.setText(title)
         self.check = self._check_front()
         self.footer.setText(self.check)
-        if shown:
+
+    def _show_lines(self, lines: list) -> None:
+        """Put ``lines`` in the table, touching only the cells that changed (a live
+        history mostly appends; pending rows become visible, races get named)."""
+        old = self._lines
+        grew = len(lines) > len(old)
+        self.table.setRowCount(len(lines))
+        for r, line in enumerate(lines):
+            if r < len(old) and old[r] == line:
+                continue
+            for c, text in enumerate(line[:6]):
+                item = QTableWidgetItem(text)
+                if line[6]:
+                    item.setBackground(QBrush(RACE_BRUSH))
+                self.table.setItem(r, c, item)
+        self._lines = lines
+        if grew:
             self.table.scrollToBottom()
 
     def _check_front(self) -> str:

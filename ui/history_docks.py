@@ -205,6 +205,7 @@ class HistoryDocks(QObject):
         self.status.setObjectName("debug_status")
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.status.setFont(window.readout.font())
+        self.status.setMinimumHeight(self.status.fontMetrics().height())   # empty or not
         center = window.centralWidget().layout()   # under the hover readout: no width added
         center.insertWidget(center.indexOf(window.readout) + 1, self.status)
         self.races.sigRacesChanged.connect(lambda *_: self._update_status())
