@@ -37,7 +37,7 @@ from app.history import HistoryEntry, Race, UpdateHistory
 from .color_bar import format_value
 
 COLUMNS = ("seq", "producer", "op", "before → after", "epoch", "race")
-MAX_LINES = 5000        # the newest lines shown (the count says how many there are)
+MAX_LINES = 2000        # the newest lines shown (the count says how many there are)
 UNRECORDED = "details not recorded by this backend"
 PAYLOAD_DROPPED = "payload dropped from the event ring"
 RACE_BRUSH = QColor(255, 40, 40, 70)
@@ -73,10 +73,13 @@ def races_at(history: UpdateHistory, row, index: tuple[int, ...]) -> list[Race]:
             if all(a <= i < b for i, (a, b) in zip(index, r.overlap))]
 
 
-def lines_of(history: UpdateHistory, entries: list[HistoryEntry], index: tuple[int, ...]):
+def lines_of(history: UpdateHistory, entries: list[HistoryEntry], index: tuple[int, ...],
+             cache: dict | None = None):
     """The dock's lines: ``(seq, producer, op, values, epoch, race, raced)`` tuples,
-    a run of undetailed rows collapsed into one line."""
+    a run of undetailed rows collapsed into one line. ``cache`` keeps the line of
+    each visible entry (keyed by the entry: its races are known once it is visible)."""
     out = []
+    cache = {} if cache is None else cache
     k = 0
     while k < len(entries):
         e = entries[k]
@@ -101,11 +104,19 @@ def lines_of(history: UpdateHistory, entries: list[HistoryEntry], index: tuple[i
                         epoch, f"{why}: it may have written here", False))
             k = j + 1
             continue
+        hit = cache.get(id(e))
+        if hit is not None and hit[0] is e and row.epoch_visible is not None:
+            out.append(hit[1])
+            k += 1
+            continue
         races = races_at(history, row, index)
         seq = str(row.seq) if row.count == 1 else f"{row.seq}…{row.last_seq}"
         epoch = "pending" if row.epoch_visible is None else str(row.epoch_visible)
-        out.append((seq, row.producer, row.op, f"{value_text(e.before)} → {value_text(e.after)}",
-                    epoch, race_text(races, row), bool(races)))
+        line = (seq, row.producer, row.op, f"{value_text(e.before)} → {value_text(e.after)}",
+                epoch, race_text(races, row), bool(races))
+        if row.epoch_visible is not None:
+            cache[id(e)] = (e, line)
+        out.append(line)
         k += 1
     return out
 
@@ -126,6 +137,7 @@ class ElementHistoryDock(QDockWidget):
         self._trace = None       # app.history.ElementTrace of the element followed
         self._trace_of = None    # the UpdateHistory it was read from
         self._lines: list = []   # what the table shows
+        self._line_cache: dict = {}   # id(entry) -> (entry, its line), once visible
         body = QWidget()
         v = QVBoxLayout(body)
         v.setContentsMargins(4, 4, 4, 4)
@@ -192,7 +204,9 @@ class ElementHistoryDock(QDockWidget):
             return
         self.entries = self._trace.entries
         tail = self.entries[-MAX_LINES:]
-        shown = lines_of(h, tail, index)
+        if self._trace_of is not h or len(self._line_cache) > 4 * MAX_LINES:
+            self._line_cache = {}
+        shown = lines_of(h, tail, index, self._line_cache)
         self._show_lines(shown)
         n = sum(e.row.detailed for e in self.entries)
         unknown = len(self.entries) - n
