@@ -170,3 +170,19 @@ def test_races_match_their_definition(seed, monkeypatch):
     # An element set's exact overlap may need more than MAX_SET_TRIES earlier rows.
     assert got <= want and len(want - got) <= 2, (sorted(want - got), sorted(got - want))
     assert all(r.epoch == 1 for r in h.races(1))
+
+
+def test_the_update_log_can_outline_a_selected_row(window, qtbot):
+    w = window
+    s = w.session
+    assert s.enqueue(Fill(((1, 3), (2, 7)), 1.0)) is not None
+    s.manager.set_many([[0, 0], [5, 5]], [1.0, 2.0])
+    settle(qtbot, w)
+    hd = w.history_docks
+    rows = w.history_feed.history.rows
+    hd.outline_row(rows[0])
+    assert w.view.overlays.boxes("selected-row") == (((1, 3), (2, 7)),)
+    hd.outline_row(rows[1])
+    assert w.view.overlays.boxes("selected-row") == (((0, 1), (0, 1)), ((5, 6), (5, 6)))
+    hd.outline_row(None)
+    assert "selected-row" not in w.view.overlays.names()

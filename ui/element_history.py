@@ -111,7 +111,7 @@ def lines_of(history: UpdateHistory, entries: list[HistoryEntry], index: tuple[i
             continue
         races = races_at(history, row, index)
         seq = str(row.seq) if row.count == 1 else f"{row.seq}…{row.last_seq}"
-        epoch = "pending" if row.epoch_visible is None else str(row.epoch_visible)
+        epoch = row.state if row.epoch_visible is None else str(row.epoch_visible)   # applied/pending
         line = (seq, row.producer, row.op, f"{value_text(e.before)} → {value_text(e.after)}",
                 epoch, race_text(races, row), bool(races))
         if row.epoch_visible is not None:

@@ -33,7 +33,9 @@ from app.history import UpdateHistory, changed_mask
 
 from .element_history import UNRECORDED, ElementHistoryDock
 from .history_feed import HistoryFeed
-from .overlays import DIFF_COLOR, ELEMENT_COLOR, RACE_COLOR, Overlays
+from .overlays import DIFF_COLOR, ELEMENT_COLOR, RACE_COLOR, SELECTED_ROW_COLOR, Overlays
+
+MAX_ELEMENT_BOXES = 256    # outline_row: element sets up to this size get a box each
 
 
 def group(n: int) -> str:
@@ -259,6 +261,17 @@ class HistoryDocks(QObject):
         else:
             self.overlays.set("element", [tuple((i, i + 1) for i in index)], ELEMENT_COLOR,
                               4.0, "two-tone")
+
+    def outline_row(self, row) -> None:
+        """Outline what update-history row ``row`` wrote (overlay ``"selected-row"``,
+        white dashed): its region, or each element of a small element set (else the
+        box around them); None or a row without details clears it. For the update log."""
+        boxes = []
+        if row is not None and row.indices is not None and len(row.indices) <= MAX_ELEMENT_BOXES:
+            boxes = [tuple((int(i), int(i) + 1) for i in idx) for idx in row.indices]
+        elif row is not None and row.bbox() is not None:
+            boxes = [row.bbox()]
+        self.overlays.set("selected-row", boxes, SELECTED_ROW_COLOR, 2.0, "dashed")
 
     def last_write_text(self, index: tuple[int, ...], epoch: int | None) -> str:
         return last_write_text(self.feed.history, index, epoch)

@@ -6,8 +6,9 @@ them; none of them touches the renderer (napari's layer model, like
 ``DisplayState``). Qt-free.
 
 * ``set(name, boxes, color, width=2, style="solid")`` — outline boxes given in
-  buffer indices (style ``"solid"``, ``"dashed"`` or ``"two-tone"``: the outer
-  half of the outline in the color, the inner half black),
+  buffer indices (style ``"solid"`` or ``"dashed"``, drawn just inside each box,
+  or ``"two-tone"``, drawn just outside it: the outer half of the outline in the
+  color, the inner half black),
   one ``(start, stop)`` per dimension (a 3-D box is drawn on the planes z it
   spans); ``set(name, [])`` or ``clear(name)`` removes them. Used for the race
   overlaps (``"races"``), the element the history follows (``"element"``) and
@@ -47,7 +48,7 @@ class BoxSet:
     name: str
     boxes: tuple[Box, ...]
     color: Color
-    width: float = 2.0          # outline width in px, drawn just inside each box
+    width: float = 2.0          # outline width in px (inside the box; two-tone: outside)
     style: str = "solid"        # "solid", "dashed" or "two-tone"
 
 
