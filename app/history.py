@@ -152,7 +152,7 @@ class UpdateHistory:
     _unseen: int = 0                 # rows before this are all visible
     _epoch_rows: dict = field(default_factory=dict)      # epoch -> (first row, stop row)
     _epoch_list: list = field(default_factory=list)      # its keys, ascending
-    _race_cache: dict = field(default_factory=dict)      # epoch -> (its row span, races)
+    _race_cache: dict = field(default_factory=dict)      # epoch -> (row span, races, by seq)
     _nboxes: int = 0                 # rows whose boxes are in _boxes_np
     _boxes_np: np.ndarray = field(default_factory=lambda: np.zeros((0, 1, 2), np.int64))
     _detailed: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
