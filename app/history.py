@@ -24,6 +24,8 @@ import numpy as np
 from .manager import Event
 
 PENDING, APPLIED, VISIBLE = "pending", "applied", "visible"
+RACE_BLOCK = 256       # races(): later rows compared with all earlier ones per numpy step
+MAX_SET_TRIES = 8      # races(): earlier element sets tried for a shared element
 
 
 @dataclass(slots=True)
@@ -45,6 +47,14 @@ class UpdateRow:
     @property
     def last_seq(self) -> int:
         return self.seq + self.count - 1
+
+    @property
+    def detailed(self) -> bool:
+        """Whether its event says where it wrote (False: a backend that records only
+        the op, or a payload let go of; which elements it wrote is not known)."""
+        if self.payload_dropped:
+            return False
+        return self.region is not None or self.indices is not None
 
     @property
     def state(self) -> str:
@@ -109,6 +119,17 @@ class HistoryEntry:
 
 
 @dataclass
+class ElementTrace:
+    """The element history of one element, kept up to date by ``UpdateHistory.extend``."""
+
+    index: tuple[int, ...]
+    entries: list[HistoryEntry] = field(default_factory=list)
+    next_row: int = 0                 # rows before this have been read
+    value: float | None = None        # the element's value after the last entry
+    dropped: int = 0                  # the history's dropped count when it was read
+
+
+@dataclass
 class Race:
     """Two updates from different producers, visible in the same epoch, that wrote
     overlapping elements and do not commute: the later one (``winner``) decided
@@ -130,6 +151,12 @@ class UpdateHistory:
     _starts: list[int] = field(default_factory=list)    # row seqs, for bisect
     _unseen: int = 0                 # rows before this are all visible
     _applying: int = 0               # the row the last apply event touched
+    _epoch_rows: dict = field(default_factory=dict)      # epoch -> (first row, stop row)
+    _epoch_list: list = field(default_factory=list)      # its keys, ascending
+    _race_cache: dict = field(default_factory=dict)      # epoch -> (row span, races, by seq)
+    _nboxes: int = 0                 # rows whose boxes are in _boxes_np
+    _boxes_np: np.ndarray = field(default_factory=lambda: np.zeros((0, 1, 2), np.int64))
+    _detailed: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
     def reset_reader(self) -> None:
         """A new manager generation: read its events from its first."""
@@ -186,11 +213,18 @@ class UpdateHistory:
     def _mark_visible(self, seq: int, epoch: int) -> None:
         k = self._unseen
         rows = self.rows
+        first = None
         while k < len(rows) and rows[k].last_seq <= seq:
             if rows[k].epoch_visible is None:
                 rows[k].epoch_visible = epoch
+                first = k if first is None else first
             k += 1
         self._unseen = k
+        if first is not None:
+            if epoch not in self._epoch_rows:
+                self._epoch_list.append(epoch)
+            lo, hi = self._epoch_rows.get(epoch, (first, k))
+            self._epoch_rows[epoch] = (min(lo, first), max(hi, k))
 
     # -- queries ----------------------------------------------------------------------
     def row_of(self, seq: int) -> UpdateRow | None:
@@ -207,15 +241,47 @@ class UpdateHistory:
             return None
         return k
 
-    def element_history(self, index: tuple[int, ...]) -> list[HistoryEntry]:
-        """Every update that wrote element ``index``, in order, with its value before
-        and after (None where it cannot be known: an event whose payload or whose
-        predecessors were dropped)."""
+    def element_history(self, index: tuple[int, ...], upto_seq: int | None = None
+                        ) -> list[HistoryEntry]:
+        """Every update that wrote element ``index``, in order (up to ``upto_seq``),
+        with its value before and after (None where it cannot be known: an event
+        whose payload or whose predecessors were dropped). A row whose event does
+        not say where it wrote (``not row.detailed``) may have written the element:
+        it is listed with ``after`` None and the values after it are unknown."""
         index = tuple(int(i) for i in index)
+        n = len(self.rows) if upto_seq is None else bisect.bisect_right(self._starts, upto_seq)
         value: float | None = None if self.dropped else float(np.float32(self.fill))
+        return self._scan(index, 0, n, value)[0]
+
+    def follow(self, index: tuple[int, ...]) -> ElementTrace:
+        """An ``ElementTrace`` of element ``index``: its history so far, which
+        ``extend`` brings up to date reading only the rows added since."""
+        trace = ElementTrace(tuple(int(i) for i in index), dropped=self.dropped)
+        trace.value = None if self.dropped else float(np.float32(self.fill))
+        self.extend(trace)
+        return trace
+
+    def extend(self, trace: ElementTrace) -> int:
+        """Add the entries of the rows added since ``trace`` was last brought up to
+        date; the number added. Starts over when events were dropped meanwhile."""
+        if trace.dropped != self.dropped:
+            fresh = self.follow(trace.index)
+            trace.entries, trace.next_row = fresh.entries, fresh.next_row
+            trace.value, trace.dropped = fresh.value, fresh.dropped
+            return len(trace.entries)
+        n = len(self.rows)
+        new, trace.value = self._scan(trace.index, trace.next_row, n, trace.value)
+        trace.entries.extend(new)
+        trace.next_row = n
+        return len(new)
+
+    def _scan(self, index, start: int, stop: int, value):
         out = []
-        for row in self.rows:
-            if row.payload_dropped and row.touches(index):
+        for k in self._candidates(index, start, stop):
+            row = self.rows[k]
+            if not row.detailed:
+                if row.region is not None and not row.touches(index):
+                    continue       # a Write/Fill whose data was let go, elsewhere
                 out.append(HistoryEntry(row, value, None))
                 value = None
                 continue
@@ -224,24 +290,204 @@ class UpdateHistory:
             after = row.written_value(index, value)
             out.append(HistoryEntry(row, value, after))
             value = after
-        return out
+        return out, value
+
+    def last_writer(self, index: tuple[int, ...], epoch: int | None = None) -> UpdateRow | None:
+        """The newest row visible at ``epoch`` (any epoch when None) that wrote element
+        ``index`` — or that may have: a row without details (check ``row.detailed``).
+        Scans backwards from the newest row, so it is quick for the hover readout."""
+        index = tuple(int(i) for i in index)
+        for k in self._candidates(index, 0, len(self.rows))[::-1]:
+            row = self.rows[int(k)]
+            ev = row.epoch_visible
+            if ev is None or (epoch is not None and ev > epoch):
+                continue
+            if not row.detailed:
+                if row.region is not None and not row.touches(index):
+                    continue
+                return row
+            if row.touches(index):
+                return row
+        return None
+
+    def _candidates(self, index: tuple[int, ...], start: int, stop: int) -> np.ndarray:
+        """Row numbers in [start, stop) that may have written ``index`` (their box
+        holds it, or they say nothing of where they wrote), in order: numpy over
+        the rows' boxes."""
+        boxes = self._box_array(stop)
+        if boxes is None or start >= stop:
+            return np.arange(0)
+        idx = np.asarray(index, dtype=np.int64)
+        nd = min(len(idx), boxes.shape[1])
+        b = boxes[start:stop, :nd]
+        inside = np.all((b[:, :, 0] <= idx[:nd]) & (idx[:nd] < b[:, :, 1]), axis=1)
+        return start + np.flatnonzero(inside | ~self._detailed[start:stop])
+
+    def _box_array(self, n: int) -> np.ndarray | None:
+        """(rows, ndim, 2) int64 boxes of (at least) the first ``n`` rows, grown
+        incrementally with doubling capacity (an undetailed row's box covers
+        everything); None when there are no rows."""
+        have = self._nboxes
+        if n > have:
+            if have:
+                ndim = self._boxes_np.shape[1]
+            else:
+                ndim = next((len(b) for r in self.rows[:n] if (b := r.bbox()) is not None), 1)
+            if n > len(self._boxes_np) or self._boxes_np.shape[1] != ndim:
+                cap = max(1024, 2 * n)
+                boxes = np.zeros((cap, ndim, 2), dtype=np.int64)
+                det = np.zeros(cap, dtype=bool)
+                if have:
+                    boxes[:have], det[:have] = self._boxes_np[:have], self._detailed[:have]
+                self._boxes_np, self._detailed = boxes, det
+            top = np.iinfo(np.int64).max
+            for j, row in enumerate(self.rows[have:n], start=have):
+                b = row.bbox()
+                if b is None or len(b) != ndim:
+                    self._boxes_np[j, :, 0], self._boxes_np[j, :, 1] = 0, top
+                else:
+                    self._boxes_np[j] = b
+                self._detailed[j] = row.detailed
+            self._nboxes = n
+        return self._boxes_np if n else None
 
     def rows_visible_at(self, epoch: int) -> list[UpdateRow]:
-        return [r for r in self.rows if r.epoch_visible == epoch]
+        lo, hi = self._epoch_rows.get(int(epoch), (0, 0))
+        return [r for r in self.rows[lo:hi] if r.epoch_visible == epoch]
+
+    def epochs(self) -> list[int]:
+        """The epochs at which some row became visible, ascending."""
+        return list(self._epoch_list)
+
+    def last_epoch_with_rows(self, epoch: int) -> int | None:
+        """The newest epoch <= ``epoch`` that made some row visible (None: none)."""
+        k = bisect.bisect_right(self._epoch_list, int(epoch))
+        return self._epoch_list[k - 1] if k else None
 
     def races(self, epoch: int) -> list[Race]:
-        """Non-commuting overlaps between producers among the updates made visible at ``epoch``."""
-        rows = [r for r in self.rows_visible_at(epoch) if r.bbox() is not None]
+        """Non-commuting overlaps between producers among the updates made visible
+        at ``epoch``: for each update (the ``winner``) and each other producer, the
+        latest earlier update of that producer that wrote some of the same elements
+        and does not commute with it (the ``loser``; older ones of that producer
+        were overwritten by it, or race with it in turn). So an epoch of n updates
+        from p producers has at most n·(p-1) races, not n². In row order.
+
+        Candidate pairs come from numpy comparisons of every pair's boxes, ops and
+        values, in blocks of ``RACE_BLOCK`` rows; element sets (``set_many``) are
+        then checked element by element. Cached per epoch until it gains rows."""
+        return list(self._race_index(epoch)[0])
+
+    def race_seqs(self, epoch: int) -> dict[int, list[Race]]:
+        """For the update log: ``{row seq: the races it took part in}`` at ``epoch``
+        (as winner or loser); a row not in it did not race."""
+        return {k: list(v) for k, v in self._race_index(epoch)[1].items()}
+
+    def races_of(self, row: UpdateRow) -> list[Race]:
+        """The races ``row`` took part in (none until it is visible)."""
+        if row.epoch_visible is None:
+            return []
+        return list(self._race_index(row.epoch_visible)[1].get(row.seq, ()))
+
+    def _race_index(self, epoch: int):
+        epoch = int(epoch)
+        span = self._epoch_rows.get(epoch)
+        cached = self._race_cache.get(epoch)
+        if cached is not None and cached[0] == span:
+            return cached[1], cached[2]
+        races = self._races(epoch)
+        by_seq: dict[int, list[Race]] = {}
+        for race in races:
+            by_seq.setdefault(race.winner.seq, []).append(race)
+            by_seq.setdefault(race.loser.seq, []).append(race)
+        self._race_cache[epoch] = (span, races, by_seq)
+        return races, by_seq
+
+    def _races(self, epoch: int) -> list[Race]:
+        rows = [r for r in self.rows_visible_at(epoch) if r.detailed and r.bbox() is not None]
+        n = len(rows)
+        if n < 2:
+            return []
+        boxes = np.array([r.bbox() for r in rows], dtype=np.int64)        # (n, ndim, 2)
+        prod: dict[str, int] = {}
+        pid = np.array([prod.setdefault(r.producer, len(prod)) for r in rows])
+        if len(prod) < 2:
+            return []
+        ops = {"add": 1, "scale": 2}
+        op = np.array([ops.get(r.op, 0) for r in rows])
+        const = np.array([r.op in ("set", "fill") and r.indices is None for r in rows])
+        bits = np.array([np.float32(r.value if r.value is not None else 0.0).view(np.uint32)
+                         for r in rows])
+        sets = np.array([r.indices is not None for r in rows])
         out = []
-        for j, later in enumerate(rows):
-            for earlier in rows[:j]:
-                if earlier.producer == later.producer:
+
+        def latest_conflicts(js: np.ndarray, c0: int, c1: int):
+            """For later rows ``js``: per producer, the latest earlier row in [c0, c1)
+            that overlaps and does not commute. Yields (j, p, ok matrix row, lo, hi)."""
+            lo = np.maximum(boxes[js, None, :, 0], boxes[None, c0:c1, :, 0])
+            hi = np.minimum(boxes[js, None, :, 1], boxes[None, c0:c1, :, 1])
+            hit = np.all(lo < hi, axis=2) & (js[:, None] > np.arange(c0, c1)[None, :])
+            commute = (op[js, None] == op[None, c0:c1]) & (op[js, None] > 0)
+            commute |= const[js, None] & const[None, c0:c1] & (bits[js, None] == bits[None, c0:c1])
+            hit &= ~commute
+            return hit, lo, hi
+
+        def take(js, c0, hit, lo, hi, p, found):
+            mp = hit & (pid[None, c0:c0 + hit.shape[1]] == p) & (pid[js, None] != p)
+            has = np.flatnonzero(mp.any(axis=1))
+            if not len(has):
+                return
+            last = mp.shape[1] - 1 - np.argmax(mp[has, ::-1], axis=1)
+            for jj, ii in zip(has.tolist(), last.tolist()):
+                j = int(js[jj])
+                if (j, p) in found:
                     continue
-                overlap = _overlap(earlier, later)
-                if overlap is None or _commute(earlier, later):
+                later = rows[j]
+                if not sets[j] and not sets[c0 + ii]:
+                    overlap = tuple(zip(lo[jj, ii].tolist(), hi[jj, ii].tolist()))
+                    found[(j, p)] = Race(epoch, later, rows[c0 + ii], overlap)
                     continue
-                out.append(Race(epoch, later, earlier, overlap))
+                for i2 in np.flatnonzero(mp[jj])[::-1][:MAX_SET_TRIES].tolist():
+                    overlap = _overlap(rows[c0 + i2], later)
+                    if overlap is not None:
+                        found[(j, p)] = Race(epoch, later, rows[c0 + i2], overlap)
+                        break
+
+        found: dict[tuple[int, int], Race] = {}
+        for a in range(1, n, RACE_BLOCK):            # later rows j in [a, b)
+            b = min(a + RACE_BLOCK, n)
+            js = np.arange(a, b)
+            w0 = max(0, a - RACE_BLOCK)               # first the recent rows ...
+            hit, lo, hi = latest_conflicts(js, w0, b)
+            for p in range(len(prod)):
+                take(js, w0, hit, lo, hi, p, found)
+            if not w0:
+                continue
+            for p in range(len(prod)):                # ... then older ones, where they can overlap
+                older = np.flatnonzero(pid[:w0] == p)
+                if not len(older):
+                    continue
+                ulo, uhi = boxes[older, :, 0].min(axis=0), boxes[older, :, 1].max(axis=0)
+                need = np.array([pid[j] != p and (j, p) not in found and
+                                 bool(np.all(np.maximum(boxes[j, :, 0], ulo)
+                                             < np.minimum(boxes[j, :, 1], uhi)))
+                                 for j in range(a, b)])
+                if need.any():
+                    jn = js[need]
+                    hit2, lo2, hi2 = latest_conflicts(jn, 0, w0)
+                    take(jn, 0, hit2, lo2, hi2, p, found)
+        out = list(found.values())
+        out.sort(key=lambda r: (r.winner.seq, r.loser.seq))
         return out
+
+
+def changed_mask(before: np.ndarray | None, after: np.ndarray) -> np.ndarray:
+    """Elements whose bits differ between two fronts (NaN == NaN, 0.0 != -0.0);
+    all of them when there is no ``before`` of the same shape (the diff helper)."""
+    a = np.ascontiguousarray(after, dtype=np.float32)
+    if before is None or np.shape(before) != a.shape:
+        return np.ones(a.shape, dtype=bool)
+    b = np.ascontiguousarray(before, dtype=np.float32)
+    return a.view(np.uint32) != b.view(np.uint32)
 
 
 def _box_overlap(a, b):
@@ -249,20 +495,31 @@ def _box_overlap(a, b):
     return box if all(lo < hi for lo, hi in box) else None
 
 
+def _elements_in(row: UpdateRow, box) -> np.ndarray:
+    """The indices ((k, ndim)) of ``row``'s element set that lie in ``box``."""
+    idx = row.indices
+    keep = np.all((idx >= [lo for lo, _ in box]) & (idx < [hi for _, hi in box]), axis=1)
+    return idx[keep]
+
+
 def _overlap(a: UpdateRow, b: UpdateRow):
     """The box of elements both wrote (exact for element sets), or None."""
     box = _box_overlap(a.bbox(), b.bbox())
     if box is None:
         return None
-    for r, other in ((a, b), (b, a)):
-        if r.indices is not None:
-            hits = [tuple(int(x) for x in i) for i in r.indices if other.touches(tuple(i))]
-            if not hits:
-                return None
-            arr = np.asarray(hits)
-            lo, hi = arr.min(axis=0), arr.max(axis=0)
-            return tuple((int(x), int(y) + 1) for x, y in zip(lo, hi))
-    return box
+    sets = [r for r in (a, b) if r.indices is not None]
+    if not sets:
+        return box
+    hits = _elements_in(sets[0], box)
+    if len(sets) == 2 and len(hits):
+        other = _elements_in(sets[1], box)
+        dims = np.array([hi for _, hi in box], dtype=np.int64)
+        flat = np.ravel_multi_index(tuple(hits.T), dims)
+        hits = hits[np.isin(flat, np.ravel_multi_index(tuple(other.T), dims))]
+    if not len(hits):
+        return None
+    lo, hi = hits.min(axis=0), hits.max(axis=0)
+    return tuple((int(x), int(y) + 1) for x, y in zip(lo, hi))
 
 
 def _commute(a: UpdateRow, b: UpdateRow) -> bool:

@@ -20,7 +20,6 @@ from .message_log import MessageLog
 from .session import Session, backend_problem
 from .status_bar import StatusBar
 from .update_form import UpdateForm
-from .update_recorder import UpdateRecorder
 
 __all__ = [
     "BufferView",
@@ -32,7 +31,6 @@ __all__ = [
     "Session",
     "StatusBar",
     "UpdateForm",
-    "UpdateRecorder",
     "backend_problem",
     "gui",
     "prepare_qt",

@@ -8,7 +8,10 @@ The widget only puts the parts together (pyqtgraph's ImageItem/ViewBox split):
 * where the pixels come from — a front source: ``UploadSource`` (the read-back
   front, only changed rows uploaded) or ``TextureSource`` (the GL backend's own
   texture, sampled in a shared context, levels from its non-blocking GPU range);
-* the GL objects and the draw call — a ``ViewRenderer``.
+* the GL objects and the draw call — a ``ViewRenderer``;
+* what is drawn over the data — an ``Overlays`` (outlined boxes: race overlaps,
+  the update log's selected row, the followed element; marked elements: the
+  diff), observed like the display state and uploaded when it changes.
 
 ``paint`` never waits: in texture mode it draws with the newest levels known and
 asks again on the next frame until they belong to the epoch drawn
@@ -16,7 +19,9 @@ asks again on the next frame until they belong to the epoch drawn
 
 Mouse and keys: wheel zooms about the cursor, drag pans, Shift+drag selects a
 region (Escape or a plain click clears it), double-click fits (and keeps the
-image fitted when the widget is resized, until the next zoom or pan).
+image fitted when the widget is resized, until the next zoom or pan); a plain
+click on an element or Ctrl+double-click says which one (``sigElementClicked``,
+the element history follows it).
 
 Signals
 -------
@@ -24,6 +29,7 @@ sigHover(object)            the element under the cursor: an index tuple, or Non
 sigRegionSelected(object)   a Shift+drag box in plane coordinates ((r0, r1), (c0, c1))
 sigGLInfo(dict)             renderer/vendor/version once the context exists
 sigGLError(str)             the view could not draw (shader, texture size, ...)
+sigElementClicked(object)   a plain click on an element: its index tuple
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from PyQt6.QtOpenGLWidgets import QOpenGLWidget
 from .camera import Camera
 from .display_state import DisplayState
 from .front_source import TextureProvider, TextureSource, UploadSource
+from .overlays import Overlays, plane_of
 from .view_renderer import ViewRenderer
 
 LEVELS_RETRY_MS = 15   # texture mode: ask again for the drawn epoch's range this soon
@@ -59,8 +66,10 @@ class BufferView(QOpenGLWidget):
     sigRegionSelected = pyqtSignal(object)
     sigGLInfo = pyqtSignal(dict)
     sigGLError = pyqtSignal(str)
+    sigElementClicked = pyqtSignal(object)
 
-    def __init__(self, state: DisplayState | None = None, parent=None) -> None:
+    def __init__(self, state: DisplayState | None = None, parent=None,
+                 overlays: Overlays | None = None) -> None:
         super().__init__(parent)
         self.setFormat(view_format())
         self.setMouseTracking(True)
@@ -70,6 +79,8 @@ class BufferView(QOpenGLWidget):
         self.camera = Camera()
         self.source: UploadSource = UploadSource()
         self.renderer = ViewRenderer()
+        self.overlays = overlays if overlays is not None else Overlays()
+        self._overlays_due = True               # upload the overlays at the next paint
         self.epoch = 0                          # newest epoch known to be visible
         self.drawn_epoch: int | None = None     # epoch of the picture last drawn
         self._source_error = ""
@@ -88,6 +99,11 @@ class BufferView(QOpenGLWidget):
         st.sigGridChanged.connect(lambda _on: self.update())
         st.sigSelectionChanged.connect(lambda _b: self.update())
         st.sigSliceChanged.connect(self._on_slice_changed)
+        self.overlays.sigOverlaysChanged.connect(lambda _name: self._on_overlays_changed())
+
+    def _on_overlays_changed(self) -> None:
+        self._overlays_due = True
+        self.update()
 
     # ------------------------------------------------------------------ data
     def set_front(self, front: np.ndarray | None, epoch: int) -> None:
@@ -98,6 +114,7 @@ class BufferView(QOpenGLWidget):
             self.state.set_z(0)
         self.source.set_z(self.state.z)
         if new_image:
+            self._overlays_due = True
             self.camera.set_image(self.source.cols, self.source.rows,
                                   front is not None and np.ndim(front) == 1)
         if self.state.auto_levels and not self._levels_from_gpu():
@@ -174,6 +191,7 @@ class BufferView(QOpenGLWidget):
             self.state.set_z(z)   # clamp; this handler runs again with the clamped z
             return
         self.source.set_z(z)
+        self._overlays_due = True
         self.update()
 
     # ------------------------------------------------------------------ camera
@@ -213,6 +231,11 @@ class BufferView(QOpenGLWidget):
         nd = front.ndim if front is not None else 2
         return {1: (col,), 2: (row, col)}.get(nd, (self.state.z, row, col))
 
+    @property
+    def hover_index(self) -> tuple[int, ...] | None:
+        """The buffer index under the cursor (None: not over the image)."""
+        return None if self._hover_cell is None else self.element_index(*self._hover_cell)
+
     def value_at(self, index: tuple[int, ...]) -> float | None:
         front = self.source.front
         return None if front is None else float(front[index])
@@ -236,6 +259,7 @@ class BufferView(QOpenGLWidget):
             self.renderer.info["shared"] = str(bool(
                 share is not None and QOpenGLContext.areSharing(self.context(), share)))
             self.source.realloc = True
+            self._overlays_due = True
             self._released = False
         except Exception as exc:
             self.renderer.ok = False
@@ -284,12 +308,29 @@ class BufferView(QOpenGLWidget):
                 rd.upload(src)
                 tex = (rd.data_tex, rd.tex_size, 0)
                 self.drawn_epoch = src.data_epoch
+            if self._overlays_due:
+                self._upload_overlays()
             st = self.state
             rd.draw(fb, tex[0], tex[1], tex[2], self.camera.offset, self.camera.scale,
                     st.levels, st.grid, st.selection, self._hover_cell)
+            rd.draw_boxes(fb, self.camera.offset, self.camera.scale)
         except Exception as exc:
             rd.ok = False
             self.sigGLError.emit(f"the buffer view stopped drawing: {exc}")
+
+    def _upload_overlays(self) -> None:
+        """Hand the overlays of the shown plane to the renderer (context current)."""
+        self._overlays_due = False
+        z = self.state.z
+        rd = self.renderer
+        rd.upload_boxes(self.overlays.plane_boxes(z))
+        marks = self.overlays.mark_sets()
+        ms = marks[-1] if marks else None          # one mark set is drawn: the newest
+        src = self.source
+        if ms is None or ms.mask.shape != (src.front.shape if src.front is not None else None):
+            rd.upload_marks(None)
+        else:
+            rd.upload_marks(plane_of(ms.mask, z), ms.color)
 
     def _texture_to_draw(self):
         """``(texture, (cols, rows), row_offset)`` of the shared front, its levels
@@ -375,12 +416,21 @@ class BufferView(QOpenGLWidget):
             self.sigRegionSelected.emit(box)
         elif drag is not None and drag[0] == "pan" and (ev.position() - drag[1]).manhattanLength() < 3:
             self.state.set_selection(None)       # a plain click clears the selection
+            cell = self.texel_at(ev.position().x(), ev.position().y())
+            if cell is not None:                 # ... and names the element clicked
+                self.sigElementClicked.emit(self.element_index(*cell))
         self._drag = None
         self._select_from = None
         self.unsetCursor()
         ev.accept()
 
     def mouseDoubleClickEvent(self, ev: QMouseEvent) -> None:
+        if ev.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            cell = self.texel_at(ev.position().x(), ev.position().y())
+            if cell is not None:
+                self.sigElementClicked.emit(self.element_index(*cell))
+            ev.accept()
+            return
         self.fit()
         ev.accept()
 

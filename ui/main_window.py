@@ -39,6 +39,8 @@ from .color_bar import ColorBar, format_value
 from .control_panel import ControlPanel
 from .debug_controls import install_debug_docks
 from .display_state import DisplayState
+from .history_docks import install_history_docks
+from .history_feed import HistoryFeed
 from .message_log import MessageLog
 from .session import Session, backend_problem
 from .status_bar import StatusBar
@@ -93,7 +95,6 @@ class MainWindow(QMainWindow):
         self.statusbar = StatusBar(self)
         self.setStatusBar(self.statusbar)
         self._hover_index: tuple[int, ...] | None = None
-        self._data_visible_seq: int | None = None   # seqs visible in the view's values
         self._readout_due = False
         self._build_center()
         self.panel = ControlPanel(self.session, self.state, self)
@@ -103,6 +104,8 @@ class MainWindow(QMainWindow):
         self.message_log.hide()
         self._build_busy()
         self._build_menus()
+        self.history_feed = HistoryFeed(self.session, self)   # the one history every dock reads
+        install_history_docks(self)   # element history, race flag, diff: self.history_docks
 
         s = self.session
         s.sigMessage.connect(self.statusbar.message)
@@ -270,8 +273,6 @@ class MainWindow(QMainWindow):
         if front is None:
             self.view.set_epoch(epoch)
         else:
-            st = self.session.last_stats
-            self._data_visible_seq = st.visible_seq if st is not None and st.epoch == epoch else None
             self.view.set_front(front, epoch)
         self._readout_due = True
 
@@ -311,19 +312,8 @@ class MainWindow(QMainWindow):
             if shown != v.data_epoch:
                 # Sampling the GL texture: the value was read back at an earlier epoch.
                 text += f" (read back; the view shows epoch {shown})"
-        m, st = self.session.manager, self.session.last_stats
-        if m is not None and st is not None:
-            try:
-                w = m.last_writer(index, self._data_visible_seq)
-            except Exception as exc:
-                w = None
-                text += f"  (history unavailable: {exc})"
-            if w is not None:
-                text += f"  last write: seq {w.seq + self.session.seq_offset} {w.op} by {w.producer}"
-            elif m.forgotten_seq:
-                text += f"  last write: before seq {m.forgotten_seq} (history full)"
-            else:
-                text += "  last write: none since the buffer was opened"
+        if self.session.manager is not None:
+            text += self.history_docks.last_write_text(index, v.data_epoch)
         return text
 
     def _update_readout(self) -> None:

@@ -4,7 +4,7 @@ Widgets never call a manager directly: they ask the session, which guards every
 call, turns a failure into ``sigMessage`` (shown in the status bar) and keeps the
 app usable. The session owns
 
-* the manager (wrapped in an ``UpdateRecorder``), reopened for a backend switch
+* the manager, reopened for a backend switch
   (contents kept) or a new shape;
 * the running scenario's producer threads, stopped and joined around any reopen and
   on ``close()``;
@@ -72,7 +72,6 @@ from app.scenarios import SCENARIOS, ScenarioRun, get_scenario
 from app.updates import Update
 
 from .sync_worker import Cancelled, Job, JobResult, SyncWorker, synchronize_until
-from .update_recorder import UpdateRecorder
 
 MAX_PENDING = 1 << 16
 SYNC_TIMEOUT_S = 1.0
@@ -147,7 +146,7 @@ class Session(QObject):
         self.share_context = share_context   # QOpenGLContext handed to the GL backend
         self.backend = ""
         self.shape: tuple[int, ...] = ()
-        self.manager: UpdateRecorder | None = None
+        self.manager: BufferManager | None = None
         self.run: ScenarioRun | None = None
         self.scenario_name = ""
         self.scenario_rate: float | None = None
@@ -377,7 +376,7 @@ class Session(QObject):
         self.history_continues = old is not None and explicit
         self.epoch_offset = self.epoch_offset if epoch_offset is None else int(epoch_offset)
         self.seq_offset = self.seq_offset if seq_offset is None else int(seq_offset)
-        self.manager = UpdateRecorder(new)
+        self.manager = new
         self.backend = backend
         self.shape = tuple(new.shape)
         if old is not None:

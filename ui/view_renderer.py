@@ -4,11 +4,19 @@ One program (``assets/shaders/view_vertex.glsl`` + ``view_fragment.glsl``, built
 with ``gl_backend.glutil``), a data texture (R32F, one texel per element) that an
 ``UploadSource`` fills row run by row run, a 256×1 LUT texture, and a sampler
 object that makes any texture sampled nearest and complete — the GL backend's
-shared texture included, whatever its own parameters are. Every method needs the
-view's context current. Qt-free.
+shared texture included, whatever its own parameters are.
+
+Overlays (``ui.overlays``): a mark mask texture (R8, one texel per element, or per
+tile of elements on planes wider than ``MARK_MAX`` so it stays small; only the
+rows that changed are uploaded) read by the same fragment shader, and a second
+program (``view_boxes_*.glsl``) that outlines boxes, one instance per box from a
+small vertex buffer: drawing costs O(boxes + marked rows), never a pass per box.
+Every method needs the view's context current. Qt-free.
 """
 
 from __future__ import annotations
+
+import ctypes
 
 import numpy as np
 from OpenGL import GL
@@ -16,9 +24,13 @@ from OpenGL import GL
 from gl_backend import glutil
 
 from . import colormaps
-from .front_source import UploadSource
+from .front_source import UploadSource, row_runs
 
 SHADERS = ("view_vertex.glsl", "view_fragment.glsl")
+BOX_SHADERS = ("view_boxes_vertex.glsl", "view_boxes_fragment.glsl")
+MARK_MAX = 2048               # widest mark mask texture; coarser tiles beyond it
+BOX_MIN_PX = 5.0              # a box is drawn at least this big
+HOVER_COLOR = (0.92, 0.92, 0.92, 1.0)
 GRID_MIN_PX = 12.0            # draw the texel grid from this zoom on
 
 
@@ -38,6 +50,17 @@ class ViewRenderer:
         self.tex_size = (0, 0)
         self.lut_name: str | None = None
         self.uploaded_rows = 0
+        self.box_program = self.box_vao = self.box_vbo = self.mark_tex = 0
+        self.box_uniforms: dict[str, int] = {}
+        self.box_count = 0
+        self.marks_tile = 0                      # 0: no marks to draw
+        self.mark_color = (1.0, 0.0, 1.0, 1.0)
+        self._mark_plane: np.ndarray | None = None   # the mask uploaded (uint8, tiles)
+
+    @staticmethod
+    def mark_tile(rows: int, cols: int) -> int:
+        """Elements per mark texel along each axis for a plane of rows × cols."""
+        return max(1, -(-max(rows, cols) // MARK_MAX))
 
     def create(self) -> None:
         """Make the objects (RuntimeError with the info log when a shader fails)."""
@@ -53,14 +76,36 @@ class ViewRenderer:
         self.sampler = glutil.make_sampler()
         self.tex_size = (0, 0)
         self.lut_name = None
+        box_sources = {name: glutil.shader_source(name) for name in BOX_SHADERS}
+        self.box_program = glutil.compile_program(
+            [(GL.GL_VERTEX_SHADER, BOX_SHADERS[0]), (GL.GL_FRAGMENT_SHADER, BOX_SHADERS[1])],
+            box_sources)
+        self.box_uniforms = glutil.uniform_locations(self.box_program, list(box_sources.values()))
+        self.box_vao = int(GL.glGenVertexArrays(1))
+        self.box_vbo = int(GL.glGenBuffers(1))
+        GL.glBindVertexArray(self.box_vao)
+        GL.glBindBuffer(GL.GL_ARRAY_BUFFER, self.box_vbo)
+        for loc in (0, 1):
+            GL.glEnableVertexAttribArray(loc)
+            GL.glVertexAttribPointer(loc, 4, GL.GL_FLOAT, GL.GL_FALSE, 32,
+                                     ctypes.c_void_p(16 * loc))
+            GL.glVertexAttribDivisor(loc, 1)
+        GL.glBindVertexArray(0)
+        GL.glBindBuffer(GL.GL_ARRAY_BUFFER, 0)
+        self.box_count = 0
+        self.mark_tex = glutil.make_texture_2d()
+        self.marks_tile = 0
+        self._mark_plane = None
         self.ok = True
 
     def release(self) -> None:
         try:
-            GL.glDeleteTextures(2, [self.data_tex, self.lut_tex])
-            GL.glDeleteVertexArrays(1, [self.vao])
+            GL.glDeleteTextures(3, [self.data_tex, self.lut_tex, self.mark_tex])
+            GL.glDeleteVertexArrays(2, [self.vao, self.box_vao])
+            GL.glDeleteBuffers(1, [self.box_vbo])
             GL.glDeleteSamplers(1, [self.sampler])
             GL.glDeleteProgram(self.program)
+            GL.glDeleteProgram(self.box_program)
         except Exception:
             pass  # a context that is going away frees them anyway
         self.ok = False
@@ -101,6 +146,69 @@ class ViewRenderer:
                         GL.GL_UNSIGNED_BYTE, np.ascontiguousarray(table))
         self.lut_name = name
 
+    # -- overlays ----------------------------------------------------------------------
+    def upload_boxes(self, boxes) -> None:
+        """The boxes to outline: ``[(((r0, r1), (c0, c1)), (r, g, b), width, style), ...]``
+        (style 0 solid, 1 dashed, 2 two-tone; width below 16 px)."""
+        data = np.zeros((len(boxes), 8), np.float32)
+        for k, (((r0, r1), (c0, c1)), color, width, style) in enumerate(boxes):
+            packed = 16.0 * int(style) + min(max(float(width), 1.0), 15.0)
+            data[k] = (c0, r0, c1, r1, color[0] / 255.0, color[1] / 255.0, color[2] / 255.0, packed)
+        GL.glBindBuffer(GL.GL_ARRAY_BUFFER, self.box_vbo)
+        if len(data):
+            GL.glBufferData(GL.GL_ARRAY_BUFFER, data.nbytes, data, GL.GL_DYNAMIC_DRAW)
+        GL.glBindBuffer(GL.GL_ARRAY_BUFFER, 0)
+        self.box_count = len(data)
+
+    def upload_marks(self, plane: np.ndarray | None, color=(255, 0, 255)) -> None:
+        """The mark mask of the shown plane (bool rows × cols; None: no marks).
+        Coarsened to tiles past ``MARK_MAX``; only rows that differ from the mask
+        uploaded last are sent."""
+        if plane is None or not plane.any():
+            self.marks_tile = 0
+            return
+        rows, cols = plane.shape
+        t = self.mark_tile(rows, cols)
+        if t > 1:
+            tr, tc = -(-rows // t), -(-cols // t)
+            padded = np.zeros((tr * t, tc * t), bool)
+            padded[:rows, :cols] = plane
+            plane = padded.reshape(tr, t, tc, t).any(axis=(1, 3))
+        m = np.ascontiguousarray(plane, dtype=np.uint8) * np.uint8(255)
+        old = self._mark_plane
+        GL.glPixelStorei(GL.GL_UNPACK_ALIGNMENT, 1)
+        GL.glBindTexture(GL.GL_TEXTURE_2D, self.mark_tex)
+        if old is None or old.shape != m.shape:
+            GL.glTexImage2D(GL.GL_TEXTURE_2D, 0, GL.GL_R8, m.shape[1], m.shape[0], 0,
+                            GL.GL_RED, GL.GL_UNSIGNED_BYTE, m)
+        else:
+            for r0, r1 in row_runs(np.any(old != m, axis=1)):
+                GL.glTexSubImage2D(GL.GL_TEXTURE_2D, 0, 0, r0, m.shape[1], r1 - r0,
+                                   GL.GL_RED, GL.GL_UNSIGNED_BYTE, np.ascontiguousarray(m[r0:r1]))
+        GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
+        GL.glPixelStorei(GL.GL_UNPACK_ALIGNMENT, 4)
+        self._mark_plane = m
+        self.marks_tile = t
+        self.mark_color = rgba(color)
+
+    def draw_boxes(self, fb: tuple[int, int], offset, scale) -> None:
+        """Outline the uploaded boxes over what ``draw`` drew."""
+        if not self.box_count:
+            return
+        u = self.box_uniforms
+        GL.glUseProgram(self.box_program)
+        for name, v in (("u_offset", offset), ("u_scale", scale), ("u_fb", fb)):
+            if name in u:
+                GL.glUniform2f(u[name], float(v[0]), float(v[1]))
+        if "u_min_px" in u:
+            GL.glUniform1f(u["u_min_px"], BOX_MIN_PX)
+        if "u_fb_height" in u:
+            GL.glUniform1f(u["u_fb_height"], float(fb[1]))
+        GL.glBindVertexArray(self.box_vao)
+        GL.glDrawArraysInstanced(GL.GL_TRIANGLES, 0, 6, self.box_count)
+        GL.glBindVertexArray(0)
+        GL.glUseProgram(0)
+
     def clear(self) -> None:
         GL.glClearColor(*rgba(colormaps.BACKGROUND_COLOR))
         GL.glClear(GL.GL_COLOR_BUFFER_BIT)
@@ -115,8 +223,11 @@ class ViewRenderer:
         GL.glBindTexture(GL.GL_TEXTURE_2D, data_tex)
         GL.glActiveTexture(GL.GL_TEXTURE1)
         GL.glBindTexture(GL.GL_TEXTURE_2D, self.lut_tex)
+        GL.glActiveTexture(GL.GL_TEXTURE2)
+        GL.glBindTexture(GL.GL_TEXTURE_2D, self.mark_tex)
         GL.glBindSampler(0, self.sampler)
         GL.glBindSampler(1, self.sampler)
+        GL.glBindSampler(2, self.sampler)
 
         def seti(name, *v):
             if name in u:
@@ -129,6 +240,9 @@ class ViewRenderer:
 
         seti("u_data", 0)
         seti("u_lut", 1)
+        seti("u_marks", 2)
+        seti("u_marks_tile", int(self.marks_tile))
+        setf("u_mark_color", *self.mark_color)
         seti("u_size", int(size[0]), int(size[1]))
         seti("u_row_offset", int(row_offset))
         setf("u_offset", *offset)
@@ -149,12 +263,15 @@ class ViewRenderer:
         setf("u_selection_color", 1.0, 1.0, 1.0, 1.0)
         hover = hover or (-1, -1)
         seti("u_hover", hover[1], hover[0])
-        setf("u_hover_color", 1.0, 0.2, 0.2, 1.0)
+        setf("u_hover_color", *HOVER_COLOR)
         GL.glBindVertexArray(self.vao)
         GL.glDrawArrays(GL.GL_TRIANGLES, 0, 3)
         GL.glBindVertexArray(0)
         GL.glBindSampler(0, 0)
         GL.glBindSampler(1, 0)
+        GL.glBindSampler(2, 0)
+        GL.glActiveTexture(GL.GL_TEXTURE2)
+        GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
         GL.glActiveTexture(GL.GL_TEXTURE1)
         GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
         GL.glActiveTexture(GL.GL_TEXTURE0)

@@ -23,6 +23,9 @@ uniform vec4 u_selection;       // texel box (c0, r0, c1, r1), stop exclusive; e
 uniform vec4 u_selection_color;
 uniform ivec2 u_hover;          // hovered texel, (-1, -1) = none
 uniform vec4 u_hover_color;
+uniform sampler2D u_marks;      // R8 mark mask of the shown plane, one texel per tile
+uniform int u_marks_tile;       // elements per mask texel along x and y; 0 = no marks
+uniform vec4 u_mark_color;
 
 out vec4 frag_color;
 
@@ -60,6 +63,24 @@ void main() {
         if (min(u_scale.x, u_scale.y) >= u_grid_min) {
             vec2 f = (tc - vec2(cell)) * u_scale;   // px from the cell's top-left corner
             if (f.x < 1.0 || f.y < 1.0) color.rgb = mix(color.rgb, u_grid.rgb, u_grid.a);
+        }
+        // Marked elements (the diff): a square in the middle of the cell (or tile),
+        // black-rimmed, when it is big enough on screen; a 50% stipple of the mark
+        // color when it is not. Neither looks like a colormap color.
+        if (u_marks_tile > 0) {
+            ivec2 tile = cell / u_marks_tile;
+            if (texelFetch(u_marks, tile, 0).r > 0.5) {
+                vec2 ta = u_offset + vec2(tile * u_marks_tile) * u_scale;
+                vec2 tsz = float(u_marks_tile) * u_scale;
+                if (min(tsz.x, tsz.y) >= 6.0) {
+                    vec2 c = ta + 0.5 * tsz;
+                    vec2 h = max(vec2(1.5), 0.2 * tsz);
+                    float d = outline_distance(px, c - h, c + h);
+                    if (d <= 0.0) color = d > -1.0 ? vec4(0.0, 0.0, 0.0, 1.0) : u_mark_color;
+                } else if (mod(floor(px.x) + floor(px.y), 2.0) < 0.5) {
+                    color = u_mark_color;
+                }
+            }
         }
         if (cell == u_hover) {
             vec2 a = u_offset + vec2(cell) * u_scale;
