@@ -3,7 +3,7 @@
  *
  * DESIGN
  * One mutex (mu) guards all shared state: the queue, the counters, the event
- * ring and the pause/step credits. Three condition variables hang off it, and
+ * ring, the pause/step credits and the watch. Three condition variables hang off it, and
  * every wait on them re-checks a predicate in a loop (no bare signals, so a
  * signal sent before a wait is never lost and spurious wakeups are harmless):
  *   work_cv   the worker waits for "something to apply or a sync to honour";
@@ -62,6 +62,34 @@
  * whichever thread enqueued them; a swap happens exactly at each sync marker.
  * Not promised: fairness between blocked producers, or which of several
  * concurrent synchronize() callers sees a worker failure (exactly one does).
+ *
+ * Events (SPEC §4) go into a bounded ring (bs_event) with a parallel ring of
+ * fixed-size details (ev_rec): an update's op, region (a set's index as a
+ * one-element box) and value are copied into it, so the per-call path
+ * (bs_enqueue_set) only writes a few more words under mu. Payloads (a write's
+ * data, a set chunk's offsets and values) are referenced, not copied: when
+ * events are kept, a queued entry's payload lives in a refcounted block that
+ * its enqueue, apply and break events share with the entry (refs is atomic:
+ * the catch-up frees entries with the lock dropped; ev_refs, under mu, counts
+ * the events). The events may keep at most pay_budget payload elements alive
+ * (each block counted once, default 4 M elements); beyond that the oldest
+ * events let go of theirs (payload_dropped, op and region kept) until they
+ * hold at most half, so dropped events are always a prefix. A direct write
+ * borrows the caller's data, so its events get a copy, made with the lock
+ * dropped, when it is at most a quarter of the budget (else dropped at once).
+ *
+ * Watchpoints: before it takes an entry (or the rest of a partly applied set
+ * chunk), the worker asks whether a watch matches it (an op, a producer id, a
+ * watched element it writes: inside a set chunk, element by element). On a
+ * match it takes only what comes before, sets paused, zeroes its step credit,
+ * remembers the seq it stopped before (break_passed: the next step or resume
+ * passes it) and, after recording the applies before it, records a break
+ * event. A direct write never runs while a watch is set. Step credit is capped
+ * at the updates queued and not yet taken (last_seq - taken_seq), so none is
+ * banked on an empty queue. bs_back copies the back buffer while paused with mu
+ * held, after waiting (on sync_cv, a predicate: the worker and a direct writer
+ * broadcast when they finish while back_waiters > 0) until nothing writes it:
+ * no apply, catch-up or direct write in flight.
  *
  * Payloads (write data, element sets) are copied at enqueue; the caller may
  * reuse its memory at once. No function aborts: bad arguments return BS_EINVAL
