@@ -751,8 +751,17 @@ static int worker_has_work(const bs_manager *m)
  * Its payload is no longer needed: the catch-up copies from the front. */
 static void batch_keep(bs_manager *m, entry *e)
 {
-    /* No payload is needed any more: the catch-up copies from the front (a
-     * shared payload stays for the events that hold it). */
+    /* No payload is needed any more: the catch-up copies from the front. A
+     * shared payload stays while events (or a bs_event_payload copying it, which
+     * holds a reference) have it; when only the entry has it, the entry takes its
+     * offsets back and the values go now, as they would without events. */
+    if (e->pl && e->pl->ev_refs == 0 && __atomic_load_n(&e->pl->refs, __ATOMIC_ACQUIRE) == 1) {
+        payload *p = e->pl;
+        e->pl = NULL;
+        e->data = p->values;
+        e->offsets = p->offsets;
+        free(p);
+    }
     if (!e->pl) free(e->data);
     e->data = NULL;
     if (e->touched == 0 || m->batch_overflow) {   /* nothing to copy, or a full copy anyway */
