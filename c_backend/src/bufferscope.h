@@ -208,8 +208,8 @@ int bs_events_read(bs_manager *m, uint64_t since, bs_event *out, size_t cap,
  *                     indices and values from bs_event_payload
  * start/stop have the manager's ndim entries (the rest are 0). Payloads are kept
  * within a budget (bs_set_payload_budget): an older event whose payload was let
- * go keeps its op and region but has payload_dropped = 1 (payload_count stays
- * what it was). */
+ * go keeps its op (and a write its region) but has payload_dropped = 1
+ * (payload_count stays what it was). */
 typedef enum bs_detail_kind {
     BS_DETAIL_NONE = 0,
     BS_DETAIL_REGION = 1,
