@@ -26,7 +26,8 @@ def header_cdef() -> str:
         if not line.lstrip().startswith("#") and line.strip() not in ('extern "C" {', "}")
     ]
     body = "\n".join(kept).replace("[BS_MAX_NDIM]", "[3]")
-    return "#define BS_ABI_VERSION ...\n#define BS_MAX_NDIM ...\n" + body
+    return ("#define BS_ABI_VERSION ...\n#define BS_MAX_NDIM ...\n"
+            "#define BS_DEFAULT_PAYLOAD_BUDGET ...\n" + body)
 
 
 ffibuilder = FFI()

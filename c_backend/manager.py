@@ -11,6 +11,13 @@ sync, waits for its ticket in slices and cancels it on a timeout or an
 exception, so Ctrl+C raises KeyboardInterrupt within a slice (SPEC §3.10) and a
 cancelled sync never swaps later.
 
+Debugging (SPEC §4, §7): events carry what each update wrote (read with
+``bs_events_read_detail``; payloads, which the library keeps within a budget,
+with ``bs_event_payload``); ``back()`` copies the back buffer while paused;
+watchpoints go to ``bs_set_watch`` as flat offsets, an op mask and producer ids
+(names are kept here: a thread that starts later with a watched name has its id
+sent before its first update).
+
 The front buffer is exposed without a copy: ``front()`` is a read-only numpy view
 of the C memory. The view keeps this wrapper (and so the C buffers) alive, so a
 view outliving ``close()`` still reads valid memory.
@@ -32,10 +39,12 @@ from app.manager import (
     EVENT_KINDS,
     OP_NAMES,
     BufferManager,
+    Capabilities,
     Event,
     ManagerStats,
     check_event_capacity,
 )
+from app.scheduler import readonly
 from app.sysmem import check_buffers_fit
 from app.updates import Set, Shape, Update, Write
 
@@ -58,6 +67,10 @@ _enqueue_set = lib.bs_enqueue_set
 _SLICE_S = 0.05   # the longest one C call waits: the interpreter handles Ctrl+C between calls
 _EFULL = lib.BS_EFULL
 _ETIMEDOUT = lib.BS_ETIMEDOUT
+_EVENTS_AT_ONCE = 4096
+_DETAIL_REGION = lib.BS_DETAIL_REGION
+_DETAIL_WRITE = lib.BS_DETAIL_WRITE
+_DETAIL_SETS = lib.BS_DETAIL_SETS
 
 
 def _cost(u: Update) -> int:
@@ -92,6 +105,7 @@ class _FrontView:
 
 class CBufferManager(BufferManager):
     backend = "c"
+    capabilities = Capabilities(back=True, watch=True)
     _copies_payload = True      # bs_enqueue copies Write data before it returns
     _checks_set_bounds = True   # bs_set_many checks bounds with the same message
 
@@ -123,6 +137,9 @@ class CBufferManager(BufferManager):
         if trace_path is not None:
             self._start_trace(trace_path)
         self._close_lock = threading.Lock()
+        self._watch_lock = threading.Lock()   # orders sends of the watch to the library
+        # (flat offsets, op mask, producer names) of the watch set, or None
+        self._watch: tuple[np.ndarray, int, frozenset] | None = None
         self._tls = threading.local()
         self._front_cache: tuple[int, int, np.ndarray] | None = None
 
@@ -137,11 +154,20 @@ class CBufferManager(BufferManager):
             raise (OSError if rc == lib.BS_EIO else _ERRORS.get(rc, RuntimeError))(msg)
 
     def _thread_state(self):
-        """Per-thread (seq out-pointer, producer id), made once per thread."""
+        """Per-thread (seq out-pointer, producer id), made once per thread. A new
+        thread whose name a watch names has its id sent to the library before
+        its first update (the id is registered before the watch is looked at, and
+        set_watch looks the ids up after it stores the watch: one of the two sees
+        the other)."""
         try:
             return self._tls.state
         except AttributeError:
-            self._tls.state = (ffi.new("uint64_t *"), self._producer_id())
+            pid = self._producer_id()
+            self._tls.state = (ffi.new("uint64_t *"), pid)
+            watch = self._watch
+            if watch is not None and self._producers.get(pid) in watch[2]:
+                with self._watch_lock:
+                    self._send_watch()
             return self._tls.state
 
     def _fill_update(self, cu, u: Update, keep: list) -> None:
@@ -273,6 +299,13 @@ class CBufferManager(BufferManager):
         """Begin a sync, wait for its ticket in slices, cancel it on a timeout or
         an exception (KeyboardInterrupt): a cancelled sync never swaps later."""
         h = self._h
+        if t == 0:
+            # SPEC §3.11: a paused worker refuses a zero timeout at once, even with
+            # nothing queued (the library itself would swap the applied work).
+            s = self._stats()
+            if s.paused:
+                raise TimeoutError(f"synchronize(timeout=0): {s.pending} element units still "
+                                   "pending, worker paused; nothing was swapped")
         ticket = ffi.new("uint64_t *")   # per call: a signal handler may synchronize too
         epoch = ffi.new("uint64_t *")
         deadline = None if t is None else time.monotonic() + t
@@ -331,16 +364,17 @@ class CBufferManager(BufferManager):
 
     def _events(self, since: int) -> tuple[list[Event], int]:
         out: list[Event] = []
-        buf = ffi.new("bs_event[]", 4096)
+        buf = ffi.new("bs_event[]", _EVENTS_AT_ONCE)
+        det = ffi.new("bs_event_detail[]", _EVENTS_AT_ONCE)
         n = ffi.new("size_t *")
         nxt = ffi.new("uint64_t *")
         cursor = since
         while True:
-            if rc := lib.bs_events_read(self._h, cursor, buf, 4096, n, nxt):
+            if rc := lib.bs_events_read_detail(self._h, cursor, buf, det, _EVENTS_AT_ONCE, n, nxt):
                 _raise(rc)
             for k in range(n[0]):
                 e = buf[k]
-                out.append(Event(
+                ev = Event(
                     index=e.index,
                     t_ns=e.t_ns,
                     kind=EVENT_KINDS[e.kind],
@@ -350,10 +384,80 @@ class CBufferManager(BufferManager):
                     producer=self.producer_name(e.producer),
                     slot=e.slot,
                     op=OP_NAMES[e.op] if e.op >= 0 else "",
-                ))
+                )
+                d = det[k]
+                if d.what:
+                    ev = ev._replace(**self._detail(d))
+                out.append(ev)
             cursor = nxt[0]
-            if n[0] < 4096:
+            if n[0] < _EVENTS_AT_ONCE:
                 return out, cursor
+
+    def _detail(self, d) -> dict:
+        """The Event fields saying what an event's updates wrote (as
+        ``app.scheduled.ScheduledManager._detail``): region and value, a Write's
+        region and data (in the region's shape), a set_many run's indices and
+        values; arrays are read-only copies of the library's record."""
+        if d.what == _DETAIL_REGION:
+            return {"region": tuple((d.start[k], d.stop[k]) for k in range(self.ndim)),
+                    "value": d.value}
+        region = (tuple((d.start[k], d.stop[k]) for k in range(self.ndim))
+                  if d.what == _DETAIL_WRITE else None)
+        count = d.payload_count
+        if d.payload_dropped:
+            return {"region": region, "payload_dropped": True}
+        values = np.empty(count, dtype=np.float32)
+        indices = np.empty((count, self.ndim), dtype=np.int64) if d.what == _DETAIL_SETS else None
+        if count:
+            got = ffi.new("size_t *")
+            rc = lib.bs_event_payload(self._h, d.index,
+                                      ffi.NULL if indices is None else ffi.from_buffer("int64_t[]", indices),
+                                      ffi.from_buffer("float[]", values), count, got)
+            if rc:
+                _raise(rc)
+            if got[0] != count:   # let go since the event was read (budget, or the ring wrapped)
+                return {"region": region, "payload_dropped": True}
+        if d.what == _DETAIL_WRITE:
+            return {"region": region,
+                    "values": readonly(values.reshape(tuple(b - a for a, b in region)))}
+        return {"indices": readonly(indices), "values": readonly(values)}
+
+    def _back(self) -> np.ndarray:
+        out = np.empty(self.shape, dtype=np.float32)
+        if rc := lib.bs_back(self._h, ffi.from_buffer("float[]", out), out.size):
+            _raise(rc)
+        return readonly(out)
+
+    def _set_watch(self, elements: tuple, ops: frozenset, producers: frozenset) -> None:
+        flat = np.array([np.ravel_multi_index(i, self.shape) for i in elements], dtype=np.int64)
+        mask = 0
+        for op in ops:
+            mask |= 1 << _OPS[op]
+        with self._watch_lock:
+            self._watch = (flat, mask, producers) if (len(flat) or mask or producers) else None
+            self._send_watch()
+
+    def _send_watch(self) -> None:
+        """Caller holds ``_watch_lock``: the watch, with the ids of the producers
+        seen so far under its names, to the library (replacing the one there)."""
+        flat, mask, names = self._watch if self._watch is not None else (np.empty(0, np.int64), 0, ())
+        ids = [p for p, name in list(self._producers.items()) if name in names]
+        rc = lib.bs_set_watch(self._h, ffi.from_buffer("int64_t[]", flat) if len(flat) else ffi.NULL,
+                              len(flat), mask, ffi.new("uint64_t[]", ids) if ids else ffi.NULL, len(ids))
+        if rc:
+            _raise(rc)
+
+    def _set_payload_budget(self, elements: int) -> None:
+        """Testing aid: the payload elements the event ring may keep alive."""
+        if rc := lib.bs_set_payload_budget(self._h, elements):
+            _raise(rc)
+
+    def _payload_in_use(self) -> int:
+        """Testing aid: the payload elements the events hold now."""
+        n = ffi.new("uint64_t *")
+        if rc := lib.bs_payload_in_use(self._h, n):
+            _raise(rc)
+        return int(n[0])
 
     def _set_paused(self, paused: bool) -> None:
         if rc := lib.bs_set_paused(self._h, int(paused)):

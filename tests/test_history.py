@@ -16,7 +16,7 @@ from app.history import UpdateHistory
 WAIT = 10.0
 
 
-@pytest.fixture(params=["numpy", "gl"])
+@pytest.fixture(params=["numpy", "gl", "c"])
 def backend(request) -> str:
     return backend_param(request)
 

@@ -3,7 +3,7 @@
  *
  * DESIGN
  * One mutex (mu) guards all shared state: the queue, the counters, the event
- * ring and the pause/step credits. Three condition variables hang off it, and
+ * ring, the pause/step credits and the watch. Three condition variables hang off it, and
  * every wait on them re-checks a predicate in a loop (no bare signals, so a
  * signal sent before a wait is never lost and spurious wakeups are harmless):
  *   work_cv   the worker waits for "something to apply or a sync to honour";
@@ -62,6 +62,34 @@
  * whichever thread enqueued them; a swap happens exactly at each sync marker.
  * Not promised: fairness between blocked producers, or which of several
  * concurrent synchronize() callers sees a worker failure (exactly one does).
+ *
+ * Events (SPEC §4) go into a bounded ring (bs_event) with a parallel ring of
+ * fixed-size details (ev_rec): an update's op, region (a set's index as a
+ * one-element box) and value are copied into it, so the per-call path
+ * (bs_enqueue_set) only writes a few more words under mu. Payloads (a write's
+ * data, a set chunk's offsets and values) are referenced, not copied: when
+ * events are kept, a queued entry's payload lives in a refcounted block that
+ * its enqueue, apply and break events share with the entry (refs is atomic:
+ * the catch-up frees entries with the lock dropped; ev_refs, under mu, counts
+ * the events). The events may keep at most pay_budget payload elements alive
+ * (each block counted once, default 4 M elements); beyond that the oldest
+ * events let go of theirs (payload_dropped, op and region kept) until they
+ * hold at most half, so dropped events are always a prefix. A direct write
+ * borrows the caller's data, so its events get a copy, made with the lock
+ * dropped, when it is at most a quarter of the budget (else dropped at once).
+ *
+ * Watchpoints: before it takes an entry (or the rest of a partly applied set
+ * chunk), the worker asks whether a watch matches it (an op, a producer id, a
+ * watched element it writes: inside a set chunk, element by element). On a
+ * match it takes only what comes before, sets paused, zeroes its step credit,
+ * remembers the seq it stopped before (break_passed: the next step or resume
+ * passes it) and, after recording the applies before it, records a break
+ * event. A direct write never runs while a watch is set. Step credit is capped
+ * at the updates queued and not yet taken (last_seq - taken_seq), so none is
+ * banked on an empty queue. bs_back copies the back buffer while paused with mu
+ * held, after waiting (on sync_cv, a predicate: the worker and a direct writer
+ * broadcast when they finish while back_waiters > 0) until nothing writes it:
+ * no apply, catch-up or direct write in flight.
  *
  * Payloads (write data, element sets) are copied at enqueue; the caller may
  * reuse its memory at once. No function aborts: bad arguments return BS_EINVAL
@@ -149,6 +177,37 @@ static int fi_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*f)(v
 
 enum { ENTRY_UPDATE = 0, ENTRY_SETS = 1, ENTRY_SYNC = 2 };
 
+/* A write's data or a set chunk's offsets and values, shared by its queue entry
+ * and the events that describe it (SPEC §4: referenced, not copied). */
+typedef struct payload {
+    uint64_t refs;      /* atomic: the entry (until it is freed) + each event holding it */
+    uint64_t ev_refs;   /* under mu: events holding it (it counts against the budget while > 0) */
+    uint64_t n;         /* elements */
+    float *values;
+    uint64_t *offsets;  /* a set chunk's flat offsets; NULL for a write */
+} payload;
+
+static void payload_unref(payload *p)
+{
+    if (p && __atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        free(p->values);
+        free(p->offsets);
+        free(p);
+    }
+}
+
+/* What an enqueue/apply/break event's updates wrote (parallel to the event ring). */
+typedef struct ev_rec {
+    int64_t start[3], stop[3];  /* region, normalized to 3-d */
+    float value;
+    int8_t what;                /* bs_detail_kind */
+    int8_t dropped;             /* its payload was let go (budget) */
+    payload *pl;                /* held payload, or NULL */
+    uint64_t from;              /* first element of pl this event concerns (a set run) */
+} ev_rec;
+
+#define NO_HIT UINT64_MAX
+
 typedef struct entry {
     int32_t kind;
     int32_t op;
@@ -165,7 +224,8 @@ typedef struct entry {
     uint64_t offset;    /* BS_OP_SET: flat element offset */
     float value;
     float *data;        /* BS_OP_WRITE payload, or ENTRY_SETS values (owned) */
-    uint64_t *offsets;  /* ENTRY_SETS flat offsets (owned, same block as data) */
+    uint64_t *offsets;  /* ENTRY_SETS flat offsets (owned) */
+    payload *pl;        /* when events may describe it: owns data and offsets */
 } entry;
 
 typedef struct work_item {
@@ -194,6 +254,7 @@ struct bs_manager {
     uint64_t pending, max_pending;
 
     uint64_t last_seq, applied_seq, visible_seq, epoch;
+    uint64_t taken_seq;           /* every update up to here was taken by the worker (or written directly) */
     uint64_t tickets_issued, tickets_done;
 
     int paused;
@@ -224,7 +285,21 @@ struct bs_manager {
     int batch_overflow;
 
     bs_event *ev;
+    ev_rec *evd;                  /* what each event's updates wrote (same positions as ev) */
     uint64_t ev_cap, ev_count;
+    uint64_t pay_budget;          /* payload elements events may hold (atomic reads outside mu) */
+    uint64_t ev_payload;          /* payload elements events hold (each payload once) */
+    uint64_t ev_stripped;         /* events before this index hold no payload */
+
+    /* watchpoints (under mu) */
+    int watch_on;
+    uint64_t *watch_elems;        /* sorted flat offsets */
+    size_t watch_n;
+    uint32_t watch_ops;           /* bit 1 << bs_op */
+    uint64_t *watch_prod;
+    size_t watch_nprod;
+    uint64_t break_passed;        /* the seq the worker last stopped before: stepping passes it */
+    uint64_t back_waiters;        /* bs_back calls waiting for the worker to be still */
     uint64_t fork_generation;     /* g_fork_generation when created */
 
     float fill;                   /* the initial value, for a trace's header */
@@ -296,12 +371,71 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* Caller holds mu. */
+/* Caller holds mu: event record d gives up its payload. */
+static void ev_let_go(bs_manager *m, ev_rec *d)
+{
+    payload *p = d->pl;
+    d->pl = NULL;
+    if (--p->ev_refs == 0) m->ev_payload -= p->n;
+    payload_unref(p);
+}
+
+/* Caller holds mu: the oldest events let go of their payloads until the events
+ * hold at most half the budget (each payload is counted once, however many
+ * events share it, so the dropped events are always the oldest ones). */
+static void ev_strip(bs_manager *m)
+{
+    uint64_t oldest = m->ev_count > m->ev_cap ? m->ev_count - m->ev_cap : 0;
+    uint64_t i = m->ev_stripped > oldest ? m->ev_stripped : oldest;
+    for (; m->ev_payload > m->pay_budget / 2 && i < m->ev_count; i++) {
+        ev_rec *d = &m->evd[i % m->ev_cap];
+        if (d->pl) {
+            ev_let_go(m, d);
+            d->dropped = 1;
+        }
+    }
+    m->ev_stripped = i;
+}
+
+/* Caller holds mu: event record d holds payload p (or says it has none left). */
+static void ev_hold(bs_manager *m, ev_rec *d, payload *p)
+{
+    if (!p || m->pay_budget == 0) {
+        d->dropped = 1;
+        return;
+    }
+    __atomic_add_fetch(&p->refs, 1, __ATOMIC_RELAXED);
+    d->pl = p;
+    if (p->ev_refs++ == 0) m->ev_payload += p->n;
+    if (m->ev_payload > m->pay_budget) ev_strip(m);
+}
+
+/* Caller holds mu: what elements [from, ...) of entry src wrote, into d. */
+static void ev_describe(bs_manager *m, ev_rec *d, const entry *src, uint64_t from)
+{
+    if (src->kind == ENTRY_SETS) {
+        d->what = BS_DETAIL_SETS;
+        d->from = from;
+        ev_hold(m, d, src->pl);
+        return;
+    }
+    memcpy(d->start, src->start, sizeof d->start);
+    memcpy(d->stop, src->stop, sizeof d->stop);
+    d->value = src->value;
+    d->what = src->op == BS_OP_WRITE ? BS_DETAIL_WRITE : BS_DETAIL_REGION;
+    if (src->op == BS_OP_WRITE && src->touched > 0) ev_hold(m, d, src->pl);
+}
+
+/* Caller holds mu. src (or NULL): the entry an enqueue/apply/break event
+ * concerns, from its element `from` on. */
 static void ev_record_at(bs_manager *m, int64_t t, int kind, uint64_t seq, uint64_t count,
-                         uint64_t producer, int slot, int op)
+                         uint64_t producer, int slot, int op, const entry *src, uint64_t from)
 {
     if (!m->ev_cap) return;
-    bs_event *e = &m->ev[m->ev_count % m->ev_cap];
+    uint64_t at = m->ev_count % m->ev_cap;
+    bs_event *e = &m->ev[at];
+    ev_rec *d = &m->evd[at];
+    if (d->pl) ev_let_go(m, d);   /* the event it replaces leaves the ring */
     e->index = m->ev_count++;
     e->t_ns = t;
     e->seq = seq;
@@ -311,18 +445,53 @@ static void ev_record_at(bs_manager *m, int64_t t, int kind, uint64_t seq, uint6
     e->kind = kind;
     e->slot = slot;
     e->op = op;
+    d->what = BS_DETAIL_NONE;
+    d->dropped = 0;
+    if (src) ev_describe(m, d, src, from);
 }
 
 static void ev_record(bs_manager *m, int kind, uint64_t seq, uint64_t count,
                       uint64_t producer, int slot, int op)
 {
-    if (m->ev_cap) ev_record_at(m, now_ns(), kind, seq, count, producer, slot, op);
+    if (m->ev_cap) ev_record_at(m, now_ns(), kind, seq, count, producer, slot, op, NULL, 0);
+}
+
+/* An update's event: what it wrote comes with it. */
+static void ev_record_entry(bs_manager *m, int64_t t, int kind, uint64_t seq, uint64_t count,
+                            int slot, const entry *src, uint64_t from)
+{
+    if (m->ev_cap)
+        ev_record_at(m, t, kind, seq, count, src->producer, slot,
+                     src->kind == ENTRY_SETS ? BS_OP_SET : src->op, src, from);
+}
+
+/* Caller holds mu: give e a shared payload block, so that its events can keep
+ * its data (a write's elements, a set chunk's offsets and values). Without one
+ * (no events kept, no budget, or no memory for the small block) its events
+ * report the payload dropped. */
+static void entry_share_payload(bs_manager *m, entry *e)
+{
+    if (e->pl || !m->ev_cap || !m->pay_budget) return;
+    if (!(e->kind == ENTRY_SETS || (e->op == BS_OP_WRITE && e->touched > 0))) return;
+    payload *p = malloc(sizeof *p);
+    if (!p) return;
+    p->refs = 1;
+    p->ev_refs = 0;
+    p->n = e->kind == ENTRY_SETS ? e->count : e->touched;
+    p->values = e->data;
+    p->offsets = e->offsets;
+    e->pl = p;
 }
 
 static void entry_free(entry *e)
 {
-    free(e->data);       /* write payload, or the values of element sets */
-    free(e->offsets);    /* offsets of element sets (NULL otherwise) */
+    if (e->pl) {
+        payload_unref(e->pl);   /* events may still hold it */
+    } else {
+        free(e->data);       /* write payload, or the values of element sets */
+        free(e->offsets);    /* offsets of element sets (NULL otherwise) */
+    }
+    e->pl = NULL;
     e->data = NULL;
     e->offsets = NULL;
 }
@@ -514,6 +683,56 @@ static void apply_entry(const bs_manager *m, float *b, const entry *e, uint64_t 
     }
 }
 
+/* ---------------------------------------------------------------- watchpoints */
+
+/* Caller holds mu: is flat element `off` watched? (binary search) */
+static int watched(const bs_manager *m, uint64_t off)
+{
+    size_t lo = 0, hi = m->watch_n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (m->watch_elems[mid] < off) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < m->watch_n && m->watch_elems[lo] == off;
+}
+
+/* Caller holds mu: does region update e write a watched element? */
+static int writes_watched(const bs_manager *m, const entry *e)
+{
+    if (e->op == BS_OP_SET) return watched(m, e->offset);
+    const uint64_t s1 = (uint64_t)m->shape3[1], s2 = (uint64_t)m->shape3[2];
+    for (size_t k = 0; k < m->watch_n; k++) {
+        uint64_t off = m->watch_elems[k];
+        int64_t i[3] = {(int64_t)(off / (s1 * s2)), (int64_t)(off / s2 % s1), (int64_t)(off % s2)};
+        if (i[0] >= e->start[0] && i[0] < e->stop[0] && i[1] >= e->start[1] &&
+            i[1] < e->stop[1] && i[2] >= e->start[2] && i[2] < e->stop[2])
+            return 1;
+    }
+    return 0;
+}
+
+/* Caller holds mu, a watch is set: the first element position >= frm of e that
+ * the watch matches, not counting the one the worker already stopped before
+ * (break_passed); NO_HIT when none. An op or producer match is at position 0. */
+static uint64_t watch_hit(const bs_manager *m, const entry *e, uint64_t frm)
+{
+    uint64_t passed = m->break_passed - e->seq;   /* e's element it stopped before, if any */
+    if (frm == 0 && passed != 0) {
+        if (m->watch_ops & (1u << e->op)) return 0;
+        for (size_t k = 0; k < m->watch_nprod; k++)
+            if (m->watch_prod[k] == e->producer) return 0;
+    }
+    if (!m->watch_n) return NO_HIT;
+    if (e->kind == ENTRY_SETS) {
+        for (uint64_t j = frm; j < e->count; j++)
+            if (j != passed && watched(m, e->offsets[j])) return j;
+        return NO_HIT;
+    }
+    if (frm == 0 && passed != 0 && writes_watched(m, e)) return 0;
+    return NO_HIT;
+}
+
 /* ---------------------------------------------------------------- worker */
 
 /* Caller holds mu: is there anything the worker may do now? */
@@ -532,8 +751,18 @@ static int worker_has_work(const bs_manager *m)
  * Its payload is no longer needed: the catch-up copies from the front. */
 static void batch_keep(bs_manager *m, entry *e)
 {
-    /* No payload is needed any more: the catch-up copies from the front. */
-    free(e->data);
+    /* No payload is needed any more: the catch-up copies from the front. A
+     * shared payload stays while events (or a bs_event_payload copying it, which
+     * holds a reference) have it; when only the entry has it, the entry takes its
+     * offsets back and the values go now, as they would without events. */
+    if (e->pl && e->pl->ev_refs == 0 && __atomic_load_n(&e->pl->refs, __ATOMIC_ACQUIRE) == 1) {
+        payload *p = e->pl;
+        e->pl = NULL;
+        e->data = p->values;
+        e->offsets = p->offsets;
+        free(p);
+    }
+    if (!e->pl) free(e->data);
     e->data = NULL;
     if (e->touched == 0 || m->batch_overflow) {   /* nothing to copy, or a full copy anyway */
         entry_free(e);
@@ -724,19 +953,36 @@ static void *worker_main(void *arg)
         }
         gathered = 0;
 
-        /* Take up to WORK_CHUNK pieces of work (stopping at a marker). */
+        /* Take up to WORK_CHUNK pieces of work (stopping at a marker, or
+         * before an update a watch matches). */
         size_t k = 0;
         uint64_t budget = m->paused ? m->step_credits : UINT64_MAX;
         uint64_t freed = 0;
+        entry brk;              /* the update a watch stopped before ... */
+        uint64_t brk_at = NO_HIT;   /* ... and its element (NO_HIT: none) */
         while (k < WORK_CHUNK && budget > 0) {
+            uint64_t hit = NO_HIT;
             if (!m->has_cur) {
                 if (m->ring_len == 0 || ring_peek(m)->kind == ENTRY_SYNC) break;
+                if (m->watch_on && (hit = watch_hit(m, ring_peek(m), 0)) == 0) {
+                    brk = *ring_peek(m);   /* stays queued: its event is recorded below */
+                    brk_at = 0;
+                    break;
+                }
                 m->cur = ring_pop(m);
                 m->has_cur = 1;
                 m->cur_done = 0;
                 freed += m->cur.cost;
+            } else if (m->watch_on) {
+                hit = watch_hit(m, &m->cur, m->cur_done);
+                if (hit == m->cur_done) {
+                    brk = m->cur;
+                    brk_at = hit;
+                    break;
+                }
             }
             uint64_t left = m->cur.count - m->cur_done;
+            if (hit != NO_HIT) left = hit - m->cur_done;   /* up to the watched element */
             uint64_t take = left < budget ? left : budget;
             work_item *w = &work[k++];
             w->e = m->cur;
@@ -745,9 +991,16 @@ static void *worker_main(void *arg)
             w->failed = 0;
             if (w->from == 0 && m->fault_countdown && --m->fault_countdown == 0) w->failed = 1;
             m->cur_done += take;
+            m->taken_seq = w->e.seq + m->cur_done - 1;
             if (budget != UINT64_MAX) budget -= take;
             if (m->cur_done == m->cur.count) m->has_cur = 0;
-            else break;   /* a partial entry (paused stepping) ends the chunk */
+            else break;   /* a partial entry (stepping, or a watch ahead) ends the chunk */
+        }
+        if (brk_at != NO_HIT) {
+            /* A watch matched: pause before it; the next step applies exactly it. */
+            m->paused = 1;
+            budget = 0;
+            m->break_passed = brk.seq + brk_at;
         }
         if (m->paused) m->step_credits = budget;
         if (freed) {
@@ -783,7 +1036,7 @@ static void *worker_main(void *arg)
                                  (unsigned long long)first);
                 }
             } else {
-                ev_record_at(m, t_applied, BS_EV_APPLY, first, w->n, w->e.producer, back_slot, w->e.op);
+                ev_record_entry(m, t_applied, BS_EV_APPLY, first, w->n, back_slot, &w->e, w->from);
             }
             m->applied_seq = first + w->n - 1;
             if (w->from + w->n == w->e.count) {
@@ -791,6 +1044,9 @@ static void *worker_main(void *arg)
                 else batch_keep(m, &w->e);
             }
         }
+        if (brk_at != NO_HIT)   /* after the applies before it, so the log reads in order */
+            ev_record_entry(m, now_ns(), BS_EV_BREAK, brk.seq + brk_at, 1, back_slot, &brk, brk_at);
+        if (m->back_waiters) pthread_cond_broadcast(&m->sync_cv);   /* bs_back waits for a still worker */
     }
     pthread_mutex_unlock(&m->mu);
     return NULL;
@@ -837,13 +1093,16 @@ int bs_create(const bs_config *c, bs_manager **out)
                     (unsigned long long)(nelem * sizeof(float)));
     }
     m->ev_cap = c->event_capacity;
-    if (m->ev_cap && !(m->ev = calloc(m->ev_cap, sizeof *m->ev))) {
+    m->pay_budget = BS_DEFAULT_PAYLOAD_BUDGET;
+    if (m->ev_cap && (!(m->ev = calloc(m->ev_cap, sizeof *m->ev)) ||
+                      !(m->evd = calloc(m->ev_cap, sizeof *m->evd)))) {
+        free(m->ev);
         free(m->buf[0]);
         free(m->buf[1]);
         free(m);
         return fail(BS_ENOMEM, "cannot allocate the event ring of %llu events (%llu bytes)",
                     (unsigned long long)c->event_capacity,
-                    (unsigned long long)(c->event_capacity * sizeof(bs_event)));
+                    (unsigned long long)(c->event_capacity * (sizeof(bs_event) + sizeof(ev_rec))));
     }
     pthread_once(&g_atfork_once, register_atfork);
     m->fork_generation = __atomic_load_n(&g_fork_generation, __ATOMIC_RELAXED);
@@ -913,6 +1172,11 @@ int bs_close(bs_manager *m)
     m->has_cur = 0;
     for (size_t i = 0; i < m->batch_len; i++) entry_free(&m->batch[i]);
     m->batch_len = 0;
+    for (uint64_t i = 0; i < m->ev_cap; i++)   /* events are not read after close */
+        if (m->evd[i].pl) {
+            ev_let_go(m, &m->evd[i]);
+            m->evd[i].dropped = 1;
+        }
     m->close_done = 1;
     pthread_cond_broadcast(&m->sync_cv);
     pthread_mutex_unlock(&m->mu);
@@ -929,6 +1193,7 @@ int bs_destroy(bs_manager *m)
          * have been changing it); free the buffers and the event ring, whose
          * pointers never change, and the manager. The queue's memory is left. */
         free(m->ev);
+        free(m->evd);
         free(m->buf[0]);
         free(m->buf[1]);
         free(m);
@@ -942,6 +1207,9 @@ int bs_destroy(bs_manager *m)
     free(m->ring);
     free(m->batch);
     free(m->ev);
+    free(m->evd);
+    free(m->watch_elems);
+    free(m->watch_prod);
     free(m->buf[0]);
     free(m->buf[1]);
     free(m);
@@ -964,7 +1232,7 @@ static int wait_for_room(bs_manager *m, uint64_t units, int block)
         if (m->closed) return fail(BS_ECLOSED, "manager is closed");
         if (has_room(m, units)) return BS_OK;
         if (!block)
-            return fail(BS_EFULL, "queue full: %llu of %llu elements pending, %llu more do not fit",
+            return fail(BS_EFULL, "queue full: %llu of %llu element units pending, %llu more elements do not fit",
                         (unsigned long long)m->pending, (unsigned long long)m->max_pending,
                         (unsigned long long)units);
         m->space_waiters++;
@@ -978,14 +1246,14 @@ static int wait_for_room(bs_manager *m, uint64_t units, int block)
 static int push_entry(bs_manager *m, entry *e)
 {
     e->seq = m->last_seq + 1;
+    e->ticket = m->tickets_issued;   /* keeps tickets sorted along the ring (set before the copy) */
+    entry_share_payload(m, e);
     int rc = ring_push(m, e);
     if (rc) return rc;
-    e->ticket = m->tickets_issued;   /* keeps tickets sorted along the ring */
     m->last_seq += e->count;
     set_pending(m, m->pending + e->cost);
     if (m->trace) trace_entry(m, e, e->data);
-    ev_record(m, BS_EV_ENQUEUE, e->seq, e->count, e->producer,
-              1 - m->front_slot, e->kind == ENTRY_SETS ? BS_OP_SET : e->op);
+    ev_record_entry(m, now_ns(), BS_EV_ENQUEUE, e->seq, e->count, 1 - m->front_slot, e, 0);
     wake_worker(m);
     return BS_OK;
 }
@@ -996,8 +1264,37 @@ static int push_entry(bs_manager *m, entry *e)
 static int direct_write_allowed(const bs_manager *m)
 {
     return !m->closed && m->ring_len == 0 && !m->has_cur && !m->worker_busy &&
-           !m->catchup_pending && !m->paused && !m->direct_busy &&
+           !m->catchup_pending && !m->paused && !m->direct_busy && !m->watch_on &&
            m->applied_seq == m->last_seq && m->fault_countdown == 0;
+}
+
+/* A block of its own holding a copy of n elements of data (NULL: no memory). */
+static payload *payload_copy(const float *data, uint64_t n)
+{
+    payload *p = malloc(sizeof *p);
+    float *v = p ? malloc(n * sizeof *v) : NULL;
+    if (!v) {
+        free(p);
+        return NULL;
+    }
+    memcpy(v, data, n * sizeof *v);
+    p->refs = 1;
+    p->ev_refs = 0;
+    p->n = n;
+    p->values = v;
+    p->offsets = NULL;
+    return p;
+}
+
+/* Caller holds mu: event `index` (an enqueue event recorded before its data was
+ * copied) holds p now, when it is still in the ring; else it reports it dropped. */
+static void ev_attach(bs_manager *m, uint64_t index, payload *p)
+{
+    if (!m->ev_cap || index >= m->ev_count || m->ev_count - index > m->ev_cap) return;
+    ev_rec *d = &m->evd[index % m->ev_cap];
+    if (d->pl || index < m->ev_stripped) return;   /* stripped events stay a prefix */
+    d->dropped = 0;
+    ev_hold(m, d, p);
 }
 
 /* A large write with an idle worker: the producer copies the caller's data
@@ -1018,21 +1315,33 @@ static int try_direct_write(bs_manager *m, entry *e, const float *data, uint64_t
     }
     m->direct_busy = 1;
     e->seq = ++m->last_seq;
+    m->taken_seq = e->seq;
     if (m->trace) trace_entry(m, e, data);
     int back_slot = 1 - m->front_slot;
     float *back = m->buf[back_slot];
-    ev_record(m, BS_EV_ENQUEUE, e->seq, 1, e->producer, back_slot, e->op);
+    uint64_t enq_index = m->ev_count;
+    ev_record_entry(m, now_ns(), BS_EV_ENQUEUE, e->seq, 1, back_slot, e, 0);
+    /* Its events get a copy of the data when it fits a quarter of the budget
+     * (else they report it dropped); made with the lock dropped, as the write. */
+    uint64_t budget = __atomic_load_n(&m->pay_budget, __ATOMIC_RELAXED);
+    int keep = m->ev_cap && e->touched <= budget / 4;
     pthread_mutex_unlock(&m->mu);
 
     e->data = (float *)data;   /* borrowed for the copy, never freed here */
     apply_region(m, back, e);
     e->data = NULL;
+    payload *pl = keep ? payload_copy(data, e->touched) : NULL;
 
     pthread_mutex_lock(&m->mu);
     m->direct_busy = 0;
     m->applied_seq = e->seq;
-    ev_record(m, BS_EV_APPLY, e->seq, 1, e->producer, back_slot, e->op);
+    e->pl = pl;   /* for the events only: the entry never owned the caller's data */
+    ev_record_entry(m, now_ns(), BS_EV_APPLY, e->seq, 1, back_slot, e, 0);
+    ev_attach(m, enq_index, pl);
+    e->pl = NULL;
+    payload_unref(pl);   /* the events hold it now (or nothing does) */
     batch_keep(m, e);
+    if (m->back_waiters) pthread_cond_broadcast(&m->sync_cv);
     wake_worker_now(m);   /* it may have work (or a sync) that waited for us */
     if (seq_out) *seq_out = e->seq;
     pthread_mutex_unlock(&m->mu);
@@ -1546,7 +1855,11 @@ int bs_step(bs_manager *m, uint64_t n)
     pthread_mutex_lock(&m->mu);
     int closed = m->closed;
     if (!closed && m->paused) {
-        m->step_credits = n > UINT64_MAX - m->step_credits ? UINT64_MAX : m->step_credits + n;
+        /* At most what is queued and not yet taken: no credit is banked on an
+         * empty queue for updates that come later. */
+        uint64_t untaken = m->last_seq - m->taken_seq;
+        uint64_t want = n > UINT64_MAX - m->step_credits ? UINT64_MAX : m->step_credits + n;
+        m->step_credits = want < untaken ? want : untaken;
         wake_worker_now(m);
     }
     int paused = m->paused;
@@ -1569,6 +1882,206 @@ int bs_events_read(bs_manager *m, uint64_t since, bs_event *out, size_t cap,
     *n_out = n;
     *next_out = i;
     pthread_mutex_unlock(&m->mu);
+    return BS_OK;
+}
+
+/* Caller holds mu: the detail of event record d of event e, for the caller. */
+static void detail_out(const bs_manager *m, const bs_event *e, const ev_rec *d, bs_event_detail *o)
+{
+    memset(o, 0, sizeof *o);
+    o->index = e->index;
+    o->what = d->what;
+    o->payload_dropped = d->dropped;
+    int pad = 3 - m->ndim;
+    if (d->what == BS_DETAIL_REGION || d->what == BS_DETAIL_WRITE) {
+        for (int k = 0; k < m->ndim; k++) {
+            o->start[k] = d->start[pad + k];
+            o->stop[k] = d->stop[pad + k];
+        }
+        o->value = d->value;
+    }
+    if (d->what == BS_DETAIL_SETS) o->payload_count = e->count;
+    else if (d->what == BS_DETAIL_WRITE) {
+        uint64_t v = 1;
+        for (int k = 0; k < 3; k++) v *= (uint64_t)(d->stop[k] - d->start[k]);
+        o->payload_count = v;
+    }
+}
+
+int bs_events_read_detail(bs_manager *m, uint64_t since, bs_event *out,
+                          bs_event_detail *details, size_t cap, size_t *n_out,
+                          uint64_t *next_out)
+{
+    CHECK_M(m);
+    if (!n_out || !next_out || (cap && (!out || !details)))
+        return fail(BS_EINVAL, "NULL output argument");
+    pthread_mutex_lock(&m->mu);
+    uint64_t oldest = m->ev_count > m->ev_cap ? m->ev_count - m->ev_cap : 0;
+    uint64_t i = since < oldest ? oldest : since;
+    size_t n = 0;
+    for (; i < m->ev_count && n < cap; i++, n++) {
+        out[n] = m->ev[i % m->ev_cap];
+        detail_out(m, &out[n], &m->evd[i % m->ev_cap], &details[n]);
+    }
+    *n_out = n;
+    *next_out = i;
+    pthread_mutex_unlock(&m->mu);
+    return BS_OK;
+}
+
+int bs_event_payload(bs_manager *m, uint64_t event_index, int64_t *indices_out,
+                     float *values_out, size_t cap, size_t *n_out)
+{
+    CHECK_M(m);
+    if (!n_out) return fail(BS_EINVAL, "n_out is NULL");
+    *n_out = 0;
+    if (cap && !values_out) return fail(BS_EINVAL, "values_out is NULL");
+    pthread_mutex_lock(&m->mu);
+    if (!m->ev_cap || event_index >= m->ev_count || m->ev_count - event_index > m->ev_cap) {
+        pthread_mutex_unlock(&m->mu);
+        return BS_OK;   /* not (or no longer) in the ring */
+    }
+    const ev_rec *d = &m->evd[event_index % m->ev_cap];
+    payload *p = d->pl;
+    uint64_t from = d->from;
+    uint64_t n = p ? (d->what == BS_DETAIL_SETS ? m->ev[event_index % m->ev_cap].count : p->n) : 0;
+    if (n > cap) {
+        pthread_mutex_unlock(&m->mu);
+        *n_out = (size_t)n;
+        return fail(BS_EINVAL, "event %llu has %llu payload elements, more than cap %zu",
+                    (unsigned long long)event_index, (unsigned long long)n, cap);
+    }
+    if (p) __atomic_add_fetch(&p->refs, 1, __ATOMIC_RELAXED);   /* copied with the lock dropped */
+    pthread_mutex_unlock(&m->mu);
+    if (!p || n == 0) {
+        payload_unref(p);
+        return BS_OK;
+    }
+    memcpy(values_out, p->values + from, n * sizeof(float));
+    if (indices_out && p->offsets) {
+        const int nd = m->ndim;
+        for (uint64_t j = 0; j < n; j++) {
+            uint64_t off = p->offsets[from + j];
+            for (int k = nd - 1; k >= 0; k--) {
+                indices_out[j * nd + k] = (int64_t)(off % (uint64_t)m->shape[k]);
+                off /= (uint64_t)m->shape[k];
+            }
+        }
+    }
+    payload_unref(p);
+    *n_out = (size_t)n;
+    return BS_OK;
+}
+
+int bs_set_payload_budget(bs_manager *m, uint64_t elements)
+{
+    CHECK_M(m);
+    pthread_mutex_lock(&m->mu);
+    int closed = m->closed;
+    if (!closed) {
+        __atomic_store_n(&m->pay_budget, elements, __ATOMIC_RELAXED);
+        if (m->ev_payload > elements) ev_strip(m);
+    }
+    pthread_mutex_unlock(&m->mu);
+    return closed ? fail(BS_ECLOSED, "manager is closed") : BS_OK;
+}
+
+int bs_payload_in_use(bs_manager *m, uint64_t *elements_out)
+{
+    CHECK_M(m);
+    if (!elements_out) return fail(BS_EINVAL, "elements_out is NULL");
+    pthread_mutex_lock(&m->mu);
+    *elements_out = m->ev_payload;
+    pthread_mutex_unlock(&m->mu);
+    return BS_OK;
+}
+
+/* Caller holds mu: nothing writes the back buffer right now. */
+static int back_still(const bs_manager *m)
+{
+    return !m->worker_busy && !m->direct_busy && !m->catchup_pending;
+}
+
+int bs_back(bs_manager *m, float *out, size_t n)
+{
+    CHECK_M(m);
+    if (!out) return fail(BS_EINVAL, "out is NULL");
+    if (n != m->nelem)
+        return fail(BS_EINVAL, "back: out holds %zu elements, the buffer %zu", n, m->nelem);
+    pthread_mutex_lock(&m->mu);
+    if (!m->closed && !m->paused) {
+        pthread_mutex_unlock(&m->mu);
+        return fail(BS_EINVAL, "back() needs a paused worker (the back changes while it runs)");
+    }
+    /* An apply, catch-up or direct write in flight is bounded work (a paused
+     * worker takes no more than its step credits): wait for it, then copy with
+     * the lock held, so nothing can start writing the back meanwhile. */
+    m->back_waiters++;
+    while (!m->closed && !back_still(m)) {
+        wake_worker_now(m);   /* a pending catch-up is done even when paused */
+        pthread_cond_wait(&m->sync_cv, &m->mu);
+    }
+    m->back_waiters--;
+    if (m->closed) {
+        pthread_mutex_unlock(&m->mu);
+        return fail(BS_ECLOSED, "manager is closed");
+    }
+    memcpy(out, m->buf[1 - m->front_slot], m->nelem * sizeof(float));
+    pthread_mutex_unlock(&m->mu);
+    return BS_OK;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+int bs_set_watch(bs_manager *m, const int64_t *flat_elements, size_t n, uint32_t op_mask,
+                 const uint64_t *producer_ids, size_t n_producers)
+{
+    CHECK_M(m);
+    if (n && !flat_elements) return fail(BS_EINVAL, "flat_elements is NULL");
+    if (n_producers && !producer_ids) return fail(BS_EINVAL, "producer_ids is NULL");
+    if (op_mask >> (BS_OP_WRITE + 1))
+        return fail(BS_EINVAL, "op_mask 0x%x names an unknown op (bits 0..%d)", op_mask, BS_OP_WRITE);
+    if (n > SIZE_MAX / sizeof(uint64_t) || n_producers > SIZE_MAX / sizeof(uint64_t))
+        return fail(BS_EINVAL, "too many watched elements or producers");
+    for (size_t k = 0; k < n; k++)
+        if (flat_elements[k] < 0 || (uint64_t)flat_elements[k] >= m->nelem)
+            return fail(BS_EINVAL, "watched element %zu: flat offset %lld is out of bounds for "
+                        "%zu elements", k, (long long)flat_elements[k], m->nelem);
+    uint64_t *elems = n ? malloc(n * sizeof *elems) : NULL;
+    uint64_t *prod = n_producers ? malloc(n_producers * sizeof *prod) : NULL;
+    if ((n && !elems) || (n_producers && !prod)) {
+        free(elems);
+        free(prod);
+        return fail(BS_ENOMEM, "cannot copy %zu watched elements", n);
+    }
+    for (size_t k = 0; k < n; k++) elems[k] = (uint64_t)flat_elements[k];
+    if (n) qsort(elems, n, sizeof *elems, cmp_u64);
+    size_t kept = 0;   /* without duplicates */
+    for (size_t k = 0; k < n; k++)
+        if (!kept || elems[kept - 1] != elems[k]) elems[kept++] = elems[k];
+    if (n_producers) memcpy(prod, producer_ids, n_producers * sizeof *prod);
+    pthread_mutex_lock(&m->mu);
+    if (m->closed) {
+        pthread_mutex_unlock(&m->mu);
+        free(elems);
+        free(prod);
+        return fail(BS_ECLOSED, "manager is closed");
+    }
+    uint64_t *old_elems = m->watch_elems, *old_prod = m->watch_prod;
+    m->watch_elems = elems;
+    m->watch_n = kept;
+    m->watch_ops = op_mask;
+    m->watch_prod = prod;
+    m->watch_nprod = n_producers;
+    m->watch_on = kept || op_mask || n_producers;
+    wake_worker_now(m);
+    pthread_mutex_unlock(&m->mu);
+    free(old_elems);
+    free(old_prod);
     return BS_OK;
 }
 

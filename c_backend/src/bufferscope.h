@@ -77,7 +77,8 @@ typedef enum bs_event_kind {
     BS_EV_SYNC_BEGIN = 2,  /* a synchronize() call; seq = last seq it covers */
     BS_EV_SWAP = 3,        /* front/back exchanged; slot = new front, epoch = new epoch */
     BS_EV_VISIBLE = 4,     /* updates up to seq visible at epoch */
-    BS_EV_CATCHUP = 5      /* new back brought up to date (count = entries copied, 0 = whole buffer) */
+    BS_EV_CATCHUP = 5,     /* new back brought up to date (count = entries copied, 0 = whole buffer) */
+    BS_EV_BREAK = 6        /* a watch paused the worker before update seq (see bs_set_watch) */
 } bs_event_kind;
 
 typedef struct bs_event {
@@ -184,7 +185,9 @@ int bs_front(bs_manager *m, const float **data_out, uint64_t *epoch_out);
 int bs_stats_get(bs_manager *m, bs_stats *out);
 
 /* Pause: the worker applies nothing until resumed or stepped; swaps of already
- * applied work still happen. bs_step lets it apply n more element updates. */
+ * applied work still happen. bs_step lets it apply n more element updates; the
+ * credit is capped at the element updates queued and not yet taken by the
+ * worker (none is banked on an empty queue). */
 int bs_set_paused(bs_manager *m, int paused);
 int bs_step(bs_manager *m, uint64_t n);
 
@@ -193,6 +196,80 @@ int bs_step(bs_manager *m, uint64_t n);
  * ring's capacity are gone: the first copied index then exceeds `since`. */
 int bs_events_read(bs_manager *m, uint64_t since, bs_event *out, size_t cap,
                    size_t *n_out, uint64_t *next_out);
+
+/* What the updates of an enqueue, apply or break event wrote (SPEC §4), read
+ * with bs_events_read_detail. `what` says which fields hold:
+ *   BS_DETAIL_NONE    nothing (sync-begin, swap, visible, catch-up events)
+ *   BS_DETAIL_REGION  region and value: fill/add/scale, and a set (its index as
+ *                     a one-element box start[d] = index, stop[d] = index + 1)
+ *   BS_DETAIL_WRITE   region; the data (payload_count elements, the region's
+ *                     elements in C order) from bs_event_payload
+ *   BS_DETAIL_SETS    a run of bs_set_many elements (the event's count of them):
+ *                     indices and values from bs_event_payload
+ * start/stop have the manager's ndim entries (the rest are 0). Payloads are kept
+ * within a budget (bs_set_payload_budget): an older event whose payload was let
+ * go keeps its op (and a write its region) but has payload_dropped = 1
+ * (payload_count stays what it was). */
+typedef enum bs_detail_kind {
+    BS_DETAIL_NONE = 0,
+    BS_DETAIL_REGION = 1,
+    BS_DETAIL_WRITE = 2,
+    BS_DETAIL_SETS = 3
+} bs_detail_kind;
+
+typedef struct bs_event_detail {
+    uint64_t index;            /* the event's index (as bs_event.index) */
+    int32_t what;              /* bs_detail_kind */
+    int32_t payload_dropped;
+    int64_t start[BS_MAX_NDIM];
+    int64_t stop[BS_MAX_NDIM];
+    double value;
+    uint64_t payload_count;    /* elements of payload (WRITE, SETS), 0 otherwise */
+} bs_event_detail;
+
+/* bs_events_read, and each event's detail into details[k] (cap entries). */
+int bs_events_read_detail(bs_manager *m, uint64_t since, bs_event *out,
+                          bs_event_detail *details, size_t cap, size_t *n_out,
+                          uint64_t *next_out);
+/* Copies the payload of event `event_index`: values_out gets the values (a
+ * write's data in C order, or a run's set values), indices_out (may be NULL)
+ * the n x ndim indices of a run's elements (a write has none). *n_out gets the
+ * number of elements copied: 0 when the event has no payload or no longer has
+ * one (let go for the budget, or the event left the ring since it was read).
+ * BS_EINVAL when cap is too small; *n_out then says how many are needed. */
+int bs_event_payload(bs_manager *m, uint64_t event_index, int64_t *indices_out,
+                     float *values_out, size_t cap, size_t *n_out);
+
+#define BS_DEFAULT_PAYLOAD_BUDGET ((uint64_t)1 << 22)
+/* The payload elements the event ring may keep alive (default
+ * BS_DEFAULT_PAYLOAD_BUDGET; 0 keeps none). A payload is referenced, not copied:
+ * events share the write data or set chunk their update was queued with. When
+ * the events hold more than the budget, the oldest events let go of theirs
+ * until they hold at most half of it. A write the producer copies straight into
+ * the back (bs_enqueue) is copied for its events when it is at most a quarter
+ * of the budget, else its payload is dropped at once. */
+int bs_set_payload_budget(bs_manager *m, uint64_t elements);
+/* Payload elements the events hold now (each shared payload counted once). */
+int bs_payload_in_use(bs_manager *m, uint64_t *elements_out);
+
+/* A copy of the back buffer (n = its element count) while the worker is
+ * paused: the buffer being built. It waits for an apply or catch-up in flight
+ * to finish, so the copy is consistent. BS_EINVAL when not paused. */
+int bs_back(bs_manager *m, float *out, size_t n);
+
+/* Watchpoints: the worker pauses itself (as bs_set_paused(m, 1)) *before* it
+ * applies an update that writes one of the n flat element offsets (C order;
+ * inside a set_many run it applies up to that element and stops before it),
+ * whose op is in op_mask (bit 1 << bs_op), or whose producer is one of
+ * producer_ids; it records a BS_EV_BREAK event with that update's seq (and
+ * detail). The update it stopped before is passed on: bs_step(m, 1) applies
+ * exactly it, and resuming runs on to the next match. An op or producer match
+ * stops once before an update (or before a set_many chunk); an element match
+ * before each element update. Replaces the previous watch; n = 0, op_mask = 0
+ * and n_producers = 0 clear it. The update stopped before stays passed across
+ * calls (a new watch that matches it does not stop there again). */
+int bs_set_watch(bs_manager *m, const int64_t *flat_elements, size_t n, uint32_t op_mask,
+                 const uint64_t *producer_ids, size_t n_producers);
 
 /* Testing aid: the `after`-th queue entry the worker applies from now on (one
  * update, or one chunk of a bs_set_many) fails: it is skipped, and the next

@@ -5,7 +5,7 @@
  * after bs_testing_fail_alloc(N)) and -fsanitize=address (LeakSanitizer), by
  * tests/test_c_reliability.py. A workload that touches every allocation (create,
  * the event ring, write payloads, batches, set_many chunks, sync markers, queue
- * growth, the worker's catch-up list) runs once to count its allocations, then
+ * growth, the worker's catch-up list, the payloads events share, a watch) runs once to count its allocations, then
  * once for every N from 1 to that count with the N-th failing. Each run checks:
  * a call returns BS_OK or BS_ENOMEM (never anything else, never a crash), a
  * refused call changed nothing (the final front equals a model that skipped
@@ -73,6 +73,18 @@ static void workload(void)
     }
     for (int i = 0; i < H * W; i++) model[i] = 1.0f;
 
+    /* a whole-buffer write into an idle manager: copied straight into the back,
+     * and for its events (a failed copy drops their payload, never the write) */
+    static float full[H * W];
+    for (int i = 0; i < H * W; i++) full[i] = (float)(i % 7);
+    bs_update whole;
+    memset(&whole, 0, sizeof whole);
+    whole.op = BS_OP_WRITE;
+    whole.stop[0] = H;
+    whole.stop[1] = W;
+    whole.data = full;
+    if (took(bs_enqueue(m, &whole, 0, 1, NULL))) memcpy(model, full, sizeof model);
+
     /* single updates of each kind, a write's payload copy among them */
     if (took(bs_enqueue_set(m, 1, 2, 0, 5.0, 0, 1, NULL))) model[1 * W + 2] = 5.0f;
     bs_update u;
@@ -115,8 +127,16 @@ static void workload(void)
     if (took(bs_set_many(m, idx, vals, NSETS, 0, 1, NULL, NULL)))
         for (int k = 0; k < NSETS; k++) model[(100 + k / W) * W + k % W] = (float)k;
 
+    /* a watch (its copies) on elements and a producer nothing writes, cleared again */
+    int64_t watched[2] = {5, 7};
+    uint64_t watched_producer = 3;
+    took(bs_set_watch(m, watched, 2, 0, &watched_producer, 1));
+    CHECK(bs_set_watch(m, NULL, 0, 0, NULL, 0) == BS_OK);
+
     /* paused: enough entries and timed-out syncs to grow the queue's ring */
     CHECK(bs_set_paused(m, 1) == BS_OK);
+    static float back[H * W];
+    CHECK(bs_back(m, back, H * W) == BS_OK);   /* allocates nothing */
     for (int k = 0; k < 150; k++) {
         if (took(bs_enqueue_set(m, 200, k, 0, (double)k, 0, 0, NULL))) model[200 * W + k] = (float)k;
         if (k % 10 == 0) {

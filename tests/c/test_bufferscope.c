@@ -390,6 +390,347 @@ static void test_create_destroy_cycles(void)
     }
 }
 
+/* Polls the stats until pred holds (10 s at most). */
+static int wait_stats(bs_manager *m, int (*pred)(const bs_stats *, uint64_t), uint64_t arg)
+{
+    for (int i = 0; i < 10000; i++) {
+        bs_stats s;
+        if (bs_stats_get(m, &s) == BS_OK && pred(&s, arg)) return 1;
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+static int applied_is(const bs_stats *s, uint64_t seq) { return s->applied_seq == seq; }
+static int paused_at(const bs_stats *s, uint64_t seq) { return s->paused && s->applied_seq == seq; }
+
+/* All events so far, with their details. */
+static size_t read_all(bs_manager *m, bs_event *ev, bs_event_detail *d, size_t cap)
+{
+    size_t n = 0;
+    uint64_t next = 0;
+    CHECK(bs_events_read_detail(m, 0, ev, d, cap, &n, &next) == BS_OK);
+    return n;
+}
+
+/* SPEC §4: enqueue and apply events say what each update wrote. */
+static void test_event_details(void)
+{
+    bs_manager *m = make(2, 4, 5, 100);
+    bs_update fill = region_update(BS_OP_FILL, 0, 2, 1, 3, 1.5);
+    float data[4] = {0, 1, 2, 3};
+    bs_update write = region_update(BS_OP_WRITE, 2, 4, 0, 2, 0.0);
+    write.data = data;
+    int64_t idx[6] = {0, 0, 3, 4, 0, 0};
+    float vals[3] = {1, 2, 3};
+    CHECK(bs_enqueue_set(m, 1, 2, 0, 3.0, 7, 1, NULL) == BS_OK);
+    CHECK(bs_enqueue(m, &fill, 7, 1, NULL) == BS_OK);
+    CHECK(bs_set_many(m, idx, vals, 3, 7, 1, NULL, NULL) == BS_OK);
+    CHECK(bs_enqueue(m, &write, 7, 1, NULL) == BS_OK);
+    data[0] = -1;   /* the events hold the manager's copy */
+    CHECK(bs_synchronize(m, 10.0, NULL) == BS_OK);
+    bs_event ev[64];
+    bs_event_detail d[64];
+    size_t n = read_all(m, ev, d, 64);
+    int seen[2] = {0, 0};
+    for (size_t k = 0; k < n; k++) {
+        if (ev[k].kind != BS_EV_ENQUEUE && ev[k].kind != BS_EV_APPLY) {
+            CHECK(d[k].what == BS_DETAIL_NONE);
+            continue;
+        }
+        CHECK(d[k].index == ev[k].index && !d[k].payload_dropped);
+        seen[ev[k].kind]++;
+        float v[8];
+        int64_t ix[16];
+        size_t got = 99;
+        switch (ev[k].seq) {
+        case 1:
+            CHECK(d[k].what == BS_DETAIL_REGION && d[k].start[0] == 1 && d[k].stop[0] == 2 &&
+                  d[k].start[1] == 2 && d[k].stop[1] == 3 && d[k].value == 3.0);
+            CHECK(bs_event_payload(m, ev[k].index, ix, v, 8, &got) == BS_OK && got == 0);
+            break;
+        case 2:
+            CHECK(d[k].what == BS_DETAIL_REGION && d[k].start[1] == 1 && d[k].stop[1] == 3 &&
+                  d[k].value == 1.5 && d[k].payload_count == 0);
+            break;
+        case 3:
+            CHECK(d[k].what == BS_DETAIL_SETS && d[k].payload_count == 3 && ev[k].count == 3);
+            CHECK(bs_event_payload(m, ev[k].index, ix, v, 2, &got) == BS_EINVAL && got == 3);
+            CHECK(bs_event_payload(m, ev[k].index, ix, v, 8, &got) == BS_OK && got == 3);
+            CHECK(memcmp(ix, idx, sizeof idx) == 0 && v[0] == 1 && v[1] == 2 && v[2] == 3);
+            break;
+        case 6:
+            CHECK(d[k].what == BS_DETAIL_WRITE && d[k].payload_count == 4 &&
+                  d[k].start[0] == 2 && d[k].stop[0] == 4 && d[k].stop[1] == 2);
+            CHECK(bs_event_payload(m, ev[k].index, NULL, v, 8, &got) == BS_OK && got == 4);
+            CHECK(v[0] == 0 && v[1] == 1 && v[2] == 2 && v[3] == 3);
+            break;
+        default:
+            CHECK(!"unexpected seq");
+        }
+    }
+    CHECK(seen[0] == 4 && seen[1] == 4);
+    /* bad arguments are refused, never abort */
+    size_t got;
+    uint64_t next;
+    CHECK(bs_events_read_detail(m, 0, ev, NULL, 64, &got, &next) == BS_EINVAL);
+    CHECK(bs_events_read_detail(NULL, 0, ev, d, 64, &got, &next) == BS_EINVAL);
+    CHECK(bs_event_payload(m, 0, NULL, NULL, 0, NULL) == BS_EINVAL);
+    CHECK(bs_event_payload(m, 0, NULL, NULL, 4, &got) == BS_EINVAL);
+    CHECK(bs_event_payload(m, 1u << 30, NULL, data, 4, &got) == BS_OK && got == 0);
+    CHECK(bs_event_payload(NULL, 0, NULL, data, 4, &got) == BS_EINVAL);
+    CHECK(bs_payload_in_use(m, NULL) == BS_EINVAL);
+    CHECK(bs_set_payload_budget(NULL, 1) == BS_EINVAL);
+    bs_destroy(m);
+}
+
+/* Payloads are kept within the budget: the oldest events let go of theirs. */
+static void test_payload_budget(void)
+{
+    bs_manager *m = make(2, 64, 64, 1 << 16);
+    CHECK(bs_set_payload_budget(m, 1000) == BS_OK);
+    int64_t idx[200];
+    float vals[100], block[100];
+    memset(idx, 0, sizeof idx);
+    for (int i = 0; i < 100; i++) vals[i] = block[i] = 1.0f;
+    bs_update w = region_update(BS_OP_WRITE, 0, 10, 0, 10, 0.0);
+    w.data = block;
+    for (int i = 0; i < 40; i++) {
+        CHECK(bs_set_many(m, idx, vals, 100, 0, 1, NULL, NULL) == BS_OK);
+        CHECK(bs_enqueue(m, &w, 0, 1, NULL) == BS_OK);
+        uint64_t used;
+        CHECK(bs_payload_in_use(m, &used) == BS_OK && used <= 1000);
+    }
+    CHECK(bs_synchronize(m, 10.0, NULL) == BS_OK);
+    static bs_event ev[1024];
+    static bs_event_detail d[1024];
+    size_t n = read_all(m, ev, d, 1024);
+    uint64_t last_dropped = 0, first_kept = UINT64_MAX;
+    int dropped = 0, kept = 0;
+    for (size_t k = 0; k < n; k++) {
+        if (d[k].what != BS_DETAIL_SETS && d[k].what != BS_DETAIL_WRITE) continue;
+        size_t got = 99;
+        CHECK(bs_event_payload(m, ev[k].index, NULL, vals, 100, &got) == BS_OK);
+        if (d[k].payload_dropped) {
+            dropped++;
+            last_dropped = ev[k].index;
+            CHECK(got == 0);
+            if (d[k].what == BS_DETAIL_WRITE) CHECK(d[k].stop[0] == 10 && d[k].stop[1] == 10);
+        } else {
+            kept++;
+            if (ev[k].index < first_kept) first_kept = ev[k].index;
+            CHECK(got == 100);
+        }
+    }
+    CHECK(dropped > 0 && kept > 0 && last_dropped < first_kept);
+    /* budget 0 keeps none */
+    CHECK(bs_set_payload_budget(m, 0) == BS_OK);
+    uint64_t used = 1;
+    CHECK(bs_payload_in_use(m, &used) == BS_OK && used == 0);
+    bs_destroy(m);
+}
+
+/* A large write copied by the producer straight into the back keeps its data
+ * for the events too (it fits a quarter of the budget). */
+static void test_direct_write_payload(void)
+{
+    bs_manager *m = make(2, 256, 256, 1 << 18);
+    float *block = malloc(256 * 256 * sizeof *block);
+    for (int i = 0; i < 256 * 256; i++) block[i] = (float)i;
+    bs_update w = region_update(BS_OP_WRITE, 0, 256, 0, 256, 0.0);
+    w.data = block;
+    CHECK(bs_enqueue(m, &w, 0, 1, NULL) == BS_OK);
+    CHECK(bs_synchronize(m, 10.0, NULL) == BS_OK);
+    bs_event ev[16];
+    bs_event_detail d[16];
+    size_t n = read_all(m, ev, d, 16), writes = 0;
+    float *got_vals = malloc(256 * 256 * sizeof *got_vals);
+    for (size_t k = 0; k < n; k++) {
+        if (d[k].what != BS_DETAIL_WRITE) continue;
+        writes++;
+        size_t got = 0;
+        CHECK(bs_event_payload(m, ev[k].index, NULL, got_vals, 256 * 256, &got) == BS_OK);
+        CHECK(got == 256 * 256 && !d[k].payload_dropped);
+        CHECK(memcmp(got_vals, block, 256 * 256 * sizeof *block) == 0);
+    }
+    CHECK(writes == 2);
+    free(got_vals);
+    free(block);
+    bs_destroy(m);
+}
+
+/* back() while paused shows the buffer being built; refused when running. */
+static void test_back_while_paused(void)
+{
+    bs_manager *m = make(2, 2, 3, 100);
+    bs_update f = region_update(BS_OP_FILL, 0, 2, 0, 3, 1.0);
+    CHECK(bs_enqueue(m, &f, 0, 1, NULL) == BS_OK);
+    CHECK(bs_synchronize(m, 10.0, NULL) == BS_OK);
+    float b[6];
+    CHECK(bs_back(m, b, 6) == BS_EINVAL && strstr(bs_last_error(), "paused") != NULL);
+    CHECK(bs_set_paused(m, 1) == BS_OK);
+    CHECK(bs_back(m, b, 5) == BS_EINVAL);
+    CHECK(bs_back(m, NULL, 6) == BS_EINVAL);
+    CHECK(bs_back(NULL, b, 6) == BS_EINVAL);
+    CHECK(bs_enqueue_set(m, 0, 0, 0, 5.0, 0, 1, NULL) == BS_OK);
+    CHECK(bs_enqueue_set(m, 1, 2, 0, 6.0, 0, 1, NULL) == BS_OK);
+    CHECK(bs_step(m, 1) == BS_OK);
+    CHECK(wait_stats(m, applied_is, 2));
+    CHECK(bs_back(m, b, 6) == BS_OK);
+    CHECK(b[0] == 5 && b[1] == 1 && b[5] == 1);
+    const float *front;
+    bs_front(m, &front, NULL);
+    CHECK(front[0] == 1);
+    CHECK(bs_step(m, 1) == BS_OK);
+    CHECK(wait_stats(m, applied_is, 3));
+    CHECK(bs_back(m, b, 6) == BS_OK && b[0] == 5 && b[5] == 6);
+    /* a sync while paused swaps the applied work; back() waits out the catch-up */
+    CHECK(bs_synchronize(m, 10.0, NULL) == BS_OK);
+    CHECK(bs_back(m, b, 6) == BS_OK && b[0] == 5 && b[5] == 6 && b[1] == 1);
+    bs_close(m);
+    CHECK(bs_back(m, b, 6) == BS_ECLOSED);
+    bs_destroy(m);
+}
+
+/* Step credit is capped at the updates queued and not yet taken. */
+static void test_step_credit_not_banked(void)
+{
+    bs_manager *m = make(1, 8, 1, 100);
+    CHECK(bs_set_paused(m, 1) == BS_OK);
+    CHECK(bs_step(m, 5) == BS_OK);   /* nothing queued: nothing kept */
+    for (int i = 0; i < 3; i++) CHECK(bs_enqueue_set(m, i, 0, 0, 1.0, 0, 1, NULL) == BS_OK);
+    struct timespec ts = {0, 50000000};
+    nanosleep(&ts, NULL);
+    bs_stats s;
+    CHECK(bs_stats_get(m, &s) == BS_OK && s.applied_seq == 0);
+    CHECK(bs_step(m, 10) == BS_OK);  /* three left: three kept */
+    CHECK(wait_stats(m, applied_is, 3));
+    CHECK(bs_enqueue_set(m, 3, 0, 0, 1.0, 0, 1, NULL) == BS_OK);
+    nanosleep(&ts, NULL);
+    CHECK(bs_stats_get(m, &s) == BS_OK && s.applied_seq == 3);
+    CHECK(bs_step(m, UINT64_MAX) == BS_OK);
+    CHECK(wait_stats(m, applied_is, 4));
+    bs_destroy(m);
+}
+
+/* Count the break events and return the seq of the last one (0: none). */
+static uint64_t last_break(bs_manager *m, int *count, bs_event_detail *det)
+{
+    static bs_event ev[1024];
+    static bs_event_detail d[1024];
+    size_t n = read_all(m, ev, d, 1024);
+    uint64_t seq = 0;
+    *count = 0;
+    for (size_t k = 0; k < n; k++)
+        if (ev[k].kind == BS_EV_BREAK) {
+            (*count)++;
+            seq = ev[k].seq;
+            if (det) *det = d[k];
+        }
+    return seq;
+}
+
+/* A watch pauses the worker before the update that writes the element, inside a
+ * set_many run too; a step applies exactly it; resume runs on to the next. */
+static void test_watch_and_step(void)
+{
+    bs_manager *m = make(2, 4, 4, 100);
+    int64_t watch[2] = {2 * 4 + 2, 2 * 4 + 2};   /* (2, 2), twice: one watch */
+    CHECK(bs_set_watch(m, watch, 2, 0, NULL, 0) == BS_OK);
+    bs_update f = region_update(BS_OP_FILL, 0, 2, 0, 2, 1.0);
+    CHECK(bs_enqueue(m, &f, 0, 1, NULL) == BS_OK);                  /* seq 1 */
+    int64_t idx[8] = {0, 0, 1, 1, 2, 2, 3, 3};
+    float vals[4] = {1, 2, 3, 4};
+    CHECK(bs_set_many(m, idx, vals, 4, 0, 1, NULL, NULL) == BS_OK);  /* seqs 2..5: 4 writes (2,2) */
+    bs_update a = region_update(BS_OP_ADD, 2, 4, 2, 4, 10.0);
+    CHECK(bs_enqueue(m, &a, 0, 1, NULL) == BS_OK);                  /* seq 6 writes it too */
+    CHECK(wait_stats(m, paused_at, 3));
+    int count;
+    bs_event_detail d;
+    CHECK(last_break(m, &count, &d) == 4 && count == 1 && d.what == BS_DETAIL_SETS);
+    CHECK(bs_synchronize(m, 0.05, NULL) == BS_ETIMEDOUT);            /* stopped: not visible */
+    CHECK(bs_step(m, 1) == BS_OK);
+    CHECK(wait_stats(m, applied_is, 4));
+    float b[16];
+    CHECK(bs_back(m, b, 16) == BS_OK && b[10] == 3.0f);
+    CHECK(bs_set_paused(m, 0) == BS_OK);
+    CHECK(wait_stats(m, paused_at, 5));
+    CHECK(last_break(m, &count, &d) == 6 && count == 2 && d.what == BS_DETAIL_REGION && d.value == 10.0);
+    CHECK(bs_set_watch(m, NULL, 0, 0, NULL, 0) == BS_OK);           /* cleared */
+    CHECK(bs_set_paused(m, 0) == BS_OK);
+    CHECK(bs_synchronize(m, 10.0, NULL) == BS_OK);
+    const float *front;
+    bs_front(m, &front, NULL);
+    CHECK(front[10] == 13.0f);
+    /* bad arguments: refused, nothing changes */
+    int64_t bad = 16, neg = -1;
+    CHECK(bs_set_watch(m, &bad, 1, 0, NULL, 0) == BS_EINVAL && strstr(bs_last_error(), "out of bounds"));
+    CHECK(bs_set_watch(m, &neg, 1, 0, NULL, 0) == BS_EINVAL);
+    CHECK(bs_set_watch(m, NULL, 1, 0, NULL, 0) == BS_EINVAL);
+    CHECK(bs_set_watch(m, NULL, 0, 1u << 5, NULL, 0) == BS_EINVAL);
+    CHECK(bs_set_watch(m, NULL, 0, 0, NULL, 2) == BS_EINVAL);
+    CHECK(bs_set_watch(NULL, NULL, 0, 0, NULL, 0) == BS_EINVAL);
+    bs_close(m);
+    CHECK(bs_set_watch(m, NULL, 0, 0, NULL, 0) == BS_ECLOSED);
+    bs_destroy(m);
+}
+
+/* Watch by op and by producer; a stepping worker stops at a watch too. */
+static void test_watch_op_and_producer(void)
+{
+    bs_manager *m = make(1, 4, 1, 100);
+    uint64_t painter = 42;
+    CHECK(bs_set_watch(m, NULL, 0, 1u << BS_OP_SCALE, &painter, 1) == BS_OK);
+    CHECK(bs_enqueue_set(m, 0, 0, 0, 1.0, 1, 1, NULL) == BS_OK);    /* seq 1 */
+    bs_update sc = region_update(BS_OP_SCALE, 0, 4, 0, 0, 2.0);
+    CHECK(bs_enqueue(m, &sc, 1, 1, NULL) == BS_OK);                 /* seq 2: op watch */
+    CHECK(wait_stats(m, paused_at, 1));
+    CHECK(bs_set_paused(m, 0) == BS_OK);
+    bs_update fl = region_update(BS_OP_FILL, 1, 2, 0, 0, 7.0);
+    CHECK(bs_enqueue(m, &fl, painter, 1, NULL) == BS_OK);           /* seq 3: producer watch */
+    CHECK(wait_stats(m, paused_at, 2));
+    int count;
+    CHECK(last_break(m, &count, NULL) == 3 && count == 2);
+    /* a step of several stops at the next match, its leftover credit gone */
+    CHECK(bs_enqueue_set(m, 2, 0, 0, 1.0, 1, 1, NULL) == BS_OK);    /* seq 4 */
+    CHECK(bs_enqueue(m, &sc, 1, 1, NULL) == BS_OK);                 /* seq 5: op watch */
+    CHECK(bs_enqueue_set(m, 3, 0, 0, 1.0, 1, 1, NULL) == BS_OK);    /* seq 6 */
+    CHECK(bs_step(m, 10) == BS_OK);
+    CHECK(wait_stats(m, paused_at, 4));
+    CHECK(last_break(m, &count, NULL) == 5 && count == 3);
+    struct timespec ts = {0, 50000000};
+    nanosleep(&ts, NULL);
+    bs_stats s;
+    CHECK(bs_stats_get(m, &s) == BS_OK && s.applied_seq == 4);
+    CHECK(bs_step(m, 1) == BS_OK);
+    CHECK(wait_stats(m, applied_is, 5));
+    CHECK(bs_set_paused(m, 0) == BS_OK);
+    CHECK(bs_synchronize(m, 10.0, NULL) == BS_OK);
+    const float *front;
+    bs_front(m, &front, NULL);
+    CHECK(front[0] == 4.0f && front[1] == 14.0f && front[3] == 1.0f);
+    bs_destroy(m);
+}
+
+/* A marker cancelled in the middle of the queue, with several updates after it,
+ * is found (tickets sorted along the ring) and does not swap. */
+static void test_cancel_marker_in_the_middle(void)
+{
+    bs_manager *m = make(1, 8, 1, 100);
+    CHECK(bs_set_paused(m, 1) == BS_OK);
+    uint64_t t;
+    CHECK(bs_enqueue_set(m, 0, 0, 0, 1.0, 0, 1, NULL) == BS_OK);
+    CHECK(bs_sync_begin(m, &t) == BS_OK);
+    for (int i = 1; i < 6; i++) CHECK(bs_enqueue_set(m, i, 0, 0, 1.0, 0, 1, NULL) == BS_OK);
+    CHECK(bs_sync_cancel(m, t, NULL) == BS_ETIMEDOUT);
+    CHECK(bs_set_paused(m, 0) == BS_OK);
+    CHECK(bs_wait_room(m, 100, 10.0) == BS_OK);
+    CHECK(wait_stats(m, applied_is, 6));
+    bs_stats s;
+    CHECK(bs_stats_get(m, &s) == BS_OK && s.epoch == 0);
+    bs_destroy(m);
+}
+
 int main(void)
 {
     test_bad_arguments();
@@ -401,6 +742,14 @@ int main(void)
     test_producers_and_syncers();
     test_large_writes();
     test_create_destroy_cycles();
+    test_event_details();
+    test_payload_budget();
+    test_direct_write_payload();
+    test_back_while_paused();
+    test_step_credit_not_banked();
+    test_watch_and_step();
+    test_watch_op_and_producer();
+    test_cancel_marker_in_the_middle();
     if (failures) {
         fprintf(stderr, "%d checks failed\n", failures);
         return 1;

@@ -1,0 +1,95 @@
+"""C-backend debugging specifics (SPEC §4, §7) beyond the shared scheduler tests:
+payloads shared with the queue and kept within the library's budget, a large
+write copied straight into the back still described, watches on producers that
+start while the worker is stopped, and back() on a closed manager."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from conftest import wait_until
+
+import app
+from app import Fill, Set, Write
+
+WAIT = 10.0
+
+
+def test_a_large_direct_write_is_described_by_its_events():
+    data = np.arange(256 * 256, dtype=np.float32).reshape(256, 256)
+    with app.open_manager("c", (256, 256)) as m:
+        m.enqueue(Write(((0, 256), (0, 256)), data))   # idle worker: copied by the producer
+        m.synchronize(timeout=WAIT)
+        writes = [e for e in m.events()[0] if e.op == "write"]
+        assert [e.kind for e in writes] == ["enqueue", "apply"]
+        for e in writes:
+            assert not e.payload_dropped and e.values.shape == (256, 256)
+            assert np.array_equal(e.values, data)
+            with pytest.raises(ValueError):
+                e.values.setflags(write=True)
+
+
+def test_payload_budget_zero_keeps_op_and_region_only():
+    with app.open_manager("c", (8, 8)) as m:
+        m._set_payload_budget(0)
+        m.enqueue(Write(((0, 2), (0, 2)), np.ones((2, 2))))
+        m.set_many([[1, 1]], [2.0])
+        m.enqueue(Fill(((0, 1), (0, 8)), 3.0))
+        m.synchronize(timeout=WAIT)
+        evs = [e for e in m.events()[0] if e.kind in ("enqueue", "apply")]
+        w = [e for e in evs if e.op == "write"]
+        s = [e for e in evs if e.op == "set"]
+        f = [e for e in evs if e.op == "fill"]
+        assert all(e.payload_dropped and e.values is None and e.region == ((0, 2), (0, 2)) for e in w)
+        assert all(e.payload_dropped and e.indices is None for e in s)
+        assert all(not e.payload_dropped and e.value == 3.0 for e in f), "fixed fields stay"
+        assert m._payload_in_use() == 0
+
+
+def test_wrapped_ring_lets_go_of_payloads():
+    with app.open_manager("c", (4,), event_capacity=8) as m:
+        for k in range(50):
+            m.set_many([[k % 4]], [float(k)])
+        m.synchronize(timeout=WAIT)
+        assert m._payload_in_use() <= 8
+        evs = m.events()[0]
+        assert len(evs) <= 8
+        assert all(e.indices is not None for e in evs if e.kind == "apply")
+
+
+def test_a_producer_that_starts_while_stopped_at_a_break_does_not_stop_it_again():
+    """Its id is sent when it registers (replacing the watch in the library);
+    the update the worker stopped before stays passed."""
+    with app.open_manager("c", (4,)) as m:
+        m.set_watch(elements=[(1,)], producers=["late"])
+        m.enqueue(Set((1,), 1.0))                        # seq 1: watched element
+        wait_until(lambda: m.stats().paused, what="the break before seq 1")
+        t = threading.Thread(target=lambda: m.enqueue(Fill(((2, 3),), 5.0)), name="late")
+        t.start()
+        t.join(WAIT)                                     # seq 2: watched producer
+        m.step(1)
+        wait_until(lambda: m.stats().applied_seq == 1, what="the stopped-before update")
+        breaks = [(e.seq, e.producer) for e in m.events()[0] if e.kind == "break"]
+        assert breaks[0][0] == 1 and len([b for b in breaks if b[0] == 1]) == 1
+        m.resume()
+        wait_until(lambda: m.stats().paused and [e.seq for e in m.events()[0] if e.kind == "break"][-1] == 2,
+                   what="the break before the late producer's update")
+        m.set_watch()
+        m.resume()
+        m.synchronize(timeout=WAIT)
+        assert m.front().tolist() == [0.0, 1.0, 5.0, 0.0]
+
+
+def test_back_is_refused_when_closed_or_running():
+    m = app.open_manager("c", (2, 2))
+    with pytest.raises(ValueError, match="paused"):
+        m.back()
+    m.pause()
+    assert m.back().tolist() == [[0, 0], [0, 0]]
+    m.close()
+    with pytest.raises(app.ManagerClosedError):
+        m.back()
+    with pytest.raises(app.ManagerClosedError):
+        m.set_watch()
