@@ -242,6 +242,7 @@ class Scheduler:
         self.capture = None   # an app.capture.Capture while the queue is recorded
         self.watch: Watch | None = None
         self.break_passed = 0   # the seq the worker last stopped before: stepping passes it
+        self.breaking: tuple[Entry, int] | None = None   # a stop whose event is not recorded yet
         self.cur: Entry | None = None   # worker-private: an entry taken in part (stepping)
         self.cur_done = 0
 
@@ -561,10 +562,16 @@ class Scheduler:
         return None
 
     def _break(self, e: Entry, k: int) -> None:
-        """Lock held: pause before element ``k`` of ``e``; say so in a ``break`` event."""
+        """Lock held: pause before element ``k`` of ``e`` (no credit left over); the
+        ``break`` event is recorded once the updates taken before it are applied."""
         self.paused = True
         self.step_credits = 0
         self.break_passed = e.seq + k
+        self.breaking = (e, k)
+
+    def _record_break(self) -> None:
+        e, k = self.breaking
+        self.breaking = None
         self.ev_record("break", e.seq + k, 1, e.producer, 1 - self.front_slot, e.op, e, k)
         self.sync_cv.notify_all()
 
@@ -741,8 +748,10 @@ class Scheduler:
             else:
                 break  # a partial entry (stepping, or a watch ahead) ends the chunk
         if not items:
+            if self.breaking is not None:
+                self._record_break()
             return
-        if self.paused:
+        if self.paused and self.breaking is None:
             self.step_credits = max(budget, 0)
         last = items[-1]
         self.taken_seq = last[0].seq + last[1] + last[2] - 1
@@ -767,6 +776,8 @@ class Scheduler:
         if err is not None:
             first = items[0][0].seq + items[0][1]
             self._set_error(first, f"updates from seq {first} on failed {self.executor.where}: {err}")
+        if self.breaking is not None:
+            self._record_break()
 
     # -- closing ---------------------------------------------------------------------
     def close(self) -> None:

@@ -366,3 +366,20 @@ def test_a_shape_beyond_memory_is_a_memory_error_naming_the_limit(backend, shape
     expected = (MemoryError, ValueError) if backend == "gl" else MemoryError
     with pytest.raises(expected, match="available|GL_MAX_TEXTURE_SIZE"):
         app.open_manager(backend, shape)
+
+
+def test_a_step_of_several_stops_at_a_watch_and_keeps_no_credit(open_mgr):
+    """Stepping 5 with a watched update third: two are applied, the worker stops
+    before the watched one, and the leftover credit does not let it through; the
+    break event comes after the apply events of what was applied before it."""
+    m = open_mgr((4,))
+    m.pause()
+    for k in range(4):
+        m.enqueue(Set((k,), float(k + 1)))
+    m.set_watch(elements=[(2,)])
+    m.step(5)
+    wait_until(lambda: m.stats().applied_seq == 2, what="the two updates before the watch")
+    time.sleep(0.2)
+    assert m.stats().applied_seq == 2, "no credit carried past the watch"
+    kinds = [(e.kind, e.seq) for e in m.events()[0] if e.kind in ("apply", "break")]
+    assert kinds[-1] == ("break", 3) and ("apply", 1) in kinds and ("apply", 2) in kinds
