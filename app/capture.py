@@ -60,6 +60,21 @@ def path_from_environment() -> str | None:
     return f"{stem}.{k}{ext}"
 
 
+_env_warned = False
+
+
+def env_trace_failed(path: str, exc: BaseException) -> None:
+    """A trace named by ``BUFFERSCOPE_TRACE`` cannot be written: say so once per
+    process on stderr; the program runs on untraced (an explicit ``trace=`` raises)."""
+    global _env_warned
+    with _names_lock:
+        if _env_warned:
+            return
+        _env_warned = True
+    print(f"bufferscope: cannot write the trace {path} ({ENV}): {exc}; continuing without a trace",
+          file=sys.stderr)
+
+
 def _num(v: float) -> str:
     if math.isnan(v):
         return '"nan"'

@@ -70,11 +70,17 @@ class ScheduledManager(BufferManager):
                                 event_capacity, thread_name)
         self._sched.producers = self._producers
         self._finalizer = weakref.finalize(self, self._sched.close)
-        if trace is None:
+        from_env = trace is None
+        if from_env:
             trace = capture.path_from_environment()
         if trace is not None:
             try:
                 self._sched.capture = capture.Capture(trace, self.shape, self.fill, self._producers)
+            except ValueError as exc:
+                if not from_env:
+                    self.close()
+                    raise
+                capture.env_trace_failed(trace, exc)
             except BaseException:
                 self.close()
                 raise

@@ -33,6 +33,7 @@ import time
 
 import numpy as np
 
+from app import capture
 from app.errors import BackendError, ManagerClosedError
 from app.manager import (
     DEFAULT_EVENT_CAPACITY,
@@ -64,6 +65,9 @@ _OPS = {"set": lib.BS_OP_SET, "fill": lib.BS_OP_FILL, "add": lib.BS_OP_ADD,
 
 
 _enqueue_set = lib.bs_enqueue_set
+# BUFFERSCOPE_TRACE is numbered by app.capture for every manager of this process
+# (C and GL alike), so the library leaves it alone here.
+lib.bs_trace_env_enable(0)
 _SLICE_S = 0.05   # the longest one C call waits: the interpreter handles Ctrl+C between calls
 _EFULL = lib.BS_EFULL
 _ETIMEDOUT = lib.BS_ETIMEDOUT
@@ -119,6 +123,9 @@ class CBufferManager(BufferManager):
     ) -> None:
         super().__init__(shape, fill, max_pending)
         event_capacity = check_event_capacity(event_capacity)
+        from_env = trace is None
+        if from_env:   # numbered together with the process's other managers (app.capture)
+            trace = capture.path_from_environment()
         trace_path = None if trace is None else os.fsencode(trace)
         check_buffers_fit(self.shape)
         cfg = ffi.new("bs_config *")
@@ -135,7 +142,12 @@ class CBufferManager(BufferManager):
         # bs_destroy frees the buffers when the last reference (views included) is gone.
         self._h = ffi.gc(out[0], lib.bs_destroy)
         if trace_path is not None:
-            self._start_trace(trace_path)
+            try:
+                self._start_trace(trace_path, fatal=not from_env)
+            except (OSError, ValueError) as exc:
+                if not from_env:
+                    raise
+                capture.env_trace_failed(trace, exc)
         self._close_lock = threading.Lock()
         self._watch_lock = threading.Lock()   # orders sends of the watch to the library
         # (flat offsets, op mask, producer names) of the watch set, or None
@@ -144,13 +156,15 @@ class CBufferManager(BufferManager):
         self._front_cache: tuple[int, int, np.ndarray] | None = None
 
     # -- helpers -------------------------------------------------------------------
-    def _start_trace(self, path: bytes) -> None:
+    def _start_trace(self, path: bytes, fatal: bool = True) -> None:
         """Capture (SPEC §5) into ``path``; on failure the manager is closed (its
-        worker joined) before the error is raised: never left half-open."""
+        worker joined) before the error is raised: never left half-open — unless
+        not ``fatal`` (a trace from the environment), when it runs on untraced."""
         if rc := lib.bs_trace_start(self._h, path):
             msg = ffi.string(lib.bs_last_error()).decode("utf-8", "replace")
-            self._closed = True
-            lib.bs_close(self._h)
+            if fatal:
+                self._closed = True
+                lib.bs_close(self._h)
             raise (OSError if rc == lib.BS_EIO else _ERRORS.get(rc, RuntimeError))(msg)
 
     def _thread_state(self):

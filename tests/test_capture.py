@@ -132,3 +132,46 @@ def test_a_trace_path_that_cannot_be_written_is_refused_clearly(tmp_path):
         app.open_manager("numpy", (4, 4), trace=str(fifo))
     assert os.path.exists(fifo) and not os.path.isfile(fifo)
     # the no_thread_left_behind fixture checks that the refused managers stopped their workers
+
+
+def test_c_and_scheduler_managers_share_one_numbering(tmp_path, request):
+    """BUFFERSCOPE_TRACE in a process with C and numpy managers: one numbering, no
+    file written twice, each trace replays (the C library leaves the variable to
+    the Python package, which numbers every manager)."""
+    script = textwrap.dedent("""
+        import app
+        from app import Fill
+        for k, backend in enumerate(["c", "numpy", "c", "numpy"]):
+            with app.open_manager(backend, (4, 4)) as m:
+                m.enqueue(Fill(((0, k + 1), (0, 4)), float(k + 1)))
+                m.synchronize(timeout=10)
+    """)
+    env = {**os.environ, "PYTHONPATH": ROOT, "BUFFERSCOPE_TRACE": str(tmp_path / "run.jsonl")}
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       timeout=120, env=env, cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    names = ["run.jsonl", "run.1.jsonl", "run.2.jsonl", "run.3.jsonl"]
+    assert sorted(os.listdir(tmp_path)) == sorted(names)
+    for k, name in enumerate(names):
+        fronts = replay_fronts(tmp_path / name)
+        expect = np.zeros((4, 4), dtype=np.float32)
+        expect[: k + 1] = k + 1
+        assert len(fronts) == 1 and np.array_equal(fronts[0], expect), name
+
+
+def test_an_unwritable_environment_trace_warns_once_and_runs_untraced(tmp_path):
+    script = textwrap.dedent("""
+        import app
+        from app import Set
+        for backend in ["numpy", "c", "numpy"]:
+            with app.open_manager(backend, (2,)) as m:
+                m.enqueue(Set((0,), 1.0))
+                assert m.synchronize(timeout=10) == 1
+        print("ran")
+    """)
+    env = {**os.environ, "PYTHONPATH": ROOT,
+           "BUFFERSCOPE_TRACE": str(tmp_path / "missing" / "run.jsonl")}
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       timeout=120, env=env, cwd=str(tmp_path))
+    assert r.returncode == 0 and r.stdout.strip() == "ran", r.stderr
+    assert r.stderr.count("continuing without a trace") == 1, r.stderr

@@ -2113,10 +2113,18 @@ static const char *trace_strerror(int err)
 /* bs_create: BUFFERSCOPE_TRACE names the trace of every manager the process
  * creates (numbered after the first: see tw_numbered_path). A trace that cannot
  * be opened is reported once per process on stderr; the manager runs untraced. */
+static int g_env_trace_enabled = 1;
+
+int bs_trace_env_enable(int enabled)
+{
+    return __atomic_exchange_n(&g_env_trace_enabled, enabled ? 1 : 0, __ATOMIC_SEQ_CST);
+}
+
 static void trace_from_env(bs_manager *m)
 {
     static unsigned long managers;
     static int reported;
+    if (!__atomic_load_n(&g_env_trace_enabled, __ATOMIC_SEQ_CST)) return;
     const char *env = getenv("BUFFERSCOPE_TRACE");
     if (!env || !*env) return;
     unsigned long n = __atomic_fetch_add(&managers, 1, __ATOMIC_RELAXED);

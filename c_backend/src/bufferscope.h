@@ -294,6 +294,11 @@ int bs_inject_worker_fault(bs_manager *m, uint64_t after);
  * reported once on stderr). No trace running is not an error. */
 int bs_trace_start(bs_manager *m, const char *path);
 int bs_trace_stop(bs_manager *m);
+/* Whether bs_create honours BUFFERSCOPE_TRACE (1, the default) or leaves it to a
+ * host that numbers the traces of all its managers itself (0: the Python package
+ * does, so that its C and GL managers share one numbering). Returns the previous
+ * setting. Process-wide; thread-safe. */
+int bs_trace_env_enable(int enabled);
 
 #ifdef __cplusplus
 }
