@@ -49,7 +49,7 @@ class Difference:
 
     def describe(self, names: tuple[str, str]) -> str:
         text = (f"epoch {self.epoch}: {self.count} element(s) differ; first at {self.index}: "
-                f"{names[0]} {self.a!r} vs {names[1]} {self.b!r}")
+                f"{names[0]} {str(np.float32(self.a))} vs {names[1]} {str(np.float32(self.b))}")
         w = self.writer
         if w is None:
             return text + "; no update wrote it (the initial fill)"

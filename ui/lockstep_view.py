@@ -4,8 +4,8 @@ A small window over ``app.lockstep.run_lockstep``: two backend choices (C and GL
 default), Run and Cancel, a progress bar, the verdict ("epochs 1–57 identical on c
 and gl", or the first differing element with the update that last wrote it) and,
 for the last epoch compared, |a − b| per element as an image (black: equal; the
-colormap from the smallest to the largest difference; magenta where exactly one
-side is NaN) with a list of the first differing elements. The run happens on a
+colormap from 0 to the largest difference; magenta where exactly one side is NaN;
+the first difference ringed in red) with a list of the first differing elements. The run happens on a
 ``TaskThread``; closing the window cancels it and joins the thread.
 
 Signals
@@ -18,8 +18,8 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-from PyQt6.QtCore import Qt, pyqtSignal
-from PyQt6.QtGui import QImage, QPixmap
+from PyQt6.QtCore import QPointF, Qt, pyqtSignal
+from PyQt6.QtGui import QColor, QImage, QPainter, QPen, QPixmap
 from PyQt6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -144,25 +144,34 @@ class LockstepView(QWidget):
         if d is None:
             return
         mask = differing(res.front_a, res.front_b, res.flush_subnormals)
+        a, b = res.backends
         for i in np.argwhere(mask)[:MAX_LISTED]:
             index = tuple(int(x) for x in i)
-            self.listing.addItem(f"{index}: {res.backends[0]} {res.front_a[index]!r}  "
-                                 f"{res.backends[1]} {res.front_b[index]!r}")
+            self.listing.addItem(f"{index}: {a} {str(res.front_a[index])}  {b} {str(res.front_b[index])}")
         if not mask.any():
             self.listing.addItem("no element differs")
+        # One plane: a 1-D buffer as one row, a 3-D one as the largest difference over z.
         plane = d if d.ndim == 2 else (d.reshape(1, -1) if d.ndim == 1 else d.max(axis=0))
         pmask = mask if mask.ndim == 2 else (mask.reshape(1, -1) if mask.ndim == 1 else mask.any(axis=0))
         finite = plane[np.isfinite(plane) & pmask]
         hi = float(finite.max()) if finite.size else 1.0
-        lo = float(finite.min()) if finite.size else 0.0
-        rgb = colormaps.apply(plane.astype(np.float32), (lo, hi if hi > lo else lo + 1.0), "viridis")
+        rgb = colormaps.apply(plane.astype(np.float32), (0.0, hi if hi > 0 else 1.0), "viridis")
         rgb[~pmask] = (0, 0, 0)
         rgb = np.ascontiguousarray(rgb)
         h, w = rgb.shape[:2]
         img = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
-        size = self.image.size()
-        self.image.setPixmap(QPixmap.fromImage(img).scaled(
-            size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation))
+        pix = QPixmap.fromImage(img).scaled(self.image.size(), Qt.AspectRatioMode.KeepAspectRatio,
+                                            Qt.TransformationMode.FastTransformation)
+        if res.difference is not None:       # ring the first difference: one texel is small
+            i = res.difference.index
+            r, c = (0, i[0]) if len(i) == 1 else i[-2:]
+            sx, sy = pix.width() / w, pix.height() / h
+            painter = QPainter(pix)
+            painter.setPen(QPen(QColor(255, 60, 60), 2))
+            rad = max(6.0, 2 * sx)
+            painter.drawEllipse(QPointF((c + 0.5) * sx, (r + 0.5) * sy), rad, rad)
+            painter.end()
+        self.image.setPixmap(pix)
 
     def close_view(self) -> None:
         self._cancel.set()

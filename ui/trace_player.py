@@ -197,6 +197,7 @@ class TracePlayer(QWidget):
         self.seq_box.setObjectName("trace_seq")
         self.seq_box.setRange(0, 2**31 - 1)
         self.seq_box.setKeyboardTracking(False)
+        self.seq_box.setMinimumWidth(110)
         self.seq_box.valueChanged.connect(self.show_seq)
         seqrow.addWidget(self.seq_box)
         self.info = QLabel("no trace open")
