@@ -172,13 +172,16 @@ class TraceIndex:
                 idx.clear()
                 vals.clear()
 
+        n_rows = 0
+
         def add_history(rec: TraceRecord, seq: int) -> None:
-            nonlocal ev_index
-            if len(history.rows) + len(events) >= history_rows:
+            nonlocal ev_index, n_rows
+            if n_rows >= history_rows:
                 self.history_complete = False
                 return
             events.append(_enqueue_event(ev_index, rec, seq, epoch))
             ev_index += 1
+            n_rows += 1
 
         def visible(seq: int) -> None:
             nonlocal ev_index
@@ -242,6 +245,7 @@ class TraceIndex:
             # rebuild it consistently (ordinal numbers) when the trace is small.
             events.clear()
             history = self._history_by_ordinal(history_rows)
+            self.history_complete = len(history.rows) == self.n_updates
         else:
             history.ingest(events, ev_index)
         self.history = history
@@ -352,6 +356,8 @@ class TraceIndex:
                 epoch += 1
                 seq = int(self._seq_before[epoch])
                 events.append(Event(len(events), 0, "visible", max(seq, 0), 0, epoch, "", 0, ""))
+                if n_rows >= max_rows:
+                    break               # full: the rows so far, each with its epoch
                 continue
             ordinal += 1
             if n_rows >= max_rows:

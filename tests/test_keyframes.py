@@ -208,3 +208,14 @@ def test_a_file_changed_after_opening_is_refused(tmp_path):
         fh.write('{"op": "sync"}\n')
     with pytest.raises(TraceError, match="changed"):
         idx.front_at(1)
+
+
+def test_the_history_is_capped_and_windows_can_be_read(tmp_path):
+    items = [Set((k % 4,), float(k)) if k % 3 else SyncMarker() for k in range(1, 30)]
+    path = make_trace(tmp_path / "t.jsonl", (4,), items)
+    idx = TraceIndex.open(path, history_rows=5)
+    assert not idx.history_complete and len(idx.history.rows) == 5
+    assert all(r.epoch_visible is not None for r in idx.history.rows)
+    full = idx.history_between(0, idx.n_epochs)
+    assert len(full.rows) == idx.n_updates
+    assert [r.seq for r in idx.history_between(2, 3).rows] == [50, 60]

@@ -281,9 +281,11 @@ class TracePlayer(QWidget):
         self.seq_box.blockSignals(False)
         kf = f"keyframe every {idx.keyframe_every} epochs ({len(idx.keyframes)} kept, " \
              f"{idx.memory_bytes() / 2**20:.1f} MiB)"
+        rows = "" if idx.history_complete else \
+            f"; the update history holds the first {len(idx.history.rows)} updates"
         self.sigMessage.emit(
             f"opened {idx.path}: {idx.n_updates} updates, {idx.n_epochs} epochs, shape "
-            f"{idx.shape} in {idx.open_seconds:.2f} s; {kf}")
+            f"{idx.shape} in {idx.open_seconds:.2f} s; {kf}{rows}")
         self.sigLoaded.emit(idx)
         self.show_epoch(idx.n_epochs)
 
