@@ -155,7 +155,25 @@ def build_parser() -> argparse.ArgumentParser:
                        "and flow arrows enqueue -> apply -> visible (docs/cli.md).")
     e.add_argument("trace", metavar="TRACE", help="trace file (JSON Lines, docs/trace-format.md)")
     e.add_argument("--out", required=True, type=output_path, metavar="TRACE.json", help="JSON file to write")
+
+    o = sub.add_parser("open", help="open the application on a recorded trace (scrubber, play, lockstep)",
+                       description="Open a trace (JSON Lines, docs/trace-format.md) in the trace "
+                       "player: it is read as a stream with a progress bar, then any epoch or seq "
+                       "can be shown (keyframes + replay), played, exported or run in lockstep.")
+    o.add_argument("trace", metavar="TRACE", type=trace_path,
+                   help="trace file (JSON Lines, docs/trace-format.md)")
     return p
+
+
+def trace_path(text: str) -> str:
+    """A trace whose header can be read (the rest is read, and checked, by the app)."""
+    from .trace import TraceError, open_trace
+
+    try:
+        open_trace(text).close()
+    except TraceError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _err(msg: str) -> None:
@@ -279,6 +297,11 @@ def cmd_gui(args) -> int:
         return EXIT_USAGE
 
 
+def cmd_open(args) -> int:
+    # Loaded by name, as for gui: app/ never imports ui/.
+    return importlib.import_module("ui.trace_player").run_open(args.trace)
+
+
 def _ui():
     # The UI is a layer above app/: loaded by name only when a GUI command runs,
     # so the core never imports it (checked by import-linter).
@@ -325,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         "export-perfetto": cmd_export_perfetto,
         "screenshot": lambda a: cmd_screenshot(a, argv),
         "gui": cmd_gui,
+        "open": cmd_open,
     }
     try:
         return commands[args.command](args)
