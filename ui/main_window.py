@@ -45,6 +45,7 @@ from .message_log import MessageLog
 from .session import Session, backend_problem
 from .status_bar import StatusBar
 from .sync_worker import Cancelled
+from .trace_menu import install_trace_menu
 
 READOUT_HZ = 4.0
 
@@ -106,6 +107,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self.history_feed = HistoryFeed(self.session, self)   # the one history every dock reads
         install_history_docks(self)   # element history, race flag, diff: self.history_docks
+        install_trace_menu(self)      # File: record, open trace, Perfetto, lockstep: self.trace_actions
 
         s = self.session
         s.sigMessage.connect(self.statusbar.message)

@@ -48,12 +48,13 @@ class TraceActions(QObject):
         self.players: list = []
         self.lockstep_views: list = []
         window.installEventFilter(self)     # the window's Close closes ours too
-        status = getattr(window, "statusbar", None)
-        if status is not None and hasattr(status, "message"):
-            self.sigMessage.connect(status.message)
+        self.sigMessage.connect(window.statusbar.message)
 
     def eventFilter(self, obj, ev) -> bool:
-        if obj is self.window and ev.type() == QEvent.Type.Close:
+        # Qt may still deliver events while this object's Python half is being torn
+        # down (its attributes already gone): look the window up defensively.
+        window = self.__dict__.get("window")
+        if window is not None and obj is window and ev.type() == QEvent.Type.Close:
             if self.recording is not None:
                 self.stop_recording()
             self.close_all()
