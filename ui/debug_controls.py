@@ -48,7 +48,7 @@ from PyQt6.QtWidgets import (
 
 from app.manager import OP_NAMES
 
-from .update_log import HistoryColumns, region_text
+from .history_columns import HistoryColumns, region_text
 
 
 def parse_elements(text: str) -> list[tuple[int, ...]]:

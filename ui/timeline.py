@@ -28,7 +28,7 @@ from PyQt6.QtWidgets import QDockWidget, QToolTip, QWidget
 
 from app.manager import OP_NAMES
 
-from .update_log import NO_TIME, HistoryColumns
+from .history_columns import NO_TIME, HistoryColumns
 
 LABEL_W = 150          # the lane names
 LANE_H = 22
