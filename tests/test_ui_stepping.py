@@ -131,7 +131,7 @@ def test_a_watch_on_an_element_stops_before_the_right_seq_and_names_it(make_wind
     w = make_window(shape=(4, 4))
     dc, s, log = w.debug_controls, w.session, w.update_log
     dc.hovered = (2, 2)
-    from ui.debug_controls import WatchDialog
+    from ui.watch_dialog import WatchDialog
 
     dlg = WatchDialog(dc, w)
     assert dlg.elements.text() == "2, 2", "prefilled from the hovered element"

@@ -12,7 +12,7 @@ from PyQt6.QtWidgets import QApplication, QToolTip
 import ui.testing  # noqa: F401  (prepares Qt first)
 from app.history import UpdateHistory
 from app.manager import Event
-from ui.debug_controls import link_log_and_timeline
+from ui.debug_docks import link_log_and_timeline
 from ui.display_state import DisplayState
 from ui.timeline import MAX_MARKS, TimelineView
 from ui.update_log import HistoryColumns, UpdateLogDock

@@ -37,7 +37,7 @@ from . import colormaps
 from .buffer_view import BufferView
 from .color_bar import ColorBar, format_value
 from .control_panel import ControlPanel
-from .debug_controls import install_debug_docks
+from .debug_docks import install_debug_docks
 from .display_state import DisplayState
 from .history_docks import install_history_docks
 from .history_feed import HistoryFeed
