@@ -192,7 +192,7 @@ def test_the_gui_thread_does_not_wait_for_a_switch_and_esc_cancels_it(window, qt
     cancels it, the old backend keeps every queued update."""
     w = window(backend="c", shape=(16, 16))
     s = w.session
-    session_mod = importlib.import_module("ui.session")
+    session_mod = importlib.import_module("ui.session_tasks")
     real = session_mod.drain_and_copy
     held = threading.Event()
 
