@@ -29,9 +29,9 @@ from __future__ import annotations
 import threading
 
 from PyQt6.QtCore import Qt, pyqtSignal
-from PyQt6.QtGui import QAction, QKeySequence
 from PyQt6.QtWidgets import QLabel, QToolBar, QWidget
 
+from .actions import make_action
 from .back_buffer_toggle import BackBufferToggle
 from .debug_docks import install_debug_docks, link_log_and_timeline  # noqa: F401  (re-exported)
 from .debug_stepping import Stepping
@@ -89,14 +89,7 @@ class DebugControls(Stepping, BackBufferToggle, QToolBar):
         self._sigBack.connect(self._on_back, Qt.ConnectionType.QueuedConnection)
 
         def act(text, slot, key=None, tip=""):
-            a = QAction(text, self)
-            if key:
-                a.setShortcut(QKeySequence(key))
-                a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-            a.setToolTip(f"{tip} ({key})" if key and tip else tip or text)
-            a.triggered.connect(slot)
-            self.addAction(a)
-            return a
+            return make_action(self, text, slot, *([key] if key else []), tip=tip, add_to=self)
 
         self.resume_action = act("Resume", lambda: self.set_paused(False), "F5",
                                  "Let the worker apply updates again")

@@ -33,6 +33,7 @@ from PyQt6.QtWidgets import (
 
 from app.scenarios import DEFAULT_SCENARIO, get_scenario
 
+from .actions import make_action
 from .buffer_view import BufferView
 from .color_bar import ColorBar, format_value
 from .control_panel import ControlPanel
@@ -133,16 +134,8 @@ class MainWindow(LongOperations, QMainWindow):
         self.setCentralWidget(center)
 
     def _action(self, menu, text: str, slot, *keys) -> QAction:
-        act = QAction(text, self)
-        seqs: dict[str, QKeySequence] = {}
-        for k in keys:   # the same sequence twice would make the shortcut ambiguous
-            seq = k if isinstance(k, QKeySequence) else QKeySequence(k)
-            seqs.setdefault(seq.toString(), seq)
-        if seqs:
-            act.setShortcuts(list(seqs.values()))
-        act.triggered.connect(slot)
-        menu.addAction(act)
-        return act
+        """An action of this window calling ``slot``, shortcuts ``keys``, in ``menu``."""
+        return make_action(self, text, slot, *keys, add_to=menu)
 
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
