@@ -12,7 +12,9 @@ Three pieces, each over the history's rows and keeping no fact of its own:
   touching a box), follow-tail, the dropped-events warning, and the selection:
   selecting a row outlines what it wrote on the view (``DisplayState.selection``).
 
-The names of the first two are re-exported here, where callers have imported them.
+``HistoryColumns``, ``LogFilter``, ``UpdateLogModel`` and the box helpers are
+re-exported here, where callers have imported them; the column numbers (``COL_*``)
+are in ``ui.update_log_model``.
 
 Signals
 -------
@@ -49,19 +51,7 @@ from .history_columns import (  # noqa: F401  (re-exported)
     plane_box,
     region_text,
 )
-from .update_log_model import (  # noqa: F401  (re-exported)
-    COL_APP,
-    COL_ENQ,
-    COL_EPOCH,
-    COL_OP,
-    COL_PRODUCER,
-    COL_REGION,
-    COL_SEQ,
-    COL_STATE,
-    COL_VALUE,
-    COLUMNS,
-    UpdateLogModel,
-)
+from .update_log_model import COLUMN_WIDTHS, COLUMNS, UpdateLogModel
 
 
 class UpdateLogDock(QDockWidget):
@@ -117,8 +107,7 @@ class UpdateLogDock(QDockWidget):
         hh = self.table.horizontalHeader()
         hh.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         hh.setStretchLastSection(True)
-        for col, width in ((COL_SEQ, 80), (COL_PRODUCER, 130), (COL_OP, 50), (COL_REGION, 150),
-                           (COL_VALUE, 60), (COL_ENQ, 72), (COL_APP, 84), (COL_EPOCH, 45)):
+        for col, width in COLUMN_WIDTHS.items():
             self.table.setColumnWidth(col, width)
         v.addWidget(self.table, 1)
         self.setWidget(body)

@@ -21,6 +21,9 @@ COLUMNS = ("seq", "producer", "op", "region", "value", "enq. ms", "applied ms",
            "epoch", "state")
 COL_SEQ, COL_PRODUCER, COL_OP, COL_REGION, COL_VALUE, COL_ENQ, COL_APP, COL_EPOCH, COL_STATE = \
     range(len(COLUMNS))
+# How wide the log draws each column at first, in pixels (the last one stretches).
+COLUMN_WIDTHS = {COL_SEQ: 80, COL_PRODUCER: 130, COL_OP: 50, COL_REGION: 150, COL_VALUE: 60,
+                 COL_ENQ: 72, COL_APP: 84, COL_EPOCH: 45}
 
 PENDING_FG = QColor(130, 130, 130)
 APPLIED_BG = QColor(255, 244, 214)       # applied, not yet visible: in the back buffer
