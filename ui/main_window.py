@@ -10,8 +10,8 @@ the backend switch (long operations on the session's worker, with progress and
 Cancel in the status bar) are the ``LongOperations`` mixin (``ui.window_tasks``).
 
 Features that add docks, menus or actions install themselves at the end of
-``__init__``, after the menus and the docks they extend exist and before the
-initial manager is opened (``install_history_docks``, ``install_debug_docks``).
+``__init__``, next to ``install_debug_docks(self)``: after the menus, docks and
+signal wiring they extend exist, before the initial manager is opened.
 """
 
 from __future__ import annotations
