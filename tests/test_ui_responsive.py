@@ -30,7 +30,7 @@ def test_gui_keeps_painting_while_a_synchronize_waits_on_a_paused_worker(
     if backend == "gl" and (problem := why_not("gl")) is not None:
         pytest.skip(f"the GL backend cannot run here: {problem}")
     # A long sync timeout: the sync must still be waiting when the worker resumes.
-    monkeypatch.setattr(importlib.import_module("ui.session"), "SYNC_TIMEOUT_S", 5.0)
+    monkeypatch.setattr(importlib.import_module("ui.session_tasks"), "SYNC_TIMEOUT_S", 5.0)
     w = MainWindow(backend=backend, shape=(32, 32), scenario=None)
     qtbot.addWidget(w)
     w.resize(1000, 700)
@@ -89,7 +89,7 @@ def test_gui_keeps_painting_while_a_synchronize_waits_on_a_paused_worker(
 def test_closing_while_a_sync_waits_stops_the_sync_thread(qtbot, monkeypatch):
     """The sync thread ends with the window (the conftest guard checks threads)."""
     require_gl()
-    monkeypatch.setattr(importlib.import_module("ui.session"), "SYNC_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(importlib.import_module("ui.session_tasks"), "SYNC_TIMEOUT_S", 0.3)
     w = MainWindow(backend="c", shape=(8, 8), scenario=None)
     qtbot.addWidget(w)
     w.show()

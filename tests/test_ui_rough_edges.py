@@ -14,26 +14,12 @@ from PyQt6.QtGui import QKeySequence
 
 from app.scenarios import SCENARIOS
 from ui import colormaps
-from ui.testing import close_enough, open_window, pixel, require_gl, sync  # prepares Qt first
+from ui.testing import close_enough, pixel, sync  # prepares Qt first
 
 pytestmark = pytest.mark.gl
+pytest_plugins = ["ui_fixtures"]   # make_window
 
 VIRIDIS = colormaps.lut("viridis")
-
-
-@pytest.fixture
-def make_window(qtbot):
-    require_gl()
-    windows = []
-
-    def make(**kwargs):
-        w = open_window(qtbot, **kwargs)
-        windows.append(w)
-        return w
-
-    yield make
-    for w in windows:
-        w.close()
 
 
 def image_fits(v) -> bool:

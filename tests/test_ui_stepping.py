@@ -12,29 +12,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PyQt6.QtGui import QKeySequence
+from ui_fixtures import windows
 
 import app
 from app import Add, Fill, Scale, Set, why_not
-from ui.testing import open_window, require_gl, sync  # prepares Qt first
+from ui.testing import require_gl, sync  # prepares Qt first
 
 pytestmark = pytest.mark.gl
 
 
 @pytest.fixture
 def make_window(qtbot):
+    """make_window(**kwargs) -> a shown MainWindow, on the GL backend unless asked."""
     require_gl()
-    windows = []
-
-    def make(**kwargs):
-        kwargs.setdefault("backend", "gl")
-        w = open_window(qtbot, **kwargs)
-        windows.append(w)
-        return w
-
-    yield make
-    for w in windows:
-        w.debug_controls.wait_idle()
-        w.close()
+    with windows(qtbot, before_close=lambda w: w.debug_controls.wait_idle()) as make:
+        yield lambda **kwargs: make(**{"backend": "gl", **kwargs})
 
 
 def messages(w) -> list[str]:
@@ -131,7 +123,7 @@ def test_a_watch_on_an_element_stops_before_the_right_seq_and_names_it(make_wind
     w = make_window(shape=(4, 4))
     dc, s, log = w.debug_controls, w.session, w.update_log
     dc.hovered = (2, 2)
-    from ui.debug_controls import WatchDialog
+    from ui.watch_dialog import WatchDialog
 
     dlg = WatchDialog(dc, w)
     assert dlg.elements.text() == "2, 2", "prefilled from the hovered element"

@@ -19,10 +19,11 @@ import threading
 import numpy as np
 import pytest
 from PyQt6.QtCore import Qt
+from ui_fixtures import windows
 
 from app import Add, Fill, Set, Write, why_not
 from app.reference import ReferenceModel
-from ui.testing import open_window, require_gl, sync  # prepares Qt first
+from ui.testing import require_gl, sync  # prepares Qt first
 
 pytestmark = pytest.mark.gl
 
@@ -44,20 +45,16 @@ def require_gl_backend() -> None:
 def window(qtbot):
     """window(**kwargs) -> a shown MainWindow (auto-sync off); closed at teardown."""
     require_gl_backend()
-    made = []
+    with windows(qtbot) as open_one:
 
-    def make(**kwargs):
-        w = open_window(qtbot, **kwargs)
-        made.append(w)
-        assert w.session.backend == kwargs.get("backend", "c"), w.session.last_error
-        w.session.set_autosync(False)
-        qtbot.waitUntil(lambda: not w.session.syncing, timeout=WAIT_MS)
-        return w
+        def make(**kwargs):
+            w = open_one(**kwargs)
+            assert w.session.backend == kwargs.get("backend", "c"), w.session.last_error
+            w.session.set_autosync(False)
+            qtbot.waitUntil(lambda: not w.session.syncing, timeout=WAIT_MS)
+            return w
 
-    yield make
-    for w in made:
-        w.close()
-        assert w.session.manager is None
+        yield make
 
 
 def switch(qtbot, w, backend: str) -> str:
@@ -192,7 +189,7 @@ def test_the_gui_thread_does_not_wait_for_a_switch_and_esc_cancels_it(window, qt
     cancels it, the old backend keeps every queued update."""
     w = window(backend="c", shape=(16, 16))
     s = w.session
-    session_mod = importlib.import_module("ui.session")
+    session_mod = importlib.import_module("ui.session_tasks")
     real = session_mod.drain_and_copy
     held = threading.Event()
 

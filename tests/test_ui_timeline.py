@@ -12,7 +12,7 @@ from PyQt6.QtWidgets import QApplication, QToolTip
 import ui.testing  # noqa: F401  (prepares Qt first)
 from app.history import UpdateHistory
 from app.manager import Event
-from ui.debug_controls import link_log_and_timeline
+from ui.debug_docks import link_log_and_timeline
 from ui.display_state import DisplayState
 from ui.timeline import MAX_MARKS, TimelineView
 from ui.update_log import HistoryColumns, UpdateLogDock
@@ -42,20 +42,24 @@ def stream() -> list[Event]:
     return evs
 
 
-@pytest.fixture
-def timeline(qtbot):
+def shown_timeline(qtbot, evs, width: int = 900, height: int = 200) -> TimelineView:
+    """A shown ``TimelineView`` over the history of ``evs``, fitted."""
     h = UpdateHistory()
-    evs = stream()
     h.ingest(evs, len(evs))
     columns = HistoryColumns()
     columns.set_history(h)
     view = TimelineView(columns)
     qtbot.addWidget(view)
-    view.resize(900, 200)
+    view.resize(width, height)
     view.show()
     qtbot.waitExposed(view)
     view.fit()
     return view
+
+
+@pytest.fixture
+def timeline(qtbot):
+    return shown_timeline(qtbot, stream())
 
 
 def test_hovering_a_mark_names_the_update(qtbot, timeline):
@@ -128,22 +132,13 @@ def test_wheel_zooms_about_the_cursor_and_drag_pans(qtbot, timeline):
 
 
 def test_a_hundred_thousand_updates_are_aggregated_when_zoomed_out(qtbot):
-    h = UpdateHistory()
     evs = []
     for k in range(100_000):
         evs.append(Event(len(evs), T0 + 10_000 * k, "enqueue", k + 1, 1, 0, f"p{k % 4}", 0,
                          "set", ((0, 1), (k % 8, k % 8 + 1)), 1.0))
     for k in range(60_000):
         evs.append(Event(len(evs), T0 + 10_000 * k + 5_000, "apply", k + 1, 1, 0, "", 1, "set"))
-    h.ingest(evs, len(evs))
-    columns = HistoryColumns()
-    columns.set_history(h)
-    view = TimelineView(columns)
-    qtbot.addWidget(view)
-    view.resize(1000, 220)
-    view.show()
-    qtbot.waitExposed(view)
-    view.fit()
+    view = shown_timeline(qtbot, evs, 1000, 220)
     view.grab()   # paints now
     assert view.marks_drawn <= 2 * view.width(), "zoomed out: per-pixel densities"
     view.set_window(0, 50 * 10_000)             # 50 enqueues (and their applies)

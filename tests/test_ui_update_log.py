@@ -15,8 +15,10 @@ from app import Add, Fill, Set
 from app.history import UpdateHistory
 from app.manager import Event
 from ui.display_state import DisplayState
+from ui.history_columns import HistoryColumns, LogFilter, nd_box, plane_box
 from ui.history_feed import HistoryFeed
-from ui.update_log import (
+from ui.update_log import UpdateLogDock
+from ui.update_log_model import (
     COL_APP,
     COL_EPOCH,
     COL_OP,
@@ -25,12 +27,7 @@ from ui.update_log import (
     COL_SEQ,
     COL_STATE,
     COL_VALUE,
-    HistoryColumns,
-    LogFilter,
-    UpdateLogDock,
     UpdateLogModel,
-    nd_box,
-    plane_box,
 )
 
 WAIT = 10.0

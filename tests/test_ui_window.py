@@ -20,28 +20,12 @@ from app import Fill, Set, open_manager, why_not
 from ui import colormaps
 from ui.main_window import MainWindow
 from ui.session import Session
-from ui.testing import close_enough, open_window, pixel, require_gl, sync  # prepares Qt first
+from ui.testing import close_enough, pixel, require_gl, sync  # prepares Qt first
 
 pytestmark = pytest.mark.gl
+pytest_plugins = ["ui_fixtures"]   # make_window
 
 VIRIDIS = colormaps.lut("viridis")
-
-
-@pytest.fixture
-def make_window(qtbot):
-    """make_window(**kwargs) -> a shown MainWindow; closed and checked at teardown."""
-    require_gl()
-    windows = []
-
-    def make(**kwargs):
-        w = open_window(qtbot, **kwargs)
-        windows.append(w)
-        return w
-
-    yield make
-    for w in windows:
-        w.close()
-        assert w.session.manager is None, "closing the window closes the manager"
 
 
 def fixed_levels(w, lo="0", hi="1"):

@@ -3,6 +3,11 @@ holding ``BufferView``), the Qt-free parts they share (``display_state``, ``came
 ``front_source``, ``sync_worker``) and the entry points ``gui`` and ``screenshot``
 (in ``ui.launch``).
 
+A widget whose module grew past ~400 lines keeps its class in that module and takes
+cohesive parts from mixins in their own modules (``view_interaction`` for
+``BufferView``, ``timeline_geometry``, ``session_tasks``, ``window_tasks``,
+``debug_stepping``/``back_buffer_toggle``), each saying at its top what it is for.
+
 Naming: modules, functions and methods are snake_case (PEP 8); only Qt's own
 virtual methods keep Qt's names (``paintGL``, ``mousePressEvent``), and signals are
 ``sigSomethingChanged``.

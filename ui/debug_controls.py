@@ -1,7 +1,9 @@
 """``DebugControls``: stepping that shows — pause, resume, step, run to a seq or an
-epoch, watchpoints, and the Front/Back toggle — as a toolbar, plus
-``install_debug_docks(window)``, which adds the update log, the timeline and
-these controls to a ``MainWindow``.
+epoch, watchpoints, and the Front/Back toggle — as a toolbar. What its actions do lives in
+two mixins (``ui.debug_stepping``: step and run-to; ``ui.back_buffer_toggle``: the
+back buffer), the Watchpoints dialog in ``ui.watch_dialog``, and
+``install_debug_docks(window)`` (``ui.debug_docks``) adds the update log, the
+timeline and these controls to a ``MainWindow``.
 
 Everything it shows comes from the app's one ``UpdateHistory`` (through the
 shared ``HistoryColumns``) and the manager's stats:
@@ -22,125 +24,22 @@ Signals
 -------
 sigStopped(int)     a watch stopped the worker before this (session-wide) seq
 """
-
 from __future__ import annotations
 
 import threading
 
 from PyQt6.QtCore import Qt, pyqtSignal
-from PyQt6.QtGui import QAction, QKeySequence
-from PyQt6.QtWidgets import (
-    QCheckBox,
-    QDialog,
-    QDialogButtonBox,
-    QFormLayout,
-    QHBoxLayout,
-    QInputDialog,
-    QLabel,
-    QLineEdit,
-    QListWidget,
-    QListWidgetItem,
-    QMenu,
-    QToolBar,
-    QVBoxLayout,
-    QWidget,
-)
+from PyQt6.QtWidgets import QLabel, QToolBar, QWidget
 
-from app.manager import OP_NAMES
-
-from .update_log import HistoryColumns, region_text
+from .actions import make_action
+from .back_buffer_toggle import BackBufferToggle
+from .debug_docks import install_debug_docks, link_log_and_timeline  # noqa: F401  (re-exported)
+from .debug_stepping import Stepping
+from .history_columns import HistoryColumns, region_text
+from .watch_dialog import WatchDialog, parse_elements  # noqa: F401  (re-exported)
 
 
-def parse_elements(text: str) -> list[tuple[int, ...]]:
-    """``"3, 7; 4, 8"`` -> ``[(3, 7), (4, 8)]`` (ValueError naming what is wrong)."""
-    out = []
-    for part in text.replace("(", " ").replace(")", " ").split(";"):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            out.append(tuple(int(x) for x in part.replace(",", " ").split()))
-        except ValueError:
-            raise ValueError(f"not an element index: {part!r} (write e.g. 3, 7)") from None
-    return out
-
-
-class WatchDialog(QDialog):
-    """Pause before an update that writes an element, has an op, or comes from a
-    producer (any one of them). Prefilled with the current watch, or the hovered
-    or selected element."""
-
-    def __init__(self, controls: DebugControls, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle("Watchpoints")
-        self.controls = controls
-        elems, ops, producers = controls.watch
-        form = QFormLayout()
-        self.elements = QLineEdit()
-        self.elements.setObjectName("watch_elements")
-        self.elements.setPlaceholderText("3, 7   (several: 3, 7; 4, 8)")
-        if elems:
-            self.elements.setText("; ".join(", ".join(map(str, e)) for e in elems))
-        elif controls.suggested_element() is not None:
-            self.elements.setText(", ".join(map(str, controls.suggested_element())))
-        form.addRow("writes element", self.elements)
-        op_row = QHBoxLayout()
-        self.op_checks = {}
-        for name in OP_NAMES:
-            box = QCheckBox(name)
-            box.setChecked(name in ops)
-            self.op_checks[name] = box
-            op_row.addWidget(box)
-        form.addRow("has op", op_row)
-        self.producers = QListWidget()
-        self.producers.setObjectName("watch_producers")
-        self.producers.setMaximumHeight(110)
-        for name in dict.fromkeys([*controls.columns.producers, *producers]):
-            item = QListWidgetItem(name)
-            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setCheckState(Qt.CheckState.Checked if name in producers
-                               else Qt.CheckState.Unchecked)
-            self.producers.addItem(item)
-        form.addRow("comes from", self.producers)
-        self.error = QLabel()
-        self.error.setStyleSheet("color: #b00")
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
-                                   | QDialogButtonBox.StandardButton.Cancel
-                                   | QDialogButtonBox.StandardButton.Reset)
-        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Set watch")
-        buttons.button(QDialogButtonBox.StandardButton.Reset).setText("Clear all")
-        buttons.accepted.connect(self.apply)
-        buttons.rejected.connect(self.reject)
-        buttons.button(QDialogButtonBox.StandardButton.Reset).clicked.connect(self.clear)
-        v = QVBoxLayout(self)
-        v.addWidget(QLabel("The worker pauses itself before an update that matches any of these."))
-        v.addLayout(form)
-        v.addWidget(self.error)
-        v.addWidget(buttons)
-
-    def chosen(self):
-        elems = parse_elements(self.elements.text())
-        ops = [n for n, b in self.op_checks.items() if b.isChecked()]
-        producers = [self.producers.item(i).text() for i in range(self.producers.count())
-                     if self.producers.item(i).checkState() == Qt.CheckState.Checked]
-        return elems, ops, producers
-
-    def apply(self) -> None:
-        try:
-            problem = self.controls.set_watch(*self.chosen())
-        except ValueError as exc:
-            problem = str(exc)
-        if problem:
-            self.error.setText(problem)
-            return
-        self.accept()
-
-    def clear(self) -> None:
-        self.controls.set_watch([], [], [])
-        self.accept()
-
-
-class DebugControls(QToolBar):
+class DebugControls(Stepping, BackBufferToggle, QToolBar):
     """The stepping toolbar (see the module docstring).
 
     Parameters
@@ -190,14 +89,7 @@ class DebugControls(QToolBar):
         self._sigBack.connect(self._on_back, Qt.ConnectionType.QueuedConnection)
 
         def act(text, slot, key=None, tip=""):
-            a = QAction(text, self)
-            if key:
-                a.setShortcut(QKeySequence(key))
-                a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-            a.setToolTip(f"{tip} ({key})" if key and tip else tip or text)
-            a.triggered.connect(slot)
-            self.addAction(a)
-            return a
+            return make_action(self, text, slot, *([key] if key else []), tip=tip, add_to=self)
 
         self.resume_action = act("Resume", lambda: self.set_paused(False), "F5",
                                  "Let the worker apply updates again")
@@ -421,103 +313,6 @@ class DebugControls(QToolBar):
                 where = (region_text(r.region) if r.region is not None
                          else "(where: not recorded by this backend)")
         return f"stopped before seq {seq} ({r.op} by {r.producer}) writing {where}"
-
-    # -- actions ------------------------------------------------------------------------------
-    def set_paused(self, paused: bool) -> None:
-        if paused != self.session.paused:
-            self.session.set_paused(paused)
-        elif not paused and self.break_seq is not None:
-            self.session.set_paused(False)   # resume from a watch stop
-
-    def step(self) -> None:
-        """Apply exactly the next queued update; says so when none is queued (a step
-        is never saved up for an update that is not queued yet)."""
-        if not self.session.paused:
-            self.say("step: pause first (Shift+F5)")
-            return
-        st = self._stats()
-        if st is None:
-            return
-        if st.pending == 0:
-            self.say("step: nothing is queued — Step applies the next update once one is "
-                     "enqueued (no step is saved up)")
-            return
-        self._stepping = True
-        self.session.step(1)
-
-    def note_step(self) -> None:
-        """Another control stepped (the Run menu's F10): select what it applies."""
-        if self.session.paused:
-            self._stepping = True
-
-    def _stats(self):
-        m = self.manager
-        if m is None:
-            return None
-        try:
-            st = m.stats()
-        except Exception as exc:
-            self.say(f"stats: {type(exc).__name__}: {exc}")
-            return None
-        self.session.last_stats = st
-        return st
-
-    def run_to_seq(self, seq: int) -> int:
-        """Step until session-wide ``seq`` is applied (pausing first); returns the
-        number of element updates stepped (0: already applied or nothing queued)."""
-        if self.manager is None:
-            return 0
-        if not self.session.paused:
-            self.session.set_paused(True)
-        st = self._stats()
-        if st is None:
-            return 0
-        off = self._seq_offset()
-        applied, last = st.applied_seq + off, st.last_seq + off
-        if seq <= applied:
-            self.say(f"run to seq {seq}: already applied (applied through seq {applied})")
-            return 0
-        target = min(int(seq), last)
-        if target <= applied:
-            self.say(f"run to seq {seq}: nothing is queued after seq {applied} "
-                     "(no step is saved up for updates not yet enqueued)")
-            return 0
-        n = target - applied
-        self._stepping = True
-        self.session.step(n)
-        more = f"; only up to seq {last} is queued, so it stops there" if seq > last else ""
-        self.say(f"run to seq {seq}: stepping {n} update{'s' if n != 1 else ''}{more}")
-        return n
-
-    def run_to_epoch(self, epoch: int) -> bool:
-        """Resume, and pause again once ``epoch`` is visible."""
-        if self.manager is None:
-            return False
-        if epoch <= self.session.epoch:
-            self.say(f"run to epoch {epoch}: epoch {self.session.epoch} is already visible")
-            return False
-        self.epoch_target = int(epoch)
-        if not self.session.autosync:
-            self.say(f"run to epoch {epoch}: auto-sync is off — each Synchronize makes one epoch")
-        self.set_paused(False)
-        self._update_status()
-        return True
-
-    def ask_run_to_seq(self) -> None:
-        st = self.session.last_stats
-        off = self._seq_offset()
-        start = (st.applied_seq + off + 1) if st is not None else 1
-        n, ok = QInputDialog.getInt(self, "Run to seq", "Apply updates up to and including seq:",
-                                    start, 1, 2**31 - 1)
-        if ok:
-            self.run_to_seq(n)
-
-    def ask_run_to_epoch(self) -> None:
-        n, ok = QInputDialog.getInt(self, "Run to epoch", "Resume and pause when this epoch "
-                                    "is visible:", self.session.epoch + 1, 1, 2**31 - 1)
-        if ok:
-            self.run_to_epoch(n)
-
     # -- watchpoints ----------------------------------------------------------------------------
     def edit_watch(self) -> None:
         dlg = WatchDialog(self, self.window())
@@ -552,144 +347,3 @@ class DebugControls(QToolBar):
         if producers:
             parts.append("from " + ", ".join(producers))
         return "; ".join(parts)
-
-    # -- Front/Back ------------------------------------------------------------------------------
-    def toggle_back(self, on: bool) -> None:
-        self.show_back(on)
-
-    def show_back(self, on: bool) -> None:
-        """Show the back buffer (while paused) or the front again."""
-        caps = self._caps()
-        if on and not (caps and caps.back and self.session.paused):
-            self.back_action.setChecked(False)
-            self.say("Show back: pause a backend that can show its back buffer first")
-            return
-        if on == self.showing_back:
-            self.back_action.setChecked(on)
-            return
-        self.showing_back = on
-        self.back_action.setChecked(on)
-        if on:
-            self._restore_texture = self.view.using_shared_texture
-            self._fetch_back()
-        else:
-            self._gen += 1
-            self.back_seq = None
-            m = self.manager
-            if self._restore_texture and m is not None and m.capabilities.front_texture:
-                self.view.set_texture_source(
-                    m.front_texture, m.request_front_range if m.capabilities.gpu_range else None)
-            self._restore_texture = False
-            self.session.refresh_front()
-        self._update_status()
-
-    def _fetch_back(self) -> None:
-        if self._fetching:
-            self._fetch_again = True
-            return
-        m = self.manager
-        if m is None:
-            return
-        gen = self._gen
-        self._fetching = True
-        off = self._seq_offset()
-
-        def work() -> None:
-            try:
-                back = m.back()
-                applied = m.stats().applied_seq + off
-                self._sigBack.emit(gen, back, applied, None)
-            except Exception as exc:
-                self._sigBack.emit(gen, None, None, exc)
-
-        self._thread = threading.Thread(target=work, name="bufferscope-back", daemon=True)
-        self._thread.start()
-
-    def _on_back(self, gen: int, back, applied, error) -> None:
-        self._fetching = False
-        if self._fetch_again:
-            self._fetch_again = False
-            if self.showing_back:
-                self._fetch_back()
-                return
-        if gen != self._gen or not self.showing_back:
-            return
-        if error is not None:
-            self.say(f"reading the back buffer: {type(error).__name__}: {error}")
-            self.show_back(False)
-            return
-        if self.view.using_shared_texture:
-            self.view.set_texture_source(None)     # draw the copy we hand it
-        self.view.set_front(back, self.session.epoch)
-        self.back_seq = applied
-        self._update_status()
-
-    def wait_idle(self, timeout: float = 5.0) -> None:
-        """Join the back-buffer thread (tests, teardown)."""
-        t = self._thread
-        if t is not None:
-            t.join(timeout)
-
-
-def link_log_and_timeline(log, timeline) -> None:
-    """One selection for both: a row selected in the log is marked on the timeline;
-    a mark clicked on the timeline selects its row in the log."""
-
-    def log_selected(seq: int) -> None:
-        timeline.select_row(log.columns.history.row_index(seq))
-
-    log.sigSeqSelected.connect(log_selected)
-    timeline.sigSeqClicked.connect(lambda seq: log.select_seq(seq, emit=False))
-
-
-def install_debug_docks(window) -> DebugControls:
-    """Add the update log, the timeline and the stepping toolbar to ``window`` (a
-    ``MainWindow``), wired to each other, with a Debug menu; returns the controls.
-    ``window.history_feed`` is made when the window has none."""
-    from PyQt6.QtCore import Qt as _Qt
-
-    from .history_feed import HistoryFeed
-    from .timeline import TimelineDock
-    from .update_log import UpdateLogDock
-
-    feed = getattr(window, "history_feed", None)
-    if feed is None:
-        feed = window.history_feed = HistoryFeed(window.session, window)
-    columns = HistoryColumns(feed, window)
-    session = window.session
-    log = UpdateLogDock(columns, window.state, lambda: len(session.shape) or 2, window)
-    timeline = TimelineDock(columns, window)
-    window.addDockWidget(_Qt.DockWidgetArea.BottomDockWidgetArea, log)
-    window.addDockWidget(_Qt.DockWidgetArea.BottomDockWidgetArea, timeline)
-    controls = DebugControls(session, columns, log, window.view, window.state, window)
-    window.addToolBar(_Qt.ToolBarArea.TopToolBarArea, controls)
-
-    link_log_and_timeline(log, timeline.view)
-    def hovered(index) -> None:
-        if index is not None:
-            controls.hovered = tuple(index)
-
-    window.view.sigHover.connect(hovered)
-    step = getattr(window, "step_action", None)
-    if step is not None:
-        step.triggered.connect(controls.note_step)
-
-    bar = window.menuBar()
-    help_menu = next((a for a in bar.actions() if a.text() == "&Help"), None)
-    menu = QMenu("&Debug", bar)
-    if help_menu is not None:
-        bar.insertMenu(help_menu, menu)
-    else:
-        bar.addMenu(menu)
-    for a in (controls.resume_action, controls.pause_action, controls.step_action,
-              controls.run_seq_action, controls.run_epoch_action):
-        menu.addAction(a)
-    menu.addSeparator()
-    menu.addAction(controls.watch_action)
-    menu.addAction(controls.back_action)
-    menu.addSeparator()
-    menu.addAction(log.toggleViewAction())
-    menu.addAction(timeline.toggleViewAction())
-    window.update_log, window.timeline, window.debug_controls = log, timeline, controls
-    window.history_columns = columns
-    return controls

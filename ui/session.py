@@ -10,16 +10,10 @@ app usable. The session owns
   on ``close()``;
 * the auto-sync ``QTimer``: at each tick it asks for a synchronize (unless paused
   or one is still running) or polls the epoch;
-* a ``SyncWorker`` thread: the GUI thread never waits on the manager. Every
-  synchronize runs there (``synchronize()`` returns at once with a request id),
-  and so does the read-back of the front when ``front_wanted()`` says one is due
-  (the GL backend's read-back waits on its worker). Results come back through a
-  queued signal; the next job starts only after the GUI thread has handled the
-  previous one, so the front it reads cannot be swapped under it.
+* a ``SyncWorker`` thread, so the GUI thread never waits on the manager: every
+  synchronize, front read-back, long task (an export) and backend switch runs
+  there — that machinery is the ``WorkerJobs`` mixin (``ui.session_tasks``).
   ``sigFrontChanged`` fires when a new epoch is visible, whoever swapped it.
-  Long operations (an export, a backend switch) run there too, as tasks
-  (``run_task``): ``sigBusyChanged`` names the one running, ``cancel_tasks()``
-  (Esc, the status bar's Cancel) asks them to give up.
 
 Epoch and sequence numbers are *session-wide*: they continue across every new
 manager (a backend switch, a new shape) instead of restarting at each. The
@@ -32,12 +26,8 @@ numbers a manager reports map to the session's by two public offsets, set before
 ``epoch`` (and every epoch the session emits) and the seq ``enqueue`` returns
 are session numbers; ``last_stats`` and ``manager.events()`` are the manager's own.
 
-A backend switch drains, then copies: updates still queued (paused or not) are
-first applied and made visible on the old manager (it is resumed for the drain
-and paused again after), then its front is written into the new manager and
-synchronized — all on the worker thread, cancellable; the old manager stays in
-use until the new one holds the copy, so a failed or cancelled switch loses
-nothing. The message says what was drained and where the epoch continues.
+A backend switch drains, then copies (see ``ui.session_tasks``): a failed or
+cancelled switch loses nothing.
 
 Signals
 -------
@@ -57,25 +47,22 @@ sigTaskFinished(int, str)    a task ended: its id and its error ("" when it succ
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 from PyQt6.QtCore import QObject, Qt, QTimer, pyqtSignal
 
-from app import BACKENDS, Write, open_manager
+from app import BACKENDS, open_manager
 from app import why_not as _why_not
 from app.manager import BufferManager, ManagerStats
 from app.scenarios import SCENARIOS, ScenarioRun, get_scenario
 from app.updates import Update
 
-from .sync_worker import Cancelled, Job, JobResult, SyncWorker, synchronize_until
+from .session_tasks import SwitchJob, WorkerJobs, drain_and_copy  # noqa: F401  (re-exported)
+from .sync_worker import Job, JobResult, SyncWorker
 
 MAX_PENDING = 1 << 16
-SYNC_TIMEOUT_S = 1.0
-SWITCH_TIMEOUT_S = 10.0
 
 
 def backend_problem(name: str) -> str | None:
@@ -88,47 +75,7 @@ def backend_problem(name: str) -> str | None:
         return f"backend {name!r} is not usable: {type(exc).__name__}: {exc}"
 
 
-@dataclass
-class _Switch:
-    """A backend switch under way: the new manager waits for the copy."""
-
-    backend: str
-    new: BufferManager
-    scenario: str
-    rate: float | None
-    task_id: int
-
-
-def drain_and_copy(old: BufferManager, new: BufferManager, paused: bool,
-                   cancel: threading.Event, timeout: float,
-                   progress: Callable[[str], None] = lambda text: None) -> dict:
-    """On the worker thread: make every update queued on ``old`` visible (resuming
-    a paused worker for the drain, pausing it again after), then write ``old``'s
-    front into ``new`` and synchronize it. Each wait is bounded by ``timeout`` and
-    ends early when ``cancel`` is set. ``old`` keeps everything whatever happens."""
-    st0 = old.stats()
-    backlog = st0.last_seq - st0.visible_seq
-    if backlog > 0:
-        progress(f"applying {backlog} queued update{'s' * (backlog != 1)} before the switch")
-        if paused:
-            old.resume()
-        try:
-            synchronize_until(old, cancel, timeout)
-        finally:
-            if paused:
-                old.pause()
-    st1 = old.stats()
-    contents = np.array(old.front(), copy=True)
-    if cancel.is_set():
-        raise Cancelled("cancelled before the copy")
-    progress("copying the buffer into the new backend")
-    write_seq = new.enqueue(Write(tuple((0, n) for n in contents.shape), contents))
-    synchronize_until(new, cancel, timeout)
-    return {"drained": st1.visible_seq - st0.visible_seq, "old": st1,
-            "new": new.stats(), "write_seq": int(write_seq)}
-
-
-class Session(QObject):
+class Session(WorkerJobs, QObject):
     sigManagerChanged = pyqtSignal()
     sigFrontChanged = pyqtSignal(int, object)
     sigSyncFinished = pyqtSignal(int, int, str)
@@ -165,7 +112,7 @@ class Session(QObject):
         self._tasks: deque[Job] = deque()          # long operations, in order
         self._task_done: dict[int, Callable[[JobResult], None]] = {}
         self._task_what: dict[int, str] = {}       # running or waiting, by id
-        self._switch: _Switch | None = None
+        self._switch: SwitchJob | None = None
         self._closed = False
         self._sigProgress.connect(self._on_progress, Qt.ConnectionType.QueuedConnection)
         self._sigJobDone.connect(self._on_job_done, Qt.ConnectionType.QueuedConnection)
@@ -226,134 +173,6 @@ class Session(QObject):
             self._replace(new, backend)
             return True
 
-    @property
-    def switching(self) -> str:
-        """The backend a switch is moving to ("" when none runs)."""
-        return "" if self._switch is None else self._switch.backend
-
-    def _refuse_while_switching(self, what: str) -> bool:
-        if self._switch is None:
-            return False
-        self.sigMessage.emit(f"{what}: wait until the switch to {self._switch.backend} is done "
-                             "(Esc cancels it)")
-        return True
-
-    def switch_backend(self, backend: str) -> bool:
-        """Start moving to ``backend`` keeping the contents and the queued updates
-        (SPEC §7); returns at once — False when it cannot start (the reason is in
-        ``sigMessage``). The drain and the copy run on the worker (see the module
-        docstring); ``sigManagerChanged`` follows when the new manager is in use."""
-        if self.manager is None:
-            return self.open(backend, self.shape)
-        if backend == self.backend:
-            return True
-        if self._refuse_while_switching(f"switch to {backend}"):
-            return False
-        problem = backend_problem(backend)
-        if problem:
-            self._report(f"cannot switch to the {backend} backend", RuntimeError(problem))
-            return False
-        scenario, rate = self.scenario_name, self.scenario_rate
-        self.stop_scenario()    # producers are paced: they end within a tick
-        try:
-            new = self._open_raw(backend, self.shape)
-        except Exception as exc:
-            self._report(f"cannot switch to the {backend} backend", exc)
-            if scenario:
-                self.start_scenario(scenario, rate)
-            return False
-        paused = self.paused
-        task_id = self._job_ids + 1
-
-        def work(old: BufferManager, cancel: threading.Event) -> dict:
-            return drain_and_copy(old, new, paused, cancel, SWITCH_TIMEOUT_S,
-                                  lambda text: self._sigProgress.emit(task_id, text))
-
-        self._switch = _Switch(backend, new, scenario, rate, task_id)
-        self.run_task(f"switching to {backend}", work, self._on_switch_done)
-        return True
-
-    def _on_switch_done(self, res: JobResult) -> None:
-        sw = self._switch
-        if sw is None or sw.task_id != res.job.job_id:
-            return                       # the session closed meanwhile (and closed it)
-        self._switch = None
-        if res.error is not None:
-            with contextlib.suppress(Exception):
-                sw.new.close()
-            if isinstance(res.error, Cancelled):
-                self.sigMessage.emit(f"switch to {sw.backend} cancelled; still on {self.backend} "
-                                     "with every update kept")
-            else:
-                self._report(f"cannot switch to the {sw.backend} backend (still on "
-                             f"{self.backend}, every update kept)", res.error)
-        else:
-            v = res.value
-            old, newst = v["old"], v["new"]
-            session_epoch = old.epoch + self.epoch_offset
-            session_seq = old.last_seq + self.seq_offset
-            # The copy is one new epoch and one new update (a Write) of the session.
-            self._replace(sw.new, sw.backend,
-                          epoch_offset=session_epoch + 1 - newst.epoch,
-                          seq_offset=session_seq + 1 - v["write_seq"])
-            n = v["drained"]
-            name = sw.backend.upper() if len(sw.backend) <= 2 else sw.backend
-            head = (f"applied {n} queued update{'s' * (n != 1)} before switching to {name}"
-                    if n else f"switched to {name} (no queued updates to apply)")
-            self.sigMessage.emit(f"{head}; epoch continues at {self.epoch}")
-        if sw.scenario and self.manager is not None:
-            self.start_scenario(sw.scenario, sw.rate)
-
-    # -- long operations on the worker -----------------------------------------------------
-    def run_task(self, what: str, work: Callable[[BufferManager, threading.Event], object],
-                 done: Callable[[JobResult], None] | None = None) -> int:
-        """Run ``work(manager, cancel)`` on the worker thread after the jobs before
-        it — ``manager`` is the one current when it starts, ``result.job.epoch_offset``
-        the session's offset then — and ``done(result)`` here after (always: with
-        ``error`` set on failure or cancel). ``what`` names it in ``sigBusyChanged``.
-        Returns the task id; ``sigTaskFinished(id, error)`` follows ``done``."""
-        self._job_ids += 1
-        job = Job(self._job_ids, self.manager, self._generation, task=work)
-        self._tasks.append(job)
-        self._task_what[job.job_id] = what
-        if done is not None:
-            self._task_done[job.job_id] = done
-        if self._inflight is None:
-            self._start_pending()
-        self._emit_busy()
-        return job.job_id
-
-    @property
-    def busy(self) -> str:
-        """What the long operation now running (or next) does ("" when none)."""
-        return next(iter(self._task_what.values()), "")
-
-    def cancel_tasks(self) -> int:
-        """Ask every long operation running or waiting to give up; how many there were."""
-        n = 0
-        for job in [*self._tasks, self._inflight]:
-            if job is not None and job.task is not None and not job.cancel.is_set():
-                job.cancel.set()
-                n += 1
-        if n:
-            self.sigMessage.emit(f"cancelling {self.busy or 'the running operation'}…")
-        return n
-
-    def _emit_busy(self) -> None:
-        self.sigBusyChanged.emit(self.busy)
-
-    def _on_progress(self, task_id: int, text: str) -> None:
-        if task_id in self._task_what:
-            self._task_what[task_id] = text
-            self._emit_busy()
-
-    def _settle(self) -> None:
-        """Let a running job end (at most its sync timeout) and forget its result:
-        the manager is about to be replaced or closed. Waiting tasks stay queued."""
-        if self._inflight is not None:
-            self._worker.wait_idle(SWITCH_TIMEOUT_S)
-        self._inflight, self._pending = None, None
-        self._generation += 1
 
     def _replace(self, new: BufferManager, backend: str,
                  epoch_offset: int | None = None, seq_offset: int | None = None) -> None:
@@ -433,131 +252,6 @@ class Session(QObject):
             return None     # the old manager's backlog is being copied: it would be lost
         seq = self._call(what, lambda m: m.enqueue(update, block=False))
         return None if seq is None else int(seq) + self.seq_offset
-
-    @property
-    def syncing(self) -> bool:
-        """A synchronize (or a read-back) runs on the worker thread now."""
-        return self._inflight is not None
-
-    def synchronize(self, timeout: float | None = None) -> int | None:
-        """Ask for a synchronize; returns at once with its request id (None: no
-        manager). ``sigSyncFinished(id, epoch, error)`` says how it ended; a timeout
-        leaves the sync queued in the manager and is reported."""
-        if self.manager is None:
-            return None
-        return self._request(sync=True, timeout=SYNC_TIMEOUT_S if timeout is None else timeout)
-
-    def refresh_front(self) -> None:
-        """Read the front back (on the worker thread) and emit ``sigFrontChanged``."""
-        if self.manager is not None:
-            self._request(sync=False, read=True)
-
-    def _request(self, sync: bool, timeout: float = 0.0, read: bool = False,
-                 asked: bool = True) -> int:
-        """Coalesce into the next job; ``asked``: a user (or a caller) wants this
-        sync, as opposed to the auto-sync clock."""
-        self._job_ids += 1
-        p = self._pending or {"sync": False, "timeout": timeout, "read": False, "asked": False}
-        p["asked"] |= asked and sync
-        p["sync"] |= sync
-        p["read"] |= read
-        p["timeout"] = max(p["timeout"], timeout)
-        p["id"] = self._job_ids
-        self._pending = p
-        if self._inflight is None:
-            self._start_pending()
-        return self._job_ids
-
-    def _start_pending(self) -> None:
-        if self._tasks:
-            job = self._tasks.popleft()
-            job.manager, job.epoch_offset = self.manager, self.epoch_offset
-            job.generation = self._generation
-            self._inflight = job
-            self._worker.submit(job)
-            return
-        if self._switch is not None:
-            return           # the switch task ran; syncs wait for the new manager
-        p, self._pending = self._pending, None
-        if p is None or self.manager is None:
-            return
-        read = p["read"] or self.front_wanted()
-        job = Job(p["id"], self.manager, self._generation, p["sync"], p["timeout"], read,
-                  asked=p["asked"])
-        self._inflight = job
-        self._worker.submit(job)
-
-    def _on_job_done(self, res: JobResult) -> None:
-        job = res.job
-        if job.task is not None:
-            self._finish_task(res)      # always: its owner must hear how it ended
-        if job is not self._inflight:
-            return              # from before a reopen: dropped
-        try:
-            if job.task is None and job.generation == self._generation:
-                self._handle(res)
-        finally:
-            self._inflight = None
-            if not self._closed:
-                self._start_pending()
-
-    def _finish_task(self, res: JobResult) -> None:
-        tid = res.job.job_id
-        self._task_what.pop(tid, None)
-        done = self._task_done.pop(tid, None)
-        try:
-            if done is not None:
-                done(res)
-        except Exception as exc:
-            self._report("finishing a task", exc)
-        finally:
-            err = res.error
-            self.sigTaskFinished.emit(tid, "" if err is None else f"{type(err).__name__}: {err}")
-            self._emit_busy()
-
-    def _handle(self, res: JobResult) -> None:
-        job, exc = res.job, res.error
-        error = ""
-        if isinstance(exc, TimeoutError):
-            hint = " (paused: Step or Resume, then Synchronize)" if self.paused else ""
-            error = f"synchronize: {exc}{hint}"
-            if job.asked or not self.paused:   # an auto-sync caught by Pause is no news
-                self.sigMessage.emit(error)
-        elif exc is not None:
-            error = f"{'synchronize' if job.sync else 'reading the front'}: {type(exc).__name__}: {exc}"
-            self.last_error = error
-            self.sigMessage.emit(error)
-        if res.stats is not None:
-            self.last_stats = res.stats
-        epoch = self.epoch if res.epoch is None else int(res.epoch) + self.epoch_offset
-        # A front read with an unchanged epoch is news only when it was asked for
-        # (a refresh); an auto-sync that swapped nothing new costs no diff.
-        if epoch != self.epoch or (res.front is not None and not job.sync):
-            self.epoch = epoch
-            self.sigFrontChanged.emit(epoch, res.front)
-        if job.sync:
-            self.sigSyncFinished.emit(job.job_id, self.epoch, error)
-
-    def poll(self) -> None:
-        """Read the stats (never waits); a new epoch is read back on the worker."""
-        if self.manager is None:
-            return
-        try:
-            st = self.manager.stats()
-        except Exception as exc:
-            self._report("stats", exc)
-            return
-        self.last_stats = st
-        if st.epoch + self.epoch_offset != self.epoch and self._inflight is None:
-            self.refresh_front()
-
-    def _tick(self) -> None:
-        if self.manager is None:
-            return
-        if self.autosync and not self.paused and self._inflight is None:
-            self._request(sync=True, timeout=SYNC_TIMEOUT_S, asked=False)
-        elif self._inflight is None:
-            self.poll()
 
     # -- auto-sync -------------------------------------------------------------------------
     def _interval_ms(self) -> int:
