@@ -9,7 +9,6 @@ import pytest
 from PyQt6.QtCore import QPoint, Qt
 
 from app import Add, Fill, Scale, Set, Write, open_manager
-from ui.element_history import UNRECORDED
 from ui.session import MAX_PENDING
 from ui.testing import open_window, require_gl, sync  # prepares Qt first
 
@@ -143,23 +142,18 @@ def test_the_hover_readout_names_the_last_visible_writer(window, qtbot):
     assert w.history_feed.history.last_writer((3, 3), first).seq == 1
 
 
-def test_c_rows_without_details_are_said_so(qtbot):
+def test_the_c_backend_history_names_values_before_and_after(qtbot):
+    """The C backend's events say what each update wrote, like the others'."""
     w = make_debug_window(qtbot, "c")
     try:
         s = w.session
         assert s.enqueue(Fill(((0, 4), (0, 4)), 1.0)) is not None
         assert s.enqueue(Add(((0, 2), (0, 2)), 1.0)) is not None
         settle(qtbot, w)
-        rows = w.history_feed.history.rows
-        if rows[0].detailed:
-            pytest.skip("the C backend's events carry what each update wrote now")
-        w.history_docks.follow((1, 1))
-        dock = w.history_docks.dock
-        assert dock.table.rowCount() == 1, "a run of rows without details is one line"
-        line = [dock.table.item(0, c).text() for c in range(6)]
-        assert line[0] == "1–2" and line[2] == "2 updates" and line[3] == "0 → ?"
-        assert UNRECORDED in line[5] and UNRECORDED in dock.title.text()
-        assert "cannot be checked" in dock.check
-        assert UNRECORDED in w.readout_text((1, 1))
+        hist = w.history_feed.history.element_history((1, 1))
+        assert [(e.row.op, e.before, e.after) for e in hist][-2:] == [("fill", 0.0, 1.0),
+                                                                        ("add", 1.0, 2.0)]
+        assert all(r.detailed for r in w.history_feed.history.rows)
+        assert "add by MainThread" in w.readout_text((1, 1))
     finally:
         w.close()
