@@ -297,14 +297,14 @@ class Client:
             kind = h["type"]
             if kind == "update":
                 u = decode_update(h, payload, self.hello.shape)
-                self.epoch = u.epoch
+                self.epoch = max(self.epoch, u.epoch, u.front_epoch or 0)
                 return u
             if kind == "reply":
                 return decode_reply(h)
             if kind == "bye":
                 ep = h.get("epoch")
                 if isinstance(ep, int) and not isinstance(ep, bool):
-                    self.epoch = ep
+                    self.epoch = max(self.epoch, ep)
                 reason = _str(h.get("reason", ""), "reason")
                 raise ProgramEnded(f"the program ended (last epoch {self.epoch}): {reason}", self.epoch)
             if kind == "error":
