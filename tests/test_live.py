@@ -534,7 +534,7 @@ def test_remote_manager_mirrors_the_program_and_refuses_writes(sockdir):
     r = RemoteManager(path)
     try:
         assert r.shape == (6, 5) and r.backend == "c"
-        assert "(pid %d, backend c)" % os.getpid() in r.description
+        assert f"(pid {os.getpid()}, backend c)" in r.description
         m.enqueue(app.Fill(((0, 3), (0, 5)), 2.5))
         ep = m.synchronize(5)
         assert r.wait_for(lambda rm: rm.front_epoch >= ep, 10)
