@@ -59,8 +59,8 @@ DESIGN
     listening socket, waking every ``IDLE_POLL_S`` only to see whether the manager
     closed: no polling of the manager, nothing measurable. With a viewer it reads
     the manager at most ``MAX_HZ`` times a second and spends at most ``DUTY`` of one
-    core doing so (a tick that took t seconds of the thread's CPU time waits at least
-    t/DUTY before the next): the program's own threads keep the GIL and the cores. Each tick reads
+    core doing so (when the thread used t seconds of CPU time since the last tick —
+    reading, encoding, sending — the next waits at least t/DUTY): the program's own threads keep the GIL and the cores. Each tick reads
     the stats, the events since the last tick (at most ``MAX_EVENTS`` — the rest are
     skipped and counted) and, when the epoch moved and the viewer has drained the
     previous front, one copy of the front. The copy is kept only if the epoch is the
@@ -450,6 +450,7 @@ class Publisher:
         self.last_epoch = 0
         self.stats = {"viewers": 0, "dropped": 0, "busy": 0, "updates": 0, "fronts": 0,
                       "torn": 0, "refused": 0, "honoured": 0}
+        self.cpu_s = 0.0       # the publisher thread's CPU time so far (for benchmarks)
         self._thread = threading.Thread(target=self._run, name=f"bufferscope-publish-{where}",
                                         daemon=True)
         _publishers.add(self)
@@ -521,9 +522,12 @@ class Publisher:
                 self._flush(v)
             v = self.viewer
             if v is not None and time.monotonic() >= next_tick and not self._stopping:
-                t0, cpu0 = time.monotonic(), time.thread_time()
+                t0 = time.monotonic()
                 self._publish(v)
-                spent = time.thread_time() - cpu0   # its own CPU time, not time waiting for the GIL
+                # The thread's own CPU time since the last tick (this tick and the sends
+                # since), not time spent waiting for the GIL: at most DUTY of one core.
+                cpu = time.thread_time()
+                spent, self.cpu_s = cpu - self.cpu_s, cpu
                 next_tick = t0 + max(1.0 / self.max_hz, spent / DUTY)
 
     def _accept(self) -> None:

@@ -40,14 +40,17 @@ t_end = time.monotonic() + warm
 i = 0
 while time.monotonic() < t_end:
     m.set_many(idx[i % 16], vals[i % 16]); m.synchronize(10); i += 1
-n, t0 = 0, time.monotonic()
+n, t0, c0 = 0, time.monotonic(), time.process_time()
 t_end = t0 + seconds
 while True:
     m.set_many(idx[n % 16], vals[n % 16]); m.synchronize(10); n += 1
     if n % 8 == 0 and time.monotonic() >= t_end:
         break
-dt = time.monotonic() - t0
-print(f"rate {n * batch / dt:.1f} epochs {n / dt:.1f}", flush=True)
+dt, cpu = time.monotonic() - t0, time.process_time() - c0
+from app import live
+pub = sum(p.cpu_s for p in list(live._publishers))
+print(f"rate {n * batch / dt:.1f} cpu_per_mupdate {cpu / (n * batch) * 1e6:.4f} "
+      f"publisher_cpu_share {pub / dt:.4f}", flush=True)
 m.close()
 """
 
@@ -109,25 +112,37 @@ def run_once(mode: str, backend: str, shape: tuple[int, int], batch: int, second
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("rate ")]
     if out.returncode != 0 or not lines:
         raise RuntimeError(f"producer failed ({out.returncode}): {out.stderr[-500:]}")
-    return float(lines[-1].split()[1]), got
+    f = lines[-1].split()
+    got["cpu_per_mupdate"] = float(f[3])
+    got["publisher_cpu_share"] = float(f[5])
+    return float(f[1]), got
 
 
 def measure(backend: str = "c", shape: tuple[int, int] = (1024, 1024), batch: int = 4096,
             seconds: float = 3.0, rounds: int = 3) -> dict:
     """Median updates/s of each mode and the ratios against the unpublished run."""
-    rates: dict[str, list[float]] = {"off": [], "idle": [], "viewer": []}
+    modes = ("off", "idle", "viewer")
+    rates: dict[str, list[float]] = {k: [] for k in modes}
+    cpu: dict[str, list[float]] = {k: [] for k in modes}
+    share: dict[str, list[float]] = {k: [] for k in modes}
     viewer: dict = {}
     for _ in range(rounds):
-        for mode in rates:
+        for mode in modes:
             r, got = run_once(mode, backend, shape, batch, seconds)
             rates[mode].append(r)
+            cpu[mode].append(got.pop("cpu_per_mupdate"))
+            share[mode].append(got.pop("publisher_cpu_share"))
             for k, v in got.items():
                 viewer[k] = viewer.get(k, 0) + v
     med = {k: statistics.median(v) for k, v in rates.items()}
+    cpu_med = {k: statistics.median(v) for k, v in cpu.items()}
     return {
         "backend": backend, "shape": list(shape), "batch": batch, "seconds": seconds,
         "rounds": rounds, "rates": rates, "median": med,
         "idle_ratio": med["idle"] / med["off"], "viewer_ratio": med["viewer"] / med["off"],
+        "cpu_s_per_mupdate": cpu_med,
+        "viewer_cpu_ratio": cpu_med["viewer"] / cpu_med["off"],
+        "publisher_cpu_share": {k: statistics.median(v) for k, v in share.items()},
         "viewer_received": viewer,
     }
 
@@ -146,11 +161,15 @@ def main() -> int:
     off = r["median"]["off"]
     print(f"set_many 4096 + synchronize, 1024x1024, {args.backend} backend, "
           f"median of {args.rounds} x {args.seconds} s")
-    print(f"{'mode':<28}{'updates/s':>14}{'vs unpublished':>16}")
+    print(f"{'mode':<28}{'updates/s':>14}{'vs unpublished':>16}{'CPU s / M updates':>19}"
+          f"{'publisher CPU':>15}")
     for mode, title in (("off", "unpublished"), ("idle", "published, no viewer"),
                         ("viewer", "viewer reading everything")):
         m = r["median"][mode]
-        print(f"{title:<28}{m / 1e6:>12.1f} M{m / off:>15.2f}x")
+        c = r["cpu_s_per_mupdate"][mode]
+        sh = r["publisher_cpu_share"][mode]
+        print(f"{title:<28}{m / 1e6:>12.1f} M{m / off:>15.2f}x{c:>19.4f}{sh:>14.2%}")
+    print(f"CPU per update with a viewer: {r['viewer_cpu_ratio']:.2f}x the unpublished run's")
     v = r["viewer_received"]
     print(f"viewer received {v.get('updates', 0)} updates, {v.get('fronts', 0)} fronts, "
           f"{v.get('events', 0)} events ({v.get('skipped', 0)} skipped over budget)")
