@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import wait_until
+from conftest import require_backend, wait_until
 
 import app
 from app import live
@@ -190,8 +190,11 @@ def check_event_order(updates: list[Update]) -> int:
 
 
 # -- watching a program ------------------------------------------------------------------------
-@pytest.mark.parametrize("backend", ["c", "numpy"])
-def test_viewer_sees_each_epoch_bit_for_bit_and_events_in_order(sockdir, backend):
+@pytest.mark.parametrize("backend", ["c", "numpy", pytest.param("gl", marks=pytest.mark.gl)])
+def test_viewer_sees_each_epoch_bit_for_bit_and_events_in_order(request, sockdir, backend):
+    if backend == "gl":
+        request.getfixturevalue("qapp")   # before why_not("gl") could make a bare QGuiApplication
+    require_backend(backend)
     path = os.path.join(sockdir, "s")
     with child(path, outdir=sockdir, seconds=2.5, period=0.03, backend=backend) as p:
         wait_socket(path)
