@@ -32,7 +32,8 @@ Protocol (version 1)
     front of ``front_epoch`` as little-endian float32 in C order, or null when no new
     epoch is sent), ``events`` (rows in the order of ``event_fields`` — the ``Event``
     fields; ``region`` a list of pairs, ``value`` a number, ``indices``/``values``
-    ``[offset, nbytes, shape]`` into the payload as little-endian int64/float32),
+    ``[offset, nbytes, shape]`` into the payload as little-endian int64/float32; over
+    ``MAX_EVENT_PAYLOAD`` bytes per update they are left out and ``payload_dropped`` set),
     ``next`` (the event index the next update starts at) and ``skipped`` (events
     this update leaves out: lost to the ring's wrap or over the publisher's budget).
     ``reply`` answers a control request (``id``, ``ok``, ``message``, ``epoch``);
@@ -60,7 +61,8 @@ DESIGN
     closed: no polling of the manager, nothing measurable. With a viewer it reads
     the manager at most ``MAX_HZ`` times a second and spends at most ``DUTY`` of one
     core doing so (when the thread used t seconds of CPU time since the last tick —
-    reading, encoding, sending — the next waits at least t/DUTY): the program's own threads keep the GIL and the cores. Each tick reads
+    reading, encoding, sending — the next waits at least t/DUTY): the program's own
+    threads keep the GIL and the cores. Each tick reads
     the stats, the events since the last tick (at most ``MAX_EVENTS`` — the rest are
     skipped and counted) and, when the epoch moved and the viewer has drained the
     previous front, one copy of the front. The copy is kept only if the epoch is the
@@ -106,6 +108,7 @@ MAX_HZ = 30.0
 DUTY = 0.03                   # share of the wall clock a publisher may spend on a viewer
 IDLE_POLL_S = 0.2             # with no viewer: how often to look whether the manager closed
 MAX_EVENTS = 256              # events per update; more are skipped (and counted)
+MAX_EVENT_PAYLOAD = 8 << 20   # bytes of event arrays per update; beyond, payload_dropped
 MAX_CLIENT_FRAME = 64 * 1024  # a viewer's frame larger than this drops the viewer
 MAX_HEADER = 8 << 20          # the largest JSON header either side accepts
 MAX_BACKLOG = 32 << 20        # bytes queued for a viewer beyond one front: dropped over it
@@ -712,11 +715,16 @@ class Publisher:
         offset = 0
         rows = []
 
+        omitted = False
+
         def ref(arr: np.ndarray | None, dtype: str):
-            nonlocal offset
+            nonlocal offset, omitted
             if arr is None:
                 return None
             a = np.asarray(arr, dtype=dtype)
+            if offset + a.nbytes > MAX_EVENT_PAYLOAD:   # sent as a dropped payload
+                omitted = True
+                return None
             arrays.append(a)
             r = [offset, a.nbytes, list(a.shape)]
             offset += a.nbytes
@@ -724,13 +732,16 @@ class Publisher:
 
         for e in events:
             region = e.region
+            omitted = False
+            indices = None if e.indices is None else ref(e.indices, "<i8")
+            values = None if e.values is None else ref(e.values, "<f4")
+            if omitted:
+                indices = values = None
             rows.append([
                 e.index, e.t_ns, e.kind, e.seq, e.count, e.epoch, e.producer, e.slot, e.op,
                 None if region is None else [[int(a), int(b)] for a, b in region],
                 None if e.value is None else num_out(e.value),
-                None if e.indices is None else ref(e.indices, "<i8"),
-                None if e.values is None else ref(e.values, "<f4"),
-                bool(e.payload_dropped),
+                indices, values, bool(e.payload_dropped) or omitted,
             ])
         # One payload piece for all the events' arrays (the front may follow it).
         payload = [memoryview(b"".join(a.tobytes() for a in arrays))] if arrays else []

@@ -640,3 +640,47 @@ def test_closing_the_attached_window_leaves_the_program_running(qtbot, sockdir):
         assert pub.stop()
     with pytest.raises(AttachError, match="no such socket"):
         open_attached_window(path)
+
+
+def _collect_events(client: Client, pred, timeout: float = 10.0) -> list:
+    got = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not pred(got):
+        try:
+            msg = client.recv(timeout=0.5)
+        except TimeoutError:
+            continue
+        if isinstance(msg, Update):
+            got.extend(msg.events)
+    return got
+
+
+def test_event_payloads_arrive_exactly_within_a_budget(sockdir, monkeypatch):
+    """What each update wrote (SPEC §4) reaches the viewer bit for bit; over the
+    publisher's payload budget an event comes with ``payload_dropped`` instead."""
+    path = os.path.join(sockdir, "s")
+    m = app.open_manager("numpy", (8, 8))
+    pub = Publisher(m, path, quiet=True)
+    c = Client(path)
+    try:
+        idx = np.array([[1, 2], [3, 4], [7, 7]])
+        vals = np.array([np.nan, -0.0, 1e-40], dtype=np.float32)
+        m.set_many(idx, vals)
+        m.enqueue(app.Fill(((0, 2), (0, 3)), np.inf))
+        m.synchronize(5)
+        evs = _collect_events(c, lambda g: sum(e.kind == "apply" for e in g) >= 2)
+        sets = [e for e in evs if e.kind == "apply" and e.op == "set"]
+        assert sets and np.array_equal(sets[0].indices, idx)
+        assert same_bits(sets[0].values, vals)
+        fills = [e for e in evs if e.kind == "apply" and e.op == "fill"]
+        assert fills[0].region == ((0, 2), (0, 3)) and fills[0].value == np.inf
+        monkeypatch.setattr(live, "MAX_EVENT_PAYLOAD", 16)
+        m.set_many(np.zeros((8, 2), dtype=np.int64), np.ones(8))
+        m.synchronize(5)
+        evs = _collect_events(c, lambda g: any(e.kind == "apply" and e.op == "set" for e in g))
+        big = [e for e in evs if e.kind == "apply" and e.op == "set"]
+        assert big[0].payload_dropped and big[0].indices is None
+    finally:
+        c.close()
+        m.close()
+        assert pub.stop()
