@@ -297,8 +297,7 @@ def bind_unix(path: str) -> socket.socket:
         s.listen(4)
     except OSError as exc:
         s.close()
-        what = "path too long for a Unix socket" if isinstance(exc, OSError) and \
-            "too long" in str(exc) else (exc.strerror or str(exc))
+        what = "path too long for a Unix socket" if "too long" in str(exc) else (exc.strerror or str(exc))
         raise ListenError(f"{path}: cannot listen: {what}") from None
     finally:
         shutil.rmtree(private, ignore_errors=True)
@@ -428,6 +427,7 @@ class Publisher:
         else:
             self._listener = bind_unix(address)
             self.path, self.port = address, None
+            self._inode = os.lstat(address).st_ino
             where = address
         self._listener.setblocking(False)
         if self.control and self.path is not None:
@@ -769,12 +769,17 @@ class Publisher:
             self._listener.close()
         except OSError:
             pass
-        for p in (self.path, self.token_path):
-            if p is not None:
-                try:
-                    os.unlink(p)
-                except OSError:
-                    pass
+        if self.path is not None:
+            try:   # only our own files: another program may have taken the path meanwhile
+                ours = os.lstat(self.path).st_ino == self._inode
+            except OSError:
+                ours = False
+            for p in (self.path, self.token_path) if ours else ():
+                if p is not None:
+                    try:
+                        os.unlink(p)
+                    except OSError:
+                        pass
         for s in (self._wake_r, self._wake_w):
             s.close()
         _publishers.discard(self)
