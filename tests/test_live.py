@@ -46,7 +46,7 @@ import numpy as np
 import app
 from app import live, Fill, Add, Scale
 backend, outdir, seconds, period = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
-live.STALL_S = 1.0
+live.STALL_S, live.MAX_BACKLOG = 1.0, 1 << 16   # drop a non-reading viewer sooner
 H, W = 24, 40
 m = app.open_manager(backend, (H, W), max_pending=1 << 14)
 if outdir != "-":
@@ -72,7 +72,9 @@ for t in threads:
 print("ready", flush=True)
 t0 = time.monotonic()
 n = 0
-while time.monotonic() - t0 < seconds:
+stopfile = sys.argv[5] if len(sys.argv) > 5 else ""
+while (not stopfile and time.monotonic() - t0 < seconds) or (
+        stopfile and not os.path.exists(stopfile) and time.monotonic() - t0 < 120):
     ep = m.synchronize(30)
     if outdir != "-":
         np.save(os.path.join(outdir, f"front-{ep}.npy"), m.front())
@@ -96,13 +98,15 @@ def sockdir():
 
 
 def spawn(address: str, outdir: str = "-", seconds: float = 3.0, period: float = 0.02,
-          backend: str = "c", control: bool = False) -> subprocess.Popen:
+          backend: str = "c", control: bool = False, stopfile: str = "") -> subprocess.Popen:
+    """The child program: it runs ``seconds``, or until ``stopfile`` exists when given."""
     env = {**os.environ, "PYTHONPATH": ROOT, live.ENV: address}
     env.pop(live.ENV_CONTROL, None)
     env.pop("BUFFERSCOPE_TRACE", None)
     if control:
         env[live.ENV_CONTROL] = "1"
-    return subprocess.Popen([sys.executable, "-c", CHILD, backend, outdir, str(seconds), str(period)],
+    return subprocess.Popen([sys.executable, "-c", CHILD, backend, outdir, str(seconds), str(period),
+                             stopfile],
                             env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
@@ -265,11 +269,10 @@ def test_stale_socket_is_reported_then_replaced_by_a_new_program(sockdir):
     stale_socket(path)
     with pytest.raises(AttachError, match="stale socket"):
         Client(path)
-    with child(path, seconds=1.0) as p:
+    with child(path, seconds=30) as p:     # killed when done
         read_stderr_line(p, "publishing")
         c = Client(path)
         c.close()
-        finish(p)
 
 
 def test_a_live_socket_or_other_file_is_never_replaced(sockdir):
@@ -281,7 +284,7 @@ def test_a_live_socket_or_other_file_is_never_replaced(sockdir):
     assert "not a socket" in err
     assert read_text(path) == "precious"
     os.unlink(path)
-    with child(path, seconds=3.0) as first:
+    with child(path, seconds=30):     # killed when done
         wait_socket(path)
         ino = os.stat(path).st_ino
         with child(path, seconds=0.3) as second:
@@ -290,12 +293,11 @@ def test_a_live_socket_or_other_file_is_never_replaced(sockdir):
         assert os.stat(path).st_ino == ino
         c = Client(path)      # the first program still answers
         c.close()
-        first.kill()
 
 
 def test_second_viewer_is_told_busy(sockdir):
     path = os.path.join(sockdir, "s")
-    with child(path, seconds=2.0) as p:
+    with child(path, seconds=30):     # killed when done
         wait_socket(path)
         first = Client(path)
         try:
@@ -305,7 +307,6 @@ def test_second_viewer_is_told_busy(sockdir):
             first.close()
         # The first viewer gone, another one may attach.
         wait_until(lambda: _attach_ok(path), 10, "attach after the first viewer left")
-        finish(p)
 
 
 def _attach_ok(path: str) -> bool:
@@ -361,14 +362,13 @@ def test_tcp_binds_loopback_only():
 
 
 def test_tcp_port_from_the_environment_is_printed_with_the_token():
-    with child("0", seconds=1.5, control=True) as p:
+    with child("0", seconds=30, control=True) as p:     # killed when done
         line = read_stderr_line(p, "publishing")
         port = line.split("127.0.0.1:")[1].split(";")[0].strip()
         token = line.rsplit("control token ", 1)[1].strip()
         assert len(token) == 64
         c = Client(port)
         c.close()
-        finish(p)
 
 
 def test_bad_listen_value_leaves_the_program_running():
@@ -498,30 +498,40 @@ def _hostile_sessions(path: str) -> list[str]:
         answers.append("dropped" if b"dropped" in data else "closed")
     # Control requests without, with a wrong, token on a read-only program: refused, kept.
     c = Client(path)
-    for token in ("", "f" * 64):
-        c.control("pause", token)
-        answers.append(_reply(c).message)
-    c.close()
-    # A viewer that never reads: dropped once its backlog stalls (STALL_S = 1 s in the child).
+    try:
+        for token in ("", "f" * 64):
+            c.control("pause", token)
+            answers.append(_reply(c).message)
+    finally:
+        c.close()
+    # A viewer that never reads: dropped once its backlog is full or stalls (the child
+    # lowers the limits to 64 KiB and 1 s).
+    wait_until(lambda: _attach_ok(path), 10, "the control viewer let go")
     lazy = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    lazy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    lazy.connect(path)
-    time.sleep(0.3)
-    wait_until(lambda: _attach_ok(path), 20, "the non-reading viewer dropped")
-    lazy.close()
+    try:
+        lazy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        lazy.connect(path)
+        time.sleep(0.3)
+        wait_until(lambda: _attach_ok(path), 40, "the non-reading viewer dropped")
+    finally:
+        lazy.close()
     answers.append("lazy dropped")
     return answers
 
 
 def test_hostile_viewers_leave_the_program_running_at_full_speed(sockdir):
     path = os.path.join(sockdir, "s")
-    with child(path, seconds=3.0, period=0.002) as p:
+    with child(path, seconds=4.0, period=0.002) as p:
         wait_socket(path)
         rate_alone, _, _ = finish(p)
-    with child(path, seconds=3.0, period=0.002) as p:
+    stopfile = os.path.join(sockdir, "stop")
+    with child(path, period=0.002, stopfile=stopfile) as p:    # runs until told to stop
         wait_socket(path)
+        t0 = time.monotonic()
         answers = _hostile_sessions(path)
         assert p.poll() is None, "the program died"
+        time.sleep(max(0.0, 3.0 - (time.monotonic() - t0)))
+        open(stopfile, "w").close()
         rate_hostile, out, _ = finish(p)
     assert answers[:6].count("dropped") >= 4, answers
     assert all("refused" in a for a in answers[6:8]), answers
