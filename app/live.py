@@ -69,8 +69,9 @@ DESIGN
     same before and after it (no swap happened under it); otherwise it is retried
     at the next tick — a program that swaps faster than a front can be copied is
     shown at the epochs that could be copied whole, never a torn front. Sends are
-    non-blocking into a per-viewer backlog; a viewer whose backlog grows over
-    ``MAX_BACKLOG`` (or that reads nothing for ``STALL_S``) is dropped. One viewer at
+    non-blocking into a per-viewer backlog; a viewer that has not taken what was sent
+    by the next tick (over ``MAX_BACKLOG`` left; one update may be larger), or that
+    reads nothing for ``STALL_S`` while data waits, is dropped. One viewer at
     a time. The publisher holds only a weak reference to the manager: it stops
     (sending ``bye``) when the manager closes, is dropped, or the program exits.
 """
@@ -111,7 +112,7 @@ MAX_EVENTS = 256              # events per update; more are skipped (and counted
 MAX_EVENT_PAYLOAD = 8 << 20   # bytes of event arrays per update; beyond, payload_dropped
 MAX_CLIENT_FRAME = 64 * 1024  # a viewer's frame larger than this drops the viewer
 MAX_HEADER = 8 << 20          # the largest JSON header either side accepts
-MAX_BACKLOG = 32 << 20        # bytes queued for a viewer beyond one front: dropped over it
+MAX_BACKLOG = 32 << 20        # bytes still queued for a viewer at the next tick: dropped over it
 STALL_S = 10.0                # a viewer that reads nothing for this long with data waiting is dropped
 CONTROL_ACTIONS = ("pause", "resume", "step", "synchronize")
 CONTROL_SYNC_TIMEOUT_S = 0.5
@@ -650,6 +651,9 @@ class Publisher:
 
     # -- what a tick sends ---------------------------------------------------------------------
     def _publish(self, v: _Viewer) -> None:
+        if v.backlog > MAX_BACKLOG:   # it has not taken what was sent before: not reading
+            self._drop("its backlog is full", "dropped: the viewer did not read")
+            return
         m = self._ref()
         if m is None:
             return
@@ -677,15 +681,12 @@ class Publisher:
         v.queue(encode_frame(header, payload))
         self.stats["updates"] += 1
         self.stats["fronts"] += front_sent
-        if v.backlog > MAX_BACKLOG + self._front_nbytes():
-            self._drop("its backlog is full", None)
-            return
         self._flush(v)
 
     def _front_nbytes(self) -> int:
         return 4 * math.prod(self.shape)
 
-    def _snapshot(self, m, tries: int = 2) -> tuple[int, np.ndarray] | None:
+    def _snapshot(self, m, tries: int = 3) -> tuple[int, np.ndarray] | None:
         """``(epoch, copy of its front)``, or None when a swap happened under every try."""
         for _ in range(tries):
             e1 = m.stats().epoch

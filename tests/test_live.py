@@ -46,7 +46,8 @@ import numpy as np
 import app
 from app import live, Fill, Add, Scale
 backend, outdir, seconds, period = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
-live.STALL_S, live.MAX_BACKLOG = 1.0, 1 << 16   # drop a non-reading viewer sooner
+if os.environ.get("LIVE_TEST_LOW_LIMITS"):   # drop a non-reading viewer sooner
+    live.STALL_S, live.MAX_BACKLOG = 1.0, 1 << 16
 H, W = 24, 40
 m = app.open_manager(backend, (H, W), max_pending=1 << 14)
 if outdir != "-":
@@ -98,9 +99,13 @@ def sockdir():
 
 
 def spawn(address: str, outdir: str = "-", seconds: float = 3.0, period: float = 0.02,
-          backend: str = "c", control: bool = False, stopfile: str = "") -> subprocess.Popen:
+          backend: str = "c", control: bool = False, stopfile: str = "",
+          low_limits: bool = False) -> subprocess.Popen:
     """The child program: it runs ``seconds``, or until ``stopfile`` exists when given."""
     env = {**os.environ, "PYTHONPATH": ROOT, live.ENV: address}
+    env.pop("LIVE_TEST_LOW_LIMITS", None)
+    if low_limits:
+        env["LIVE_TEST_LOW_LIMITS"] = "1"
     env.pop(live.ENV_CONTROL, None)
     env.pop("BUFFERSCOPE_TRACE", None)
     if control:
@@ -200,7 +205,7 @@ def test_viewer_sees_each_epoch_bit_for_bit_and_events_in_order(request, sockdir
         request.getfixturevalue("qapp")   # before why_not("gl") could make a bare QGuiApplication
     require_backend(backend)
     path = os.path.join(sockdir, "s")
-    with child(path, outdir=sockdir, seconds=2.5, period=0.03, backend=backend) as p:
+    with child(path, outdir=sockdir, seconds=3.0, period=0.03, backend=backend) as p:
         wait_socket(path)
         client = Client(path)
         try:
@@ -525,7 +530,7 @@ def test_hostile_viewers_leave_the_program_running_at_full_speed(sockdir):
         wait_socket(path)
         rate_alone, _, _ = finish(p)
     stopfile = os.path.join(sockdir, "stop")
-    with child(path, period=0.002, stopfile=stopfile) as p:    # runs until told to stop
+    with child(path, period=0.002, stopfile=stopfile, low_limits=True) as p:   # until told to stop
         wait_socket(path)
         t0 = time.monotonic()
         answers = _hostile_sessions(path)
