@@ -99,6 +99,7 @@ from collections import deque
 
 import numpy as np
 
+from .errors import ManagerClosedError
 from .manager import Event
 
 PROTOCOL = 1
@@ -455,6 +456,7 @@ class Publisher:
         self.stats = {"viewers": 0, "dropped": 0, "busy": 0, "updates": 0, "fronts": 0,
                       "torn": 0, "refused": 0, "honoured": 0}
         self.cpu_s = 0.0       # the publisher thread's CPU time so far (for benchmarks)
+        self._failed = False
         self._thread = threading.Thread(target=self._run, name=f"bufferscope-publish-{where}",
                                         daemon=True)
         _publishers.add(self)
@@ -671,7 +673,13 @@ class Publisher:
                     payload.append(memoryview(front).cast("B"))
                     self._sent_epoch = epoch
                     front_sent = True
-        except Exception:   # closed under us (ManagerClosedError) or a backend error
+        except ManagerClosedError:
+            return
+        except Exception as exc:   # a backend error: said once, the program runs on
+            if not self._failed:
+                self._failed = True
+                print(f"bufferscope: publishing the {self.backend} manager: "
+                      f"{type(exc).__name__}: {exc}", file=sys.stderr)
             return
         finally:
             del m
