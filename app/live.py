@@ -107,7 +107,7 @@ ENV = "BUFFERSCOPE_LISTEN"
 ENV_CONTROL = "BUFFERSCOPE_LISTEN_CONTROL"
 
 MAX_HZ = 30.0
-DUTY = 0.03                   # share of the wall clock a publisher may spend on a viewer
+DUTY = 0.015                  # share of one core a publisher may spend on a viewer
 IDLE_POLL_S = 0.2             # with no viewer: how often to look whether the manager closed
 MAX_EVENTS = 256              # events per update; more are skipped (and counted)
 MAX_EVENT_PAYLOAD = 8 << 20   # bytes of event arrays per update; beyond, payload_dropped

@@ -31,6 +31,9 @@ import numpy as np
 import app
 backend, h, w, batch, warm, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), \
     int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
+if len(sys.argv) > 7:
+    from app import live
+    live.DUTY = float(sys.argv[7])
 m = app.open_manager(backend, (h, w))
 rng = np.random.default_rng(1)
 idx = [np.stack([rng.integers(0, h, batch), rng.integers(0, w, batch)], axis=1) for _ in range(16)]
@@ -86,7 +89,7 @@ def _viewer(path: str, stop: threading.Event, got: dict) -> None:
 
 
 def run_once(mode: str, backend: str, shape: tuple[int, int], batch: int, seconds: float,
-             warm: float = 0.7) -> tuple[float, dict]:
+             warm: float = 0.7, duty: float | None = None) -> tuple[float, dict]:
     """One producer run in ``mode`` ("off", "idle", "viewer"): its updates/s, viewer counts."""
     env = {**os.environ, "PYTHONPATH": ROOT}
     env.pop("BUFFERSCOPE_LISTEN", None)
@@ -103,7 +106,7 @@ def run_once(mode: str, backend: str, shape: tuple[int, int], batch: int, second
         try:
             out = subprocess.run(
                 [sys.executable, "-c", PRODUCER, backend, str(shape[0]), str(shape[1]), str(batch),
-                 str(warm), str(seconds)],
+                 str(warm), str(seconds), *([] if duty is None else [str(duty)])],
                 env=env, capture_output=True, text=True, timeout=seconds + warm + 60)
         finally:
             stop.set()
@@ -119,7 +122,7 @@ def run_once(mode: str, backend: str, shape: tuple[int, int], batch: int, second
 
 
 def measure(backend: str = "c", shape: tuple[int, int] = (1024, 1024), batch: int = 4096,
-            seconds: float = 3.0, rounds: int = 3) -> dict:
+            seconds: float = 3.0, rounds: int = 3, duty: float | None = None) -> dict:
     """Median updates/s of each mode and the ratios against the unpublished run."""
     modes = ("off", "idle", "viewer")
     rates: dict[str, list[float]] = {k: [] for k in modes}
@@ -128,7 +131,7 @@ def measure(backend: str = "c", shape: tuple[int, int] = (1024, 1024), batch: in
     viewer: dict = {}
     for _ in range(rounds):
         for mode in modes:
-            r, got = run_once(mode, backend, shape, batch, seconds)
+            r, got = run_once(mode, backend, shape, batch, seconds, duty=duty)
             rates[mode].append(r)
             cpu[mode].append(got.pop("cpu_per_mupdate"))
             share[mode].append(got.pop("publisher_cpu_share"))
@@ -152,9 +155,11 @@ def main() -> int:
     p.add_argument("--backend", default="c")
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--duty", type=float, default=None,
+                   help="the publisher's share of one core (default: app.live.DUTY)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
-    r = measure(args.backend, seconds=args.seconds, rounds=args.rounds)
+    r = measure(args.backend, seconds=args.seconds, rounds=args.rounds, duty=args.duty)
     if args.json:
         print(json.dumps(r, indent=1))
         return 0
