@@ -3,13 +3,17 @@
 Each entry names a module that provides ``open_manager(shape, fill, max_pending,
 **options)`` and ``why_not() -> str | None`` (None when the backend can run
 here). The app lists backends with the reason any of them is unavailable.
+With ``BUFFERSCOPE_LISTEN`` set, every manager opened here is published for a
+viewer (``app.live``); the publisher holds it weakly and stops when it closes.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
 
+from . import live
 from .errors import BackendUnavailableError
 from .manager import DEFAULT_MAX_PENDING, BufferManager, check_open_args
 
@@ -64,4 +68,7 @@ def open_manager(
     if not isinstance(backend, str):
         raise ValueError(f"backend must be a name, one of {', '.join(BACKENDS)}; got {backend!r}")
     shp, f, mp = check_open_args(shape, fill, max_pending)
-    return _module(backend).open_manager(shp, f, mp, **options)
+    m = _module(backend).open_manager(shp, f, mp, **options)
+    if os.environ.get(live.ENV):   # live attach (SPEC §5): publish it for a viewer
+        live.publish_from_environment(m)
+    return m
