@@ -162,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "can be shown (keyframes + replay), played, exported or run in lockstep.")
     o.add_argument("trace", metavar="TRACE", type=trace_path,
                    help="trace file (JSON Lines, docs/trace-format.md)")
+
+    # attach has its own parser (app.attach.main); listed here for --help
+    sub.add_parser("attach", add_help=False,
+                   help="the app on a running program's published manager "
+                   "(BUFFERSCOPE_LISTEN=PATH|PORT): bufferscope attach PATH|PORT [--print]")
     return p
 
 
@@ -339,6 +344,10 @@ def _with_default_command(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = _with_default_command(sys.argv[1:] if argv is None else list(argv))
+    if argv[:1] == ["attach"]:
+        from .attach import main as attach_main
+
+        return attach_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command is None:
         args = build_parser().parse_args(["gui"])

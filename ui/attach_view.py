@@ -38,8 +38,7 @@ def attach(window, target: str, token: str | None = None,
     s = window.session
     s.stop_scenario()
     s.set_autosync(True, ATTACH_HZ)   # each "sync" just picks up the latest front received
-    # TODO(merge): Session.adopt(manager, backend_name) would make this public.
-    s._replace(remote, ATTACHED_BACKEND)
+    s.adopt(remote, ATTACHED_BACKEND)
     window.setWindowTitle(f"bufferscope — attached to {remote.description}")
     window.statusbar.message(f"attached to {remote.description}")
     watcher = QTimer(window)

@@ -34,6 +34,7 @@ from PyQt6.QtWidgets import (
 from app.scenarios import DEFAULT_SCENARIO, get_scenario
 
 from .actions import make_action
+from .attach_view import add_attach_action
 from .buffer_view import BufferView
 from .color_bar import ColorBar, format_value
 from .control_panel import ControlPanel
@@ -104,6 +105,7 @@ class MainWindow(LongOperations, QMainWindow):
         # Features install themselves here, in order: each gets the finished window.
         install_debug_docks(self)   # update log, timeline, stepping toolbar, Debug menu
         install_trace_menu(self)    # File: record, open trace, Perfetto, lockstep: self.trace_actions
+        self.attach_action = add_attach_action(self)   # File: attach to a running program
         self._open_initial(backend, shape, scenario)
         self.resize(1400, 900)
 

@@ -174,6 +174,11 @@ class Session(WorkerJobs, QObject):
             return True
 
 
+    def adopt(self, manager: BufferManager, backend: str) -> None:
+        """Show ``manager`` (made elsewhere: a program's published manager seen
+        through ``app.attach``) as this session's, closing the previous one."""
+        self._replace(manager, backend)
+
     def _replace(self, new: BufferManager, backend: str,
                  epoch_offset: int | None = None, seq_offset: int | None = None) -> None:
         """Make ``new`` the manager. The offsets default to "continue after the old
