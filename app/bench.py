@@ -307,6 +307,19 @@ def bench_peak_memory(backend, max_pending=1 << 18):
     return int(r.stdout.strip().splitlines()[-1])
 
 
+def bench_update_log(rows: int) -> dict:
+    """The update log taking in ``rows`` while it follows the tail (``ui.log_bench``,
+    run by name in a child: the core never imports the UI)."""
+    import subprocess
+
+    r = subprocess.run([sys.executable, "-m", "ui.log_bench", str(rows)], capture_output=True,
+                       text=True, timeout=600,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if r.returncode != 0:
+        raise RuntimeError((r.stderr.strip().splitlines() or ["failed"])[-1])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
 def _pct(times, q):
     return float(np.percentile(np.asarray(times), q))
 
@@ -338,7 +351,15 @@ def run(backends=("c", "gl"), quick=False, log=print) -> list[Figure]:
     sketch_lat = bench_sync_latency_sketch(n_sync)
     sketch_med = statistics.median(sketch_lat)
     step("figures per backend")
+    try:
+        log_fig = bench_update_log(25_000 if quick else 100_000)
+        log_row = Figure(f"update log: {log_fig['rows']:,} rows appended while following the tail",
+                         "ui", log_fig["rows_per_s"], "rows/s",
+                         note=f"slowest batch of {log_fig['batch']}: {log_fig['worst_batch_ms']:.0f} ms")
+    except Exception as exc:   # no Qt here: say why, measure the rest
+        log_row = Figure(f"update log: {exc}"[:80], "ui", float("nan"), "")
     figs += [
+        log_row,
         Figure("Python call floor (build a Set, call a no-op)", "", floor, "updates/s",
                note="the limit of every per-call figure"),
         Figure("numpy scatter buf[idx] = v, batches of 4096", "", scatter, "elements/s",
@@ -412,6 +433,8 @@ def _fmt(v: float | None, unit: str) -> str:
         return f"{v / 2**30:.2f} GiB/s"
     if unit == "bytes":
         return f"{v / 2**20:.0f} MiB"
+    if unit == "rows/s":
+        return f"{v:,.0f} rows/s"
     if unit in ("updates/s", "elements/s"):
         return f"{v / 1e6:.2f} M/s"
     if unit == "us":

@@ -54,3 +54,5 @@ def test_bench_quick_json(tmp_path, capsys):
     assert figs[("enqueue(Set), one call per update", "c")]["limit"] == \
         figs[("Python call floor (build a Set, call a no-op)", "")]["value"], "limit from the same run"
     assert "limit (same run)" in captured.out and "[" in captured.err, "table header and progress"
+    log = [f for f in data["figures"] if f["name"].startswith("update log")]
+    assert len(log) == 1 and log[0]["unit"] == "rows/s" and log[0]["value"] > 0, log

@@ -222,3 +222,32 @@ def test_cli_open_refuses_a_bad_argument(tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing.jsonl" in err[0] and "cannot open" in err[0]
+
+
+def test_the_player_jumps_to_the_epoch_where_a_race_is_flagged(qtbot, tmp_path):
+    """Two producers race in epoch 2 only: 'Next race' goes there, outlines the
+    overlap and names winner and loser."""
+    from app import Add, Fill
+
+
+    require_gl()
+    path = tmp_path / "race.jsonl"
+    with TraceWriter(path, (8, 8)) as w:
+        w.add(Fill(((0, 4), (0, 4)), 1.0), seq=1, producer="A")
+        w.sync()
+        w.add(Fill(((0, 4), (0, 4)), 2.0), seq=2, producer="A")
+        w.add(Add(((2, 6), (2, 6)), 5.0), seq=3, producer="B")
+        w.sync()
+        w.add(Fill(((6, 8), (6, 8)), 3.0), seq=4, producer="B")
+        w.sync()
+    win = _player_window(qtbot, path)
+    p = win.player
+    qtbot.waitUntil(lambda: p.index is not None, timeout=WAIT_MS)
+    p.show_epoch(0)
+    _wait_shown(qtbot, p, 0)
+    assert p.next_race() == 2
+    _wait_shown(qtbot, p, 2)
+    assert p.view.overlays.boxes("races") == (((2, 4), (2, 4)),)
+    assert "seq 3 (B) won over seq 2 (A)" in p.info.text()
+    assert p.next_race() is None, "no race after epoch 2"
+

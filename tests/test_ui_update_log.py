@@ -17,6 +17,7 @@ from app.manager import Event
 from ui.display_state import DisplayState
 from ui.history_columns import HistoryColumns, LogFilter, nd_box, plane_box
 from ui.history_feed import HistoryFeed
+from ui.log_bench import OPS, synthetic_events
 from ui.update_log import UpdateLogDock
 from ui.update_log_model import (
     COL_APP,
@@ -98,22 +99,6 @@ def test_the_log_model_tells_a_hand_built_stream(qtbot, backend):
 
 
 # -- 100 000 rows --------------------------------------------------------------------------
-
-PRODUCERS = ("alpha", "beta", "gamma")
-OPS = ("fill", "add", "scale", "set")
-
-
-def synthetic_events(a: int, b: int, first_index: int) -> list[Event]:
-    """Enqueue events for seqs [a, b): producer k % 3, op k % 4, a 4×4 box moving right."""
-    out = []
-    for k in range(a, b):
-        op = OPS[k % 4]
-        c0 = (k * 4) % 1000
-        region = ((k % 7, k % 7 + 1),) * 2 if op == "set" else ((0, 4), (c0, c0 + 4))
-        out.append(Event(first_index + k - a, 1_000_000 + 1000 * k, "enqueue", k + 1, 1, 0,
-                         PRODUCERS[k % 3], 0, op, region, float(k % 10)))
-    return out
-
 
 def grow(h: UpdateHistory, columns: HistoryColumns, n: int, batch: int) -> None:
     done = len(h.rows)

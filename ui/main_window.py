@@ -108,6 +108,10 @@ class MainWindow(LongOperations, QMainWindow):
         self.attach_action = add_attach_action(self)   # File: attach to a running program
         self._open_initial(backend, shape, scenario)
         self.resize(1400, 900)
+        # The bottom docks share the width: the element history needs room for
+        # "before → after" and who won a race, the log for its columns.
+        self.resizeDocks([self.history_docks.dock, self.update_log, self.timeline],
+                         [5, 5, 4], Qt.Orientation.Horizontal)
 
     # ------------------------------------------------------------------ layout
     def _build_center(self) -> None:

@@ -51,6 +51,7 @@ from app.trace import TraceError
 from .buffer_view import BufferView
 from .color_bar import ColorBar
 from .display_state import DisplayState
+from .overlays import RACE_COLOR
 
 
 class TaskThread(QObject):
@@ -200,6 +201,12 @@ class TracePlayer(QWidget):
         self.seq_box.setMinimumWidth(110)
         self.seq_box.valueChanged.connect(self.show_seq)
         seqrow.addWidget(self.seq_box)
+        self.race_button = QPushButton("Next race ▶")
+        self.race_button.setObjectName("trace_next_race")
+        self.race_button.setToolTip("Jump to the next epoch in which updates from different "
+                                    "producers wrote the same elements and do not commute (N)")
+        self.race_button.clicked.connect(self.next_race)
+        seqrow.addWidget(self.race_button)
         self.info = QLabel("no trace open")
         self.info.setObjectName("trace_info")
         self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -209,13 +216,14 @@ class TracePlayer(QWidget):
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
 
     def keyPressEvent(self, ev) -> None:
-        """Left/Right step an epoch, Home/End jump, Space plays (keys the focused child
+        """Left/Right step an epoch, Home/End jump, Space plays, N: next race (keys the focused child
         does not use itself reach the player)."""
         keys = {Qt.Key.Key_Left: lambda: self.step(-1),
                 Qt.Key.Key_Right: lambda: self.step(1),
                 Qt.Key.Key_Home: lambda: self.show_epoch(0),
                 Qt.Key.Key_End: lambda: self.show_epoch(self.last_epoch),
-                Qt.Key.Key_Space: lambda: self.play_button.toggle()}
+                Qt.Key.Key_Space: lambda: self.play_button.toggle(),
+                Qt.Key.Key_N: self.next_race}
         fn = keys.get(Qt.Key(ev.key())) if ev.modifiers() == Qt.KeyboardModifier.NoModifier else None
         if fn is None or self.index is None:
             super().keyPressEvent(ev)
@@ -369,7 +377,7 @@ class TracePlayer(QWidget):
             self.shown = (epoch, None)
             what = "the initial buffer" if epoch == 0 else f"line {idx.line_of_epoch(epoch)}"
             self.epoch_label.setText(f"epoch {epoch} / {idx.n_epochs}")
-            self.info.setText(f"front at epoch {epoch} ({what})")
+            self.info.setText(f"front at epoch {epoch} ({what}){self._show_races(epoch)}")
         else:
             self.view.set_front(value.back, value.epoch)
             self.shown = (value.epoch, seq)
@@ -381,6 +389,34 @@ class TracePlayer(QWidget):
             self.info.setText(f"back buffer right after seq {value.applied_seq} "
                               f"(front: epoch {value.epoch}; visible at epoch {idx.epoch_of_seq(seq)})")
         self.sigShown.emit(*self.shown)
+
+    # ------------------------------------------------------------------ races
+    def _show_races(self, epoch: int) -> str:
+        """Outline the races of ``epoch`` on the view (the live app's race flag); the
+        text that names them, "" when none."""
+        h = self.history
+        races = h.races(epoch) if h is not None and epoch > 0 else []
+        self.view.overlays.set("races", [r.overlap for r in races], RACE_COLOR)
+        if not races:
+            return ""
+        r = races[-1]
+        return (f" — {len(races)} race{'s' if len(races) > 1 else ''}: e.g. seq {r.winner.seq} "
+                f"({r.winner.producer}) won over seq {r.loser.seq} ({r.loser.producer})")
+
+    def next_race(self) -> int | None:
+        """Show the next epoch after the one shown that has races; its number, or None."""
+        h = self.history
+        if h is None:
+            return None
+        current = self.shown[0] if self.shown else 0
+        for epoch in range(current + 1, self.last_epoch + 1):
+            if h.races(epoch):
+                self.show_epoch(epoch)
+                return epoch
+        self.sigMessage.emit(f"no race after epoch {current}"
+                             + ("" if self.index.history_complete else
+                                " (in the updates this player indexed)"))
+        return None
 
     # ------------------------------------------------------------------ teardown
     def close_player(self) -> None:
