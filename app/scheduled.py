@@ -148,11 +148,17 @@ class ScheduledManager(BufferManager):
         raw, nxt = self._sched.events(since)
         name = self.producer_name
         out = []
+        names = self._producers
         for (i, t, k, sq, c, ep, p, sl, op, entry, frm) in raw:
-            ev = Event(i, t, k, sq, c, ep, name(p), sl, op)
-            if entry is not None:
-                ev = ev._replace(**self._detail(entry, frm, c))
-            out.append(ev)
+            who = names.get(p) or name(p)
+            if entry is None:
+                out.append(Event(i, t, k, sq, c, ep, who, sl, op))
+            elif type(entry) is Entry and entry.kind == UPDATE and type(entry.update) is not Write:
+                u = entry.update   # the common case, without building a dict
+                region = tuple((x, x + 1) for x in u.index) if type(u) is Set else u.region
+                out.append(Event(i, t, k, sq, c, ep, who, sl, op, region, u.value))
+            else:
+                out.append(Event(i, t, k, sq, c, ep, who, sl, op, **self._detail(entry, frm, c)))
         return out, nxt
 
     def _detail(self, e, frm: int, n: int) -> dict:
