@@ -71,8 +71,7 @@ def env_trace_failed(path: str, exc: BaseException) -> None:
         if _env_warned:
             return
         _env_warned = True
-    print(f"bufferscope: cannot write the trace {path} ({ENV}): {exc}; continuing without a trace",
-          file=sys.stderr)
+    print(f"bufferscope: {exc} ({ENV}={path}); continuing without a trace", file=sys.stderr)
 
 
 def _num(v: float) -> str:
@@ -84,21 +83,22 @@ def _num(v: float) -> str:
 
 
 def open_output(path: str) -> int:
-    """A file descriptor for a new trace at ``path`` (truncated); refuses what is not
-    a regular file (a FIFO, a device, a symlink) with ValueError naming it."""
+    """A file descriptor for a new trace at ``path`` (truncated); OSError naming the
+    path and the reason otherwise — also for what is not a regular file (a FIFO, a
+    device, a symlink), which is refused, never replaced (as the C library does)."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         st = None
     except OSError as exc:
-        raise ValueError(f"trace {path!r}: {exc.strerror}") from None
+        raise OSError(exc.errno, f"cannot write the trace {path}: {exc.strerror}") from None
     if st is not None and not stat.S_ISREG(st.st_mode):
-        raise ValueError(f"trace {path!r} exists and is not a regular file; refusing to replace it")
+        raise OSError(f"cannot write the trace {path}: not a regular file (refusing to replace it)")
     try:
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
                        0o666)
     except OSError as exc:
-        raise ValueError(f"cannot write the trace {path!r}: {exc.strerror}") from None
+        raise OSError(exc.errno, f"cannot write the trace {path}: {exc.strerror}") from None
 
 
 class Capture:

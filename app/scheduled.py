@@ -76,7 +76,7 @@ class ScheduledManager(BufferManager):
         if trace is not None:
             try:
                 self._sched.capture = capture.Capture(trace, self.shape, self.fill, self._producers)
-            except ValueError as exc:
+            except OSError as exc:
                 if not from_env:
                     self.close()
                     raise

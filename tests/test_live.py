@@ -629,7 +629,8 @@ def test_app_shows_an_attached_program_and_detaches(qtbot, sockdir):
         m.close()
         qtbot.waitUntil(lambda: "the program ended" in win.statusbar.currentMessage(), timeout=10000)
         assert detach(win)
-        assert win.session.backend == "c"
+        # The switch runs off the GUI thread (like any backend switch): wait for it.
+        qtbot.waitUntil(lambda: win.session.backend == "c" and not win.session.busy, timeout=20000)
         assert float(win.session.front()[3, 3]) == 7.0     # the last front kept, locally
     finally:
         win.close()

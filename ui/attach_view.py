@@ -45,7 +45,7 @@ def attach(window, target: str, token: str | None = None,
     watcher.setObjectName("attach_watcher")
 
     def watch() -> None:
-        current = s.manager.manager if s.manager is not None else None
+        current = s.manager
         if current is not remote:       # detached, or replaced by a local manager
             watcher.stop()
             watcher.deleteLater()

@@ -8,9 +8,9 @@ app's one ``UpdateHistory`` (``HistoryFeed.history``, built from the manager's �
 events): the list grows live with the history. Its last visible line is checked
 against the front the view shows (the "after" must be the front's value).
 
-A backend whose events do not say where an update wrote (the C backend, until
-its events carry the details) and updates whose payload was let go of by the
-ring are listed as such — "details not recorded by this backend", collapsed into
+Updates whose details are not known — a payload the event ring let go of (it
+keeps them within a memory budget), or events from a source that does not
+record them — are listed as such — "details not recorded by this backend", collapsed into
 one line per run — and the values after them are shown as unknown.
 
 Signals

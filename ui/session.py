@@ -177,13 +177,16 @@ class Session(WorkerJobs, QObject):
     def adopt(self, manager: BufferManager, backend: str) -> None:
         """Show ``manager`` (made elsewhere: a program's published manager seen
         through ``app.attach``) as this session's, closing the previous one."""
-        self._replace(manager, backend)
+        # Its numbers are the program's own: no offsets, a history of its own.
+        self._replace(manager, backend, epoch_offset=0, seq_offset=0, continues=False)
 
     def _replace(self, new: BufferManager, backend: str,
-                 epoch_offset: int | None = None, seq_offset: int | None = None) -> None:
+                 epoch_offset: int | None = None, seq_offset: int | None = None,
+                 continues: bool | None = None) -> None:
         """Make ``new`` the manager. The offsets default to "continue after the old
         manager's numbers" (a new, empty buffer: its epoch 0 is a new session epoch).
-        A synchronize asked for meanwhile runs on ``new``."""
+        ``continues``: the history goes on (default: when offsets are given, as by a
+        backend switch). A synchronize asked for meanwhile runs on ``new``."""
         pending = self._pending
         self._settle()
         self._pending = pending
@@ -197,7 +200,7 @@ class Session(WorkerJobs, QObject):
             except Exception as exc:
                 self._report("reading the previous manager's counters", exc)
         # A backend switch (offsets given) goes on with the same history; a new buffer starts one.
-        self.history_continues = old is not None and explicit
+        self.history_continues = old is not None and (explicit if continues is None else continues)
         self.epoch_offset = self.epoch_offset if epoch_offset is None else int(epoch_offset)
         self.seq_offset = self.seq_offset if seq_offset is None else int(seq_offset)
         self.manager = new
