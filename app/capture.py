@@ -27,13 +27,13 @@ import collections
 import json
 import math
 import os
-import stat
 import sys
 import threading
 import time
 
 import numpy as np
 
+from .atomic import OutputPathError, check_output_path
 from .scheduler import SETS, SYNC, Entry
 from .updates import Set, Shape, Write
 
@@ -83,19 +83,15 @@ def _num(v: float) -> str:
 
 
 def open_output(path: str) -> int:
-    """A file descriptor for a new trace at ``path`` (truncated); OSError naming the
-    path and the reason otherwise — also for what is not a regular file (a FIFO, a
-    device, a symlink), which is refused, never replaced (as the C library does)."""
+    """A file descriptor for a new trace at ``path`` (truncated); ``OSError`` naming the
+    path and the reason otherwise. What is not a regular file (a FIFO, a device, a
+    symlink) is refused, never replaced: the same check as every output of the CLI."""
     try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        st = None
-    except OSError as exc:
-        raise OSError(exc.errno, f"cannot write the trace {path}: {exc.strerror}") from None
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        raise OSError(f"cannot write the trace {path}: not a regular file (refusing to replace it)")
+        full = check_output_path(path)
+    except OutputPathError as exc:   # its message names the path already
+        raise OSError(exc.errno, f"cannot write the trace: {exc.strerror}") from None
     try:
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+        return os.open(full, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
                        0o666)
     except OSError as exc:
         raise OSError(exc.errno, f"cannot write the trace {path}: {exc.strerror}") from None
