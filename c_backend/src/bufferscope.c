@@ -897,6 +897,7 @@ static void *worker_main(void *arg)
     bs_manager *m = arg;
     work_item work[WORK_CHUNK];
     int gathered = 0;
+    pthread_setname_np(pthread_self(), "bs-worker");   /* named for debuggers and tests */
 
     pthread_mutex_lock(&m->mu);
     for (;;) {

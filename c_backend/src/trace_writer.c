@@ -451,6 +451,7 @@ static int tw_writer_has_work(const tw *t)
 static void *tw_writer_main(void *arg)
 {
     tw *t = arg;
+    pthread_setname_np(pthread_self(), "bs-trace");    /* named for debuggers and tests */
     pthread_mutex_lock(&t->mu);
     for (;;) {
         if (!tw_writer_has_work(t)) {
