@@ -24,6 +24,7 @@ runs on.
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import math
 import os
@@ -42,18 +43,15 @@ BACKLOG_UNITS = 1 << 20
 ENV = "BUFFERSCOPE_TRACE"
 
 _names_lock = threading.Lock()
-_names_used = 0
+_numbers = itertools.count()   # the managers traced so far (next() is atomic)
 
 
 def path_from_environment() -> str | None:
     """The trace path for the next manager from ``BUFFERSCOPE_TRACE`` (None: unset)."""
-    global _names_used
     base = os.environ.get(ENV)
     if not base:
         return None
-    with _names_lock:
-        k = _names_used
-        _names_used += 1
+    k = next(_numbers)
     if k == 0:
         return base
     stem, ext = os.path.splitext(base)

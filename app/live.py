@@ -81,6 +81,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import hmac
+import itertools
 import json
 import math
 import os
@@ -227,18 +228,15 @@ def parse_control(header: dict) -> tuple[int, str, str, int]:
 
 
 # -- where to listen -------------------------------------------------------------------------
-_count_lock = threading.Lock()
-_count = 0
+_numbers = itertools.count()   # the managers published so far (next() is atomic)
 
 
 def address_from_environment() -> str | None:
     """The address for the next manager from ``BUFFERSCOPE_LISTEN`` (None: unset)."""
-    global _count
     base = os.environ.get(ENV)
     if not base:
         return None
-    with _count_lock:
-        k, _count = _count, _count + 1
+    k = next(_numbers)
     if k == 0:
         return base
     if base.isdigit():

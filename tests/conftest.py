@@ -73,6 +73,15 @@ def open_mgr(backend):
         m.close()
 
 
+def rss_mib() -> float:
+    """This process's resident memory now, in MiB."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
 def wait_until(pred, timeout: float = 10.0, what: str = "condition") -> None:
     """Poll ``pred`` until true; AssertionError naming ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout

@@ -5,17 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import rss_mib
 
 import app
 from app import Fill, Set
-
-
-def rss_mib() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
 
 
 @pytest.mark.parametrize("kind", ["empty fills", "single sets"])

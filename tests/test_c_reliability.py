@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import rss_mib
 
 import app
 from app import Fill, Set, Write
@@ -101,14 +102,6 @@ def test_ctrl_c_interrupts_a_blocked_call(blocking):
 
 
 # ---------------------------------------------------------------- §3.8 the bound counts elements
-
-def rss_mib() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
 
 def test_full_buffer_writes_fill_the_bound():
     """1000 writes of a whole 1024x1024 buffer (4 MiB each) into a paused manager
