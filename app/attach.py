@@ -338,6 +338,12 @@ class Client:
         return rid
 
     def close(self) -> None:
+        # shutdown first: a thread blocked in recv on this socket keeps the kernel socket
+        # open past close(), so the program would not see the detach until its next frame.
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         try:
             self._sock.close()
         except OSError:

@@ -516,11 +516,12 @@ class Publisher:
                     self._wake_r.recv(4096)
                 except OSError:
                     pass
-            if self._listener in readable:
-                self._accept()
-            v = self.viewer
+            # The viewer first: a viewer that detached just before a new one connected
+            # must be seen gone before the new one is told the program is busy.
             if v is not None and v.sock in readable:
                 self._read_viewer(v)
+            if self._listener in readable:
+                self._accept()
             v = self.viewer
             if v is not None and (v.sock in writable or v.out):
                 self._flush(v)
@@ -541,6 +542,8 @@ class Publisher:
             return
         except OSError:
             return
+        if self.viewer is not None and self._viewer_hung_up(self.viewer):
+            self._drop("it detached")
         if self.viewer is not None:
             self.stats["busy"] += 1
             try:
@@ -569,6 +572,15 @@ class Publisher:
         self._sent_epoch = -1
         self._cursor = None
         self._flush(v)
+
+    @staticmethod
+    def _viewer_hung_up(v: _Viewer) -> bool:
+        try:
+            return v.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
 
     def _drop(self, why: str, tell: str | None = None) -> None:
         v, self.viewer = self.viewer, None
