@@ -158,9 +158,9 @@ def _cells(row):
 
 @pytest.mark.parametrize("seed", range(6))
 def test_races_match_their_definition(seed, monkeypatch):
-    import app.history as history
+    import app.races as races
 
-    monkeypatch.setattr(history, "RACE_BLOCK", 7)      # exercise the look-back past a block
+    monkeypatch.setattr(races, "RACE_BLOCK", 7)      # exercise the look-back past a block
     rng = np.random.default_rng(seed)
     evs = _stream(rng, 60)
     h = UpdateHistory()
