@@ -21,111 +21,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .history_rows import (  # noqa: F401  (re-exported)
+    APPLIED,
+    PENDING,
+    VISIBLE,
+    ElementTrace,
+    HistoryEntry,
+    SyncMark,
+    UpdateRow,
+)
 from .manager import Event
 from .races import Race, _commute, find_races  # noqa: F401  (Race, _commute: re-exported)
-
-PENDING, APPLIED, VISIBLE = "pending", "applied", "visible"
-
-
-@dataclass(slots=True)
-class UpdateRow:
-    seq: int                          # first session-wide sequence number
-    count: int                        # element updates in this row (>1 for a set_many run)
-    producer: str
-    op: str
-    t_enqueue_ns: int
-    region: tuple[tuple[int, int], ...] | None = None
-    value: float | None = None
-    indices: np.ndarray | None = None   # (count, ndim) for set_many
-    values: np.ndarray | None = None    # (count,) for set_many; a Write's data
-    payload_dropped: bool = False
-    applied: int = 0                  # element updates applied so far
-    t_apply_ns: int | None = None     # when the last of them was applied
-    epoch_visible: int | None = None
-
-    @property
-    def last_seq(self) -> int:
-        return self.seq + self.count - 1
-
-    @property
-    def detailed(self) -> bool:
-        """Whether its event says where it wrote (False: a backend that records only
-        the op, or a payload let go of; which elements it wrote is not known)."""
-        if self.payload_dropped:
-            return False
-        return self.region is not None or self.indices is not None
-
-    @property
-    def state(self) -> str:
-        if self.epoch_visible is not None:
-            return VISIBLE
-        return APPLIED if self.applied >= self.count else PENDING
-
-    def touches(self, index: tuple[int, ...]) -> bool:
-        """Whether this update wrote element ``index``."""
-        if self.indices is not None:
-            return bool(np.any(np.all(self.indices == np.asarray(index), axis=1)))
-        if self.region is None:
-            return False
-        return all(a <= i < b for i, (a, b) in zip(index, self.region))
-
-    def bbox(self) -> tuple[tuple[int, int], ...] | None:
-        """The box around what it wrote (the region, or around its indices)."""
-        if self.indices is not None and len(self.indices):
-            lo, hi = self.indices.min(axis=0), self.indices.max(axis=0)
-            return tuple((int(a), int(b) + 1) for a, b in zip(lo, hi))
-        return self.region
-
-    def written_value(self, index: tuple[int, ...], before: float | None) -> float | None:
-        """The value of element ``index`` after this update, given its value before."""
-        f32 = np.float32
-        with np.errstate(all="ignore"):
-            if self.indices is not None:
-                hits = np.flatnonzero(np.all(self.indices == np.asarray(index), axis=1))
-                return float(self.values[hits[-1]]) if len(hits) else before
-            if self.op in ("set", "fill"):
-                return float(f32(self.value))
-            if self.op == "write":
-                if self.values is None:
-                    return None
-                return float(self.values[tuple(i - a for i, (a, _) in zip(index, self.region))])
-            if before is None:
-                return None
-            if self.op == "add":
-                return float(f32(before) + f32(self.value))
-            if self.op == "scale":
-                return float(f32(before) * f32(self.value))
-        return None
-
-
-@dataclass
-class SyncMark:
-    """A synchronization boundary: ``kind`` sync-begin, swap, visible or catch-up."""
-
-    kind: str
-    t_ns: int
-    seq: int          # session-wide: the last update it covers
-    epoch: int        # session-wide
-
-
-@dataclass
-class HistoryEntry:
-    """One update's effect on one element (element history)."""
-
-    row: UpdateRow
-    before: float | None
-    after: float | None
-
-
-@dataclass
-class ElementTrace:
-    """The element history of one element, kept up to date by ``UpdateHistory.extend``."""
-
-    index: tuple[int, ...]
-    entries: list[HistoryEntry] = field(default_factory=list)
-    next_row: int = 0                 # rows before this have been read
-    value: float | None = None        # the element's value after the last entry
-    dropped: int = 0                  # the history's dropped count when it was read
 
 
 @dataclass
@@ -134,6 +40,9 @@ class UpdateHistory:
     rows: list[UpdateRow] = field(default_factory=list)
     marks: list[SyncMark] = field(default_factory=list)
     dropped: int = 0                 # events lost to a wrapped ring before they were read
+    forgotten: int = 0               # element updates let go of by ``tail`` (memory bound)
+    payload_units: int = 0           # elements of payload (indices, values) the rows hold
+    _let_go: int = 0                 # rows before this had their payload let go of
     next_event: int = 0              # the manager event index to read from next
     _starts: list[int] = field(default_factory=list)    # row seqs, for bisect
     _unseen: int = 0                 # rows before this are all visible
@@ -196,6 +105,8 @@ class UpdateHistory:
             return   # seen already (a re-read)
         self.rows.append(row)
         self._starts.append(row.seq)
+        if row.values is not None:
+            self.payload_units += int(row.values.size)
 
     def _mark_visible(self, seq: int, epoch: int) -> None:
         k = self._unseen
@@ -212,6 +123,53 @@ class UpdateHistory:
                 self._epoch_list.append(epoch)
             lo, hi = self._epoch_rows.get(epoch, (first, k))
             self._epoch_rows[epoch] = (min(lo, first), max(hi, k))
+
+    # -- bounds (a session that runs for hours) -----------------------------------------
+    def let_go_payloads(self, budget: int) -> int:
+        """Let go of the oldest rows' payloads (a ``set_many``'s indices and values, a
+        Write's data) until at most ``budget`` elements of payload are held; returns
+        the rows let go of. Such a row keeps its box (``region``) and says so
+        (``payload_dropped``): the element history lists it as "may have written"."""
+        k, rows, done = self._let_go, self.rows, 0
+        while self.payload_units > budget and k < len(rows):
+            row = rows[k]
+            if row.values is not None:
+                if row.indices is not None:
+                    row.region = row.bbox()
+                self.payload_units -= int(row.values.size)
+                row.indices = row.values = None
+                row.payload_dropped = True
+                if k < self._nboxes:
+                    self._detailed[k] = False
+                done += 1
+            k += 1
+        self._let_go = k
+        return done
+
+    def tail(self, keep_rows: int, keep_marks: int) -> UpdateHistory:
+        """A new history with only the newest ``keep_rows`` visible-or-newer rows and
+        ``keep_marks`` marks (the rest is let go of and counted in ``forgotten``): what
+        the app keeps when a session outgrows its bounds. Rows not yet visible are
+        always kept."""
+        n = max(0, min(len(self.rows) - keep_rows, self._unseen))
+        h = UpdateHistory(fill=self.fill, dropped=self.dropped, next_event=self.next_event)
+        h.forgotten = self.forgotten + sum(r.count for r in self.rows[:n])
+        h.rows = self.rows[n:]
+        h._starts = self._starts[n:]
+        h._unseen = self._unseen - n
+        h._applying = max(0, self._applying - n)
+        h._let_go = max(0, self._let_go - n)
+        h.payload_units = sum(int(r.values.size) for r in h.rows if r.values is not None)
+        for e in self._epoch_list:
+            lo, hi = self._epoch_rows[e]
+            if hi > n:
+                h._epoch_list.append(e)
+                h._epoch_rows[e] = (max(0, lo - n), hi - n)
+        first = h.rows[0].seq if h.rows else None
+        marks = self.marks[-keep_marks:] if keep_marks > 0 else []
+        h.marks = [m for m in marks if first is None or m.seq >= first - 1] \
+            if n else list(marks)
+        return h
 
     # -- queries ----------------------------------------------------------------------
     def row_of(self, seq: int) -> UpdateRow | None:
@@ -237,24 +195,26 @@ class UpdateHistory:
         it is listed with ``after`` None and the values after it are unknown."""
         index = tuple(int(i) for i in index)
         n = len(self.rows) if upto_seq is None else bisect.bisect_right(self._starts, upto_seq)
-        value: float | None = None if self.dropped else float(np.float32(self.fill))
+        value = None if self.dropped or self.forgotten else float(np.float32(self.fill))
         return self._scan(index, 0, n, value)[0]
 
     def follow(self, index: tuple[int, ...]) -> ElementTrace:
         """An ``ElementTrace`` of element ``index``: its history so far, which
         ``extend`` brings up to date reading only the rows added since."""
-        trace = ElementTrace(tuple(int(i) for i in index), dropped=self.dropped)
-        trace.value = None if self.dropped else float(np.float32(self.fill))
+        trace = ElementTrace(tuple(int(i) for i in index), dropped=self.dropped,
+                             forgotten=self.forgotten)
+        trace.value = None if self.dropped or self.forgotten else float(np.float32(self.fill))
         self.extend(trace)
         return trace
 
     def extend(self, trace: ElementTrace) -> int:
         """Add the entries of the rows added since ``trace`` was last brought up to
         date; the number added. Starts over when events were dropped meanwhile."""
-        if trace.dropped != self.dropped:
+        if trace.dropped != self.dropped or trace.forgotten != self.forgotten:
             fresh = self.follow(trace.index)
             trace.entries, trace.next_row = fresh.entries, fresh.next_row
             trace.value, trace.dropped = fresh.value, fresh.dropped
+            trace.forgotten = fresh.forgotten
             return len(trace.entries)
         n = len(self.rows)
         new, trace.value = self._scan(trace.index, trace.next_row, n, trace.value)

@@ -221,6 +221,9 @@ class ElementHistoryDock(QDockWidget):
         if h.dropped:
             title += (f"; {h.dropped} events were lost to a wrapped ring, so values "
                       "before them are unknown")
+        if h.forgotten:
+            title += (f"; {h.forgotten} older updates were let go of to bound memory, so "
+                      "values before them are unknown")
         self.title.setText(title)
         self.check = self._check_front()
         self.footer.setText(self.check)
@@ -258,7 +261,7 @@ class ElementHistoryDock(QDockWidget):
                    if e.row.epoch_visible is not None and e.row.epoch_visible <= epoch]
         last = visible[-1] if visible else None
         if last is None:
-            if h.dropped:
+            if h.dropped or h.forgotten:
                 return f"front at epoch {epoch}: {format_value(value)}"
             want = float(np.float32(h.fill))
             ok = bits_equal(value, want)

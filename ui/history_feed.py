@@ -23,6 +23,13 @@ from app.history import UpdateHistory
 
 POLL_HZ = 10.0
 MAX_EVENTS_PER_POLL = 200_000
+# Bounds for a session that runs for hours: past MAX_ROWS rows (or MAX_MARKS sync
+# marks) the oldest are let go of down to KEEP_ROWS (KEEP_MARKS); past PAYLOAD_UNITS
+# elements of payload the oldest rows' payloads are let go of (they keep their box).
+# Never while a recording needs them (``hold``).
+MAX_ROWS, KEEP_ROWS = 1_000_000, 750_000
+MAX_MARKS, KEEP_MARKS = 400_000, 300_000
+PAYLOAD_UNITS = 1 << 22
 
 
 class HistoryFeed(QObject):
@@ -34,6 +41,7 @@ class HistoryFeed(QObject):
         self.session = session
         self.history = UpdateHistory(fill=0.0)
         self._manager = None
+        self.hold = 0            # > 0: a recording reads this history; let go of nothing
         self._timer = QTimer(self)
         self._timer.timeout.connect(self.poll)
         self._timer.start(int(1000 / POLL_HZ))
@@ -75,4 +83,15 @@ class HistoryFeed(QObject):
             h.next_event = events[0].index
         seq_offset, epoch_offset = self._offsets()
         h.ingest(events, nxt, seq_offset, epoch_offset)
+        if not self.hold:
+            h = self.bound(h)
         self.sigHistoryChanged.emit(len(h.rows))
+
+    def bound(self, h: UpdateHistory) -> UpdateHistory:
+        """Keep ``h`` within the bounds above; the history to read from now on (a new
+        one when rows were let go of: views notice the new object and rebuild)."""
+        if h.payload_units > PAYLOAD_UNITS:
+            h.let_go_payloads(PAYLOAD_UNITS * 3 // 4)
+        if len(h.rows) > MAX_ROWS or len(h.marks) > MAX_MARKS:
+            h = self.history = h.tail(KEEP_ROWS, KEEP_MARKS)
+        return h

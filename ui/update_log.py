@@ -214,6 +214,10 @@ class UpdateLogDock(QDockWidget):
         if dropped > 0:
             text += (f" &nbsp;<b style='color:#b00'>{_num(dropped)} earlier events were lost: "
                      "the ring wrapped</b>")
+        forgotten = self.columns.history.forgotten
+        if forgotten > 0:
+            text += (f" &nbsp;<i>({_num(forgotten)} older updates let go of to bound memory; "
+                     "record a trace to keep everything)</i>")
         self.header.setText(text)
 
     # -- follow-tail ---------------------------------------------------------------------
