@@ -115,7 +115,11 @@ const char *bs_last_error(void);
 int bs_create(const bs_config *config, bs_manager **out);
 /* Stops and joins the worker; pending updates are dropped. Idempotent, and a
  * concurrent second call returns only once the first has finished. Every
- * later call except bs_front/bs_stats/bs_destroy returns BS_ECLOSED. */
+ * later call that would change the manager or wait on its worker returns
+ * BS_ECLOSED; what reads what is left still works after close: bs_front,
+ * bs_stats_get, bs_queue_counts, bs_events_read, bs_events_read_detail,
+ * bs_event_payload, bs_payload_in_use (the final front and events), and
+ * bs_trace_stop (a no-op once close has completed the trace), then bs_destroy. */
 int bs_close(bs_manager *m);
 /* Closes if needed and frees everything. No other call may be in flight.
  * In a child made by fork() (where the manager's worker does not exist) every
