@@ -24,7 +24,7 @@ import pytest
 from conftest import require_backend, wait_until
 
 import app
-from app import live
+from app import live, live_socket
 from app.attach import (
     AttachError,
     Client,
@@ -387,7 +387,7 @@ def test_bad_listen_value_leaves_the_program_running():
 # -- the publisher's life follows the manager's ------------------------------------------------
 def test_publisher_stops_when_the_manager_closes_or_is_dropped(sockdir, monkeypatch):
     monkeypatch.setenv(live.ENV, os.path.join(sockdir, "s"))
-    monkeypatch.setattr(live, "_numbers", itertools.count())   # the first manager: the name as given
+    monkeypatch.setattr(live_socket, "_numbers", itertools.count())   # the first manager: the name as given
     m = app.open_manager("c", (8, 8))
     wait_socket(os.path.join(sockdir, "s"), 5)
     c = Client(os.path.join(sockdir, "s"))
