@@ -10,29 +10,38 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import stat
 import struct
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
 from conftest import replay_epochs, wait_until
-from test_libbufferscope import EXAMPLE, assert_same_floats, build_with_pkg_config, lib  # noqa: F401
-from test_live import (  # noqa: F401  (sockdir is a fixture)
+from test_libbufferscope import (  # noqa: F401  (lib is a fixture)
+    CC,
+    EXAMPLE,
+    SANITIZERS,
+    SRC,
+    assert_same_floats,
+    build_with_pkg_config,
+    lib,
+)
+from test_live import (
     _attach_ok,
     _reply,
     check_event_order,
     read_stderr_line,
     read_text,
-    sockdir,
     updates_until_end,
     wait_socket,
 )
 
-from app.attach import AttachError, Client, ProgramEnded, RemoteManager, read_token
-from app.live import frame_bytes
+from app.attach import AttachError, Client, RemoteManager, read_token
+from app.live import FrameReader, frame_bytes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN = ["--syncs", "60", "--delay-ms", "50", "--events", "65536"]   # about 3 s, 60 epochs
@@ -79,6 +88,14 @@ int main(int argc, char **argv)
 """
 
 
+@pytest.fixture
+def sockdir():
+    """A short private directory (Unix socket paths are limited to ~107 bytes)."""
+    d = tempfile.mkdtemp(prefix="bs-", dir="/tmp")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def programs(lib, tmp_path_factory):  # noqa: F811  (lib is test_libbufferscope's fixture)
     d = tmp_path_factory.mktemp("live_c")
@@ -88,9 +105,11 @@ def programs(lib, tmp_path_factory):  # noqa: F811  (lib is test_libbufferscope'
             "controlled": build_with_pkg_config(src, d / "controlled")}
 
 
-def spawn(exe, address: str, *args: str, control: bool = False, trace: str | None = None):
+def spawn(exe, address: str, *args: str, control: bool = False, trace: str | None = None,
+          env_extra: dict | None = None):
     env = {k: v for k, v in os.environ.items()
            if k not in ("BUFFERSCOPE_LISTEN_CONTROL", "BUFFERSCOPE_TRACE")}
+    env.update(env_extra or {})
     env["BUFFERSCOPE_LISTEN"] = address
     if control:
         env["BUFFERSCOPE_LISTEN_CONTROL"] = "1"
@@ -272,6 +291,8 @@ GARBAGE = [
     raw(b'{"type":"control","action":"step","n":NaN}'),           # not JSON
     raw(b'{"type":"control","action":"pause"} {}'),               # trailing data
     raw(b'{"type":"control","action":"pause","token":"\x01"}'),   # a raw control character
+    raw(b'{"type":"control","action":"\\ud800x"}'),             # a lone surrogate, echoed
+    raw(b'{"type":"\\udfff' + "\u00e9".encode() * 60 + b'"}'),    # and a long type
 ]
 
 
@@ -317,8 +338,13 @@ def test_hostile_and_lazy_viewers_leave_the_program_running_unchanged(programs, 
             final_epoch, _, _ = finish(p)
         finally:
             lazy.close()
-    for g, a in zip(GARBAGE, answers):
-        assert b'"type":"error"' in a and b"dropped" in a, (g[:40], a[-200:])
+    for g, a in zip(GARBAGE, answers):   # well-formed frames, the last one an error
+        frames = FrameReader(1 << 24).feed(a)
+        assert frames[0][0]["type"] == "hello", g[:40]
+        assert frames[-1][0]["type"] == "error", (g[:40], a[-200:])
+        assert frames[-1][0]["message"].startswith("dropped: "), (g[:40], a[-200:])
+    assert b"unknown control action '?" in answers[-2]
+    assert b"unexpected message type '?" in answers[-1]
     assert b"frame of 4294967280 bytes (at most 65536)" in answers[1]
     assert b"unexpected message type 'hello'" in answers[3]
     assert b"unknown control action 'close'" in answers[5]
@@ -396,3 +422,61 @@ def test_python_programs_get_one_publisher_per_manager(sockdir):
     assert r.stdout.strip() == "False"
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("bufferscope: publishing")]
     assert lines == [f"bufferscope: publishing the c manager (4, 4) on {path}"], r.stderr
+
+
+# -- under sanitizers ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("sanitizer", list(SANITIZERS))
+def test_publisher_under_sanitizer(tmp_path, sockdir, sanitizer):
+    """The example with the library compiled in, under ASan+UBSan / TSan: hostile
+    frames, then a viewer that watches to the end; no report, the run completes."""
+    exe = tmp_path / "racing"
+    cmd = [CC, "-std=c11", "-g", "-O1", "-Wall", "-Wextra", "-Werror", "-pthread",
+           *SANITIZERS[sanitizer], f"-I{SRC}", str(EXAMPLE), str(SRC / "bufferscope.c"), "-o", str(exe)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    path = os.path.join(sockdir, "s")
+    env = {"ASAN_OPTIONS": "detect_leaks=1:halt_on_error=1", "TSAN_OPTIONS": "halt_on_error=1"}
+    with child(exe, path, "--syncs", "100", "--delay-ms", "40", "--events", "4096",
+               env_extra=env) as p:
+        wait_socket(path, 60)
+        answers = [_garbage_answer(path, g) for g in GARBAGE]
+        c = Client(path, timeout=30)
+        try:
+            updates, ended = updates_until_end(c, timeout=300)
+        finally:
+            c.close()
+        out, err = p.communicate(timeout=300)
+    report = out + err
+    assert p.returncode == 0, report[-6000:]
+    for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "WARNING: ThreadSanitizer"):
+        assert marker not in report, report[-6000:]
+    assert all(b"dropped" in a for a in answers)
+    assert updates and "the manager closed" in str(ended)
+
+
+def test_fuzz_the_viewer_message_reader_short_run(tmp_path):
+    """A short libFuzzer run of the reader of what viewers send (live_proto.c), under
+    ASan+UBSan, seeded with the hostile frames above; `make fuzz-live` runs a long one."""
+    clang = shutil.which("clang")
+    if clang is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("clang is not installed (make deps installs it)")
+        pytest.skip("clang is not installed (make deps installs it)")
+    exe = tmp_path / "fuzz_live_proto"
+    cmd = [clang, "-std=c11", "-g", "-O1", "-fsanitize=fuzzer,address,undefined",
+           "-fno-sanitize-recover=all", f"-I{SRC}", os.path.join(ROOT, "fuzz", "fuzz_live_proto.c"),
+           "-o", str(exe)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-4000:]
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    seeds = [g[8:] for g in GARBAGE] + [frame_bytes({"type": "control", "id": 3, "action": "step",
+                                                     "n": 2, "token": "ab" * 32})[8:]]
+    for k, seed in enumerate(seeds):
+        (corpus / f"seed{k}").write_bytes(seed)
+    r = subprocess.run([str(exe), "-max_total_time=10", "-timeout=10", "-rss_limit_mb=2048",
+                        "-max_len=4096", str(corpus)], capture_output=True, text=True, timeout=120)
+    report = r.stdout + r.stderr
+    assert r.returncode == 0, report[-6000:]
+    assert "Done" in report, report[-3000:]

@@ -82,13 +82,43 @@ static void lpb_clear(lp_buf *b) { b->len = b->off = 0; b->oom = 0; }
 static size_t lpb_pending(const lp_buf *b) { return b->len - b->off; }
 static void lpb_free(lp_buf *b) { free(b->p); memset(b, 0, sizeof *b); }
 
-/* A JSON string of the n bytes at s (valid UTF-8), quoted and escaped. */
+/* Whether the n bytes at s are valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
+static int lpj_utf8_ok(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        if (c < 0x80) { i++; continue; }
+        size_t k;
+        unsigned cp;
+        if (c >= 0xC2 && c <= 0xDF) { k = 1; cp = c & 0x1F; }
+        else if (c >= 0xE0 && c <= 0xEF) { k = 2; cp = c & 0x0F; }
+        else if (c >= 0xF0 && c <= 0xF4) { k = 3; cp = c & 0x07; }
+        else return 0;
+        if (n - i <= k) return 0;
+        for (size_t j = 1; j <= k; j++) {
+            if ((s[i + j] & 0xC0) != 0x80) return 0;
+            cp = (cp << 6) | (s[i + j] & 0x3F);
+        }
+        if ((k == 2 && cp < 0x800) || (k == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        i += k + 1;
+    }
+    return 1;
+}
+
+/* A JSON string of the n bytes at s, quoted and escaped; when they are not valid
+ * UTF-8 (a lone surrogate a viewer sent), every non-ASCII byte becomes '?'. */
 static void lpb_json_str(lp_buf *b, const char *s, size_t n)
 {
+    int ascii_only = !lpj_utf8_ok((const unsigned char *)s, n);
     lpb_put(b, "\"", 1);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
+        if (c >= 0x80 && ascii_only) {
+            lpb_put(b, "?", 1);
+        } else if (c == '"' || c == '\\') {
             char e[2] = {'\\', (char)c};
             lpb_put(b, e, 2);
         } else if (c < 0x20) {
@@ -152,32 +182,6 @@ typedef struct lpj {
     const char *err;
 } lpj;
 
-/* Whether the n bytes at s are valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
-static int lpj_utf8_ok(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        if (c < 0x80) { i++; continue; }
-        size_t k;
-        unsigned cp;
-        if (c >= 0xC2 && c <= 0xDF) { k = 1; cp = c & 0x1F; }
-        else if (c >= 0xE0 && c <= 0xEF) { k = 2; cp = c & 0x0F; }
-        else if (c >= 0xF0 && c <= 0xF4) { k = 3; cp = c & 0x07; }
-        else return 0;
-        if (n - i <= k) return 0;
-        for (size_t j = 1; j <= k; j++) {
-            if ((s[i + j] & 0xC0) != 0x80) return 0;
-            cp = (cp << 6) | (s[i + j] & 0x3F);
-        }
-        if ((k == 2 && cp < 0x800) || (k == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-            (cp >= 0xD800 && cp <= 0xDFFF))
-            return 0;
-        i += k + 1;
-    }
-    return 1;
-}
-
 static void lpj_ws(lpj *j)
 {
     while (j->s < j->end && (*j->s == ' ' || *j->s == '\t' || *j->s == '\n' || *j->s == '\r'))
@@ -220,7 +224,7 @@ static void lpj_emit(char *out, size_t cap, size_t *len, int *trunc, unsigned cp
         u[0] = (unsigned char)(0xF0 | (cp >> 18)); u[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
         u[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F)); u[3] = (unsigned char)(0x80 | (cp & 0x3F)); k = 4;
     }
-    if (*len + k > cap) { *trunc = 1; return; }
+    if (*trunc || *len + k > cap) { *trunc = 1; return; }   /* kept: a prefix */
     memcpy(out + *len, u, k);
     *len += k;
 }
@@ -271,7 +275,7 @@ static int lpj_string(lpj *j, char *out, size_t cap, size_t *len, size_t *cps, i
         /* a raw byte of valid UTF-8 (checked up front): copy the whole sequence */
         size_t k = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
         if ((size_t)(j->end - j->s) < k) break;
-        if (*len + k <= cap) {
+        if (!*trunc && *len + k <= cap) {
             memcpy(out + *len, j->s, k);
             *len += k;
         } else {

@@ -38,6 +38,9 @@
  * bounded buffer: a frame over LP_MAX_CLIENT_FRAME bytes, a header that is not a
  * JSON object of the control shape (live_proto.c's strict reader), or another
  * message type drops that viewer with an `error` frame; nothing else changes.
+ * Its input is read at most LP_READS_PER_TICK times (64 KiB each) between two
+ * ticks, and a refused control request takes no lock, so a flood of requests
+ * costs the program nothing but that bounded parsing.
  * Control (pause, resume, step, synchronize) is honoured only with
  * BUFFERSCOPE_LISTEN_CONTROL=1 and this run's token (32 bytes from getrandom,
  * hex; compared in constant time), written to PATH.token (0600, created
@@ -71,6 +74,7 @@
 #define LP_BYE_NS 1000000000LL
 #define LP_FRONT_CHUNK (1 << 18)
 #define LP_IN_CAP (2 * (LP_MAX_CLIENT_FRAME + 8))
+#define LP_READS_PER_TICK 2      /* reads of a viewer's input between two ticks */
 
 static const char *const lp_kinds[] = {"enqueue", "apply", "sync-begin", "swap", "visible",
                                        "catch-up", "break"};
@@ -90,6 +94,7 @@ struct lp {
     int vfd;
     unsigned char in[LP_IN_CAP];
     size_t in_len;
+    int reads;                    /* reads of its input since the last tick */
     lp_buf out;
     int64_t last_progress;
     int sent_any;

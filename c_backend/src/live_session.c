@@ -303,7 +303,11 @@ static void lp_hello(struct lp *p)
     lpb_clear(&p->hdr);
     lpb_printf(&p->hdr, "{\"type\":\"hello\",\"protocol\":%d,\"pid\":%ld,\"program\":", LP_PROTOCOL,
                (long)getpid());
-    const char *prog = program_invocation_short_name;
+    char prog[257];
+    snprintf(prog, sizeof prog, "%s", program_invocation_short_name);
+    if (!lpj_utf8_ok((const unsigned char *)prog, strlen(prog)))
+        for (char *c = prog; *c; c++)
+            if ((unsigned char)*c >= 0x80) *c = '?';
     lpb_json_str(&p->hdr, prog, lp_utf8_prefix(prog, strlen(prog), 256));
     lpb_puts(&p->hdr, ",\"backend\":\"c\",\"shape\":[");
     for (int d = 0; d < m->ndim; d++) lpb_printf(&p->hdr, d ? ",%lld" : "%lld", (long long)m->shape[d]);
@@ -344,6 +348,7 @@ static void lp_accept(struct lp *p)
     }
     p->vfd = fd;
     p->in_len = 0;
+    p->reads = 0;
     lpb_clear(&p->out);
     p->last_progress = lp_now();
     p->sent_any = 0;
@@ -398,8 +403,11 @@ static int lp_control(struct lp *p, const lpj_msg *msg, char *why, size_t whyn)
         if (ok) snprintf(message, sizeof message, "%s done", actions[a]);
         else snprintf(message, sizeof message, "%s failed: %s: %s", actions[a], bs_strerror(rc), bs_last_error());
     }
+    /* The epoch: read under mu only for an honoured request; a refused one (anyone
+     * can send those, as fast as they like) gets the last epoch published. */
     bs_stats st = {0};
-    int have = bs_stats_get(m, &st) == BS_OK;
+    st.epoch = p->last_epoch;
+    int have = !ok || bs_stats_get(m, &st) == BS_OK;
     lpb_clear(&p->hdr);
     lpb_printf(&p->hdr, "{\"type\":\"reply\",\"id\":%lld,\"ok\":%s,\"action\":\"%s\",\"message\":",
                (long long)(id->kind == LPJ_INT ? id->i : 0), ok ? "true" : "false", actions[a]);
@@ -418,6 +426,7 @@ static uint32_t lp_be32(const unsigned char *s)
 /* Reads what the viewer sent; a protocol error drops it with an error frame. */
 static void lp_read_viewer(struct lp *p)
 {
+    p->reads++;
     ssize_t got = recv(p->vfd, p->in + p->in_len, sizeof p->in - p->in_len, MSG_DONTWAIT);
     if (got < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) lp_drop(p, NULL);
@@ -428,7 +437,7 @@ static void lp_read_viewer(struct lp *p)
         return;
     }
     p->in_len += (size_t)got;
-    char why[200];
+    char why[256];
     size_t at = 0;
     while (p->in_len - at >= 8) {
         uint32_t length = lp_be32(p->in + at), hlen = lp_be32(p->in + at + 4);
@@ -456,7 +465,7 @@ static void lp_read_viewer(struct lp *p)
             lp_drop(p, why);
             return;
         }
-        char cwhy[160];
+        char cwhy[200];
         if (lp_control(p, &msg, cwhy, sizeof cwhy)) {
             snprintf(why, sizeof why, "dropped: %s", cwhy);
             lp_drop(p, why);
@@ -506,7 +515,10 @@ static void *lp_main(void *arg)
         int timeout = -1;
         if (p->vfd >= 0) {
             fds[2].fd = p->vfd;
-            fds[2].events = POLLIN | (lpb_pending(&p->out) ? POLLOUT : 0);
+            /* At most LP_READS_PER_TICK reads between two ticks: a viewer flooding
+             * the publisher with requests cannot make it spin. */
+            fds[2].events = (p->reads < LP_READS_PER_TICK ? POLLIN : 0) |
+                            (lpb_pending(&p->out) ? POLLOUT : 0);
             int64_t left = next_tick - lp_now();
             timeout = left <= 0 ? 0 : (int)(left / 1000000) + 1;
         }
@@ -522,13 +534,17 @@ static void *lp_main(void *arg)
         /* The viewer first: one that detached just before a new one connected is
          * seen gone before the new one is told the program is busy. */
         if (p->vfd >= 0 && fds[2].revents) {
-            if (fds[2].revents & (POLLIN | POLLHUP | POLLERR)) lp_read_viewer(p);
+            /* a hung-up viewer is read regardless: it can send nothing more */
+            if (fds[2].revents & (POLLHUP | POLLERR) ||
+                (fds[2].revents & POLLIN && p->reads < LP_READS_PER_TICK))
+                lp_read_viewer(p);
             else lp_flush(p);
         }
         if (fds[0].revents & POLLIN) lp_accept(p);
         if (p->vfd >= 0 && lpb_pending(&p->out)) lp_flush(p);
         if (p->vfd >= 0 && lp_now() >= next_tick && !__atomic_load_n(&p->stopping, __ATOMIC_SEQ_CST)) {
             int64_t t0 = lp_now();
+            p->reads = 0;
             lp_publish(p);
             /* The thread's CPU time since the last tick: at most LP_DUTY of one core. */
             double cpu = lp_thread_cpu(), spent = cpu - p->cpu_s;
