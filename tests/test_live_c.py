@@ -355,6 +355,39 @@ def test_hostile_and_lazy_viewers_leave_the_program_running_unchanged(programs, 
     np.testing.assert_array_equal(np.load(npy).view(np.uint32), replayed[-1].view(np.uint32))
 
 
+@pytest.mark.parametrize("limits", [["-DLP_MAX_BACKLOG=65536"], ["-DLP_STALL_NS=1000000000LL"]],
+                         ids=["backlog", "stall"])
+def test_a_viewer_that_never_reads_is_dropped(tmp_path, sockdir, limits):
+    """Built with low limits (64 KiB queued, or 1 s without reading): a viewer that
+    never reads is dropped, another attaches and watches the program to its end."""
+    exe = tmp_path / "racing"
+    cmd = [CC, "-std=c11", "-O1", "-Wall", "-Wextra", "-Werror", "-pthread", *limits, f"-I{SRC}",
+           str(EXAMPLE), str(SRC / "bufferscope.c"), "-o", str(exe)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    path = os.path.join(sockdir, "s")
+    with child(exe, path, "--syncs", "200", "--delay-ms", "40", "--events", "65536") as p:
+        wait_socket(path)
+        lazy = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            lazy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            lazy.connect(path)
+            wait_until(lambda: _attach_ok(path), 60, "the lazy viewer dropped")
+            assert p.poll() is None, "the program died"
+            lazy.settimeout(30)              # the publisher closed it: what it holds, then EOF
+            while lazy.recv(1 << 16):
+                pass
+            c = Client(path)
+            try:
+                updates, ended = updates_until_end(c, timeout=120)
+            finally:
+                c.close()
+        finally:
+            lazy.close()
+        final_epoch, _, _ = finish(p)
+    assert updates and ended.epoch == final_epoch
+
+
 # -- control --------------------------------------------------------------------------------------------
 def test_control_with_the_token_pauses_steps_and_resumes(programs, sockdir):
     path = os.path.join(sockdir, "s")

@@ -68,8 +68,12 @@
 #define LP_MAX_EVENTS 256
 #define LP_MAX_EVENT_PAYLOAD ((size_t)8 << 20)
 #define LP_MAX_CLIENT_FRAME (64 * 1024)
+#ifndef LP_MAX_BACKLOG           /* -D overrides: tests drop a lazy viewer sooner */
 #define LP_MAX_BACKLOG ((size_t)32 << 20)
+#endif
+#ifndef LP_STALL_NS
 #define LP_STALL_NS 10000000000LL
+#endif
 #define LP_SYNC_TIMEOUT_S 0.5
 #define LP_BYE_NS 1000000000LL
 #define LP_FRONT_CHUNK (1 << 18)
