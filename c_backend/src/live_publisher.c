@@ -413,4 +413,4 @@ static void lp_stop(bs_manager *m)
     lp_free(p);
 }
 
-#include "live_session.c"   /* the thread: viewer, ticks, control */
+#include "live_session.c"   /* the thread: viewer, control (and live_update.c: the ticks) */
