@@ -110,6 +110,13 @@
  * locks may name threads that do not exist there. A pthread_atfork handler
  * bumps a generation counter; in the child every call on an older manager
  * returns BS_ECLOSED and bs_destroy frees the buffers without touching a lock.
+ *
+ * Live attach (live_publisher.c, #included at the end, SPEC §5): with
+ * BUFFERSCOPE_LISTEN set, bs_create starts a "bs-publish" thread that serves the
+ * front, stats and events to one viewer at a time (app/live.py's protocol). It
+ * reads the manager through the same calls as any thread (stats, events under
+ * mu) and copies the front in chunks under mu with the epoch checked; it never
+ * blocks on a viewer. bs_close stops it first, while the manager still works.
  */
 #define _GNU_SOURCE
 #pragma GCC visibility push(default)   /* the bs_* API is exported even under -fvisibility=hidden */

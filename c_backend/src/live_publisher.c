@@ -56,6 +56,7 @@
  */
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -368,7 +369,12 @@ static struct lp *lp_open(bs_manager *m, const char *addr, int control, char *er
         fflush(stderr);
     }
     lpb_free(&msg);
+    /* The thread blocks every signal: the program's handlers run on its own threads. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     int rc = pthread_create(&p->thread, NULL, lp_main, p);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc) {
         lp_errf(err, errn, "cannot start its thread: %s", strerror(rc));
         goto failed;
