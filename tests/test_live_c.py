@@ -43,6 +43,7 @@ from app.attach import AttachError, Client, RemoteManager, read_token
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN = ["--syncs", "60", "--delay-ms", "50", "--events", "65536"]   # about 3 s, 60 epochs
+LONG_RUN = ["--syncs", "150", "--delay-ms", "40"]   # about 6 s: room for several steps on a busy machine
 
 # A program that waits for files to appear, so a test can drive it step by step:
 # "go" makes it enqueue one set (not synchronized), "stop" makes it destroy the manager.
@@ -213,7 +214,7 @@ def test_print_mode_on_a_c_program(programs, sockdir):
 
 
 def test_second_viewer_busy_and_tcp_on_loopback(programs):
-    with child(programs["example"], "0", *RUN) as p:
+    with child(programs["example"], "0", *LONG_RUN) as p:
         line = read_stderr_line(p, "bufferscope: publishing")
         where = line.split(" on ")[-1].strip()
         host, port = where.split(":")
@@ -240,7 +241,7 @@ def test_bad_and_stale_sockets(programs, sockdir):
     with pytest.raises(AttachError, match="stale socket"):
         Client(path)
     # A C program replaces a stale socket and publishes.
-    with child(programs["example"], path, *RUN) as p:
+    with child(programs["example"], path, *LONG_RUN) as p:
         read_stderr_line(p, f"publishing the c manager (64, 64) on {path}")
         c = Client(path)
         c.close()

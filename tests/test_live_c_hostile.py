@@ -75,7 +75,7 @@ def _garbage_answer(target: str, data: bytes) -> bytes:
 def test_hostile_and_lazy_viewers_leave_the_program_running_unchanged(programs, sockdir, tmp_path):
     path = os.path.join(sockdir, "s")
     trace, npy = str(tmp_path / "run.jsonl"), str(tmp_path / "front.npy")
-    with child(programs["example"], path, "--syncs", "100", "--delay-ms", "40", "--events", "4096",
+    with child(programs["example"], path, "--syncs", "150", "--delay-ms", "40", "--events", "4096",
                npy, trace=trace) as p:
         wait_socket(path)
         answers = [_garbage_answer(path, g) for g in GARBAGE]
@@ -162,7 +162,7 @@ def test_publisher_under_sanitizer(tmp_path, sockdir, sanitizer):
     assert r.returncode == 0, r.stderr
     path = os.path.join(sockdir, "s")
     env = {"ASAN_OPTIONS": "detect_leaks=1:halt_on_error=1", "TSAN_OPTIONS": "halt_on_error=1"}
-    with child(exe, path, "--syncs", "100", "--delay-ms", "40", "--events", "4096",
+    with child(exe, path, "--syncs", "200", "--delay-ms", "40", "--events", "4096",
                env_extra=env) as p:
         wait_socket(path, 60)
         answers = [_garbage_answer(path, g) for g in GARBAGE]
