@@ -304,6 +304,22 @@ int bs_trace_stop(bs_manager *m);
  * setting. Process-wide; thread-safe. */
 int bs_trace_env_enable(int enabled);
 
+/* Live attach (docs/live-attach.md): when BUFFERSCOPE_LISTEN is set, bs_create
+ * starts a thread ("bs-publish") that publishes the manager's front, stats and
+ * events on a local socket for `bufferscope attach`: the value as given for the
+ * first manager, PATH.1, PATH.2, ... (or the next ports) for later ones. A path
+ * is a Unix socket created with mode 0600; digits are a TCP port on 127.0.0.1
+ * only. Read-only unless BUFFERSCOPE_LISTEN_CONTROL=1, and then only for a
+ * viewer presenting this run's token (written to PATH.token, mode 0600). A
+ * socket that cannot be made is reported on stderr and the manager runs
+ * unpublished (bs_create does not fail for it); no viewer can block, slow or
+ * change the program beyond that. bs_close/bs_destroy send the viewer the last
+ * epoch and "bye" (waiting at most 1 s for a slow viewer) and remove the files.
+ * bs_listen_env_enable(0) leaves BUFFERSCOPE_LISTEN to a host that publishes
+ * its managers itself (the Python package does). Returns the previous setting.
+ * Process-wide; thread-safe. */
+int bs_listen_env_enable(int enabled);
+
 #ifdef __cplusplus
 }
 #endif
