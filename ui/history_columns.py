@@ -99,6 +99,7 @@ class HistoryColumns(QObject):
         self._prod_code: dict[str, int] = {}
         self.boxed = 0             # rows [0, boxed) have box_lo/box_hi
         self.applied_rows = 0      # rows [0, applied_rows) are fully applied
+        self.apply_timed = 0       # of those, how many have an apply time (a trace has none)
         self.visible_rows = 0      # rows [0, visible_rows) are visible
         self.t0: int | None = None  # the first event's time: times are shown relative to it
         self.marks_read = 0
@@ -207,6 +208,7 @@ class HistoryColumns(QObject):
             times.append(NO_TIME if r.t_apply_ns is None else r.t_apply_ns)
             k += 1
         self.t_app[start:k] = times
+        self.apply_timed += len(times) - times.count(NO_TIME)
         self.applied_rows = k
         if k < n and rows[k].t_apply_ns is not None:      # a set_many run part-applied
             self.t_app[k] = rows[k].t_apply_ns
