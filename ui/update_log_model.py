@@ -4,6 +4,13 @@
 Its rows are history rows (all of them, or the filtered list of their indices). New rows
 are appended with one ``beginInsertRows`` per feed poll; rows whose state changed get one
 ``dataChanged``; ``data()`` formats only the rows the view asks for.
+
+The race flag (SPEC §7): a visible row that raced — it and an update from another
+producer in the same epoch wrote the same elements and do not commute — is tinted red
+and its ``race`` column names whom it won against or lost to (``history.races_of``).
+An epoch of more than ``RACE_ROWS`` updates is not worked out here, on the GUI thread:
+its rows say "not checked" until someone has (``history.races_known``; the trace
+player works them out on a thread of its own and calls ``races_changed``).
 """
 
 from __future__ import annotations
@@ -15,15 +22,19 @@ from PyQt6.QtGui import QBrush, QColor, QFont
 from app.history import APPLIED, PENDING, UpdateRow
 
 from .color_bar import format_value
+from .element_history import race_text
 from .history_columns import HistoryColumns, LogFilter, region_text
 
 COLUMNS = ("seq", "producer", "op", "region", "value", "enq. ms", "applied ms",
-           "epoch", "state")
-COL_SEQ, COL_PRODUCER, COL_OP, COL_REGION, COL_VALUE, COL_ENQ, COL_APP, COL_EPOCH, COL_STATE = \
-    range(len(COLUMNS))
+           "epoch", "state", "race")
+(COL_SEQ, COL_PRODUCER, COL_OP, COL_REGION, COL_VALUE, COL_ENQ, COL_APP, COL_EPOCH, COL_STATE,
+ COL_RACE) = range(len(COLUMNS))
 # How wide the log draws each column at first, in pixels (the last one stretches).
 COLUMN_WIDTHS = {COL_SEQ: 80, COL_PRODUCER: 130, COL_OP: 50, COL_REGION: 150, COL_VALUE: 60,
-                 COL_ENQ: 72, COL_APP: 84, COL_EPOCH: 45}
+                 COL_ENQ: 72, COL_APP: 84, COL_EPOCH: 45, COL_STATE: 60}
+#: Races of an epoch with more updates than this are not worked out on the GUI thread.
+RACE_ROWS = 1000
+RACE_BG = QColor(255, 205, 205)          # the row raced (another producer, same elements)
 
 PENDING_FG = QColor(130, 130, 130)
 APPLIED_BG = QColor(255, 244, 214)       # applied, not yet visible: in the back buffer
@@ -155,6 +166,8 @@ class UpdateLogModel(QAbstractTableModel):
                 return QBrush(STEPPED_BG)
             if state == APPLIED:
                 return QBrush(APPLIED_BG)
+            if self.races(r):
+                return QBrush(RACE_BG)
         if role == Qt.ItemDataRole.TextAlignmentRole and col in (COL_SEQ, COL_ENQ, COL_APP,
                                                                   COL_EPOCH):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
@@ -183,7 +196,35 @@ class UpdateLogModel(QAbstractTableModel):
             return "" if r.epoch_visible is None else str(r.epoch_visible)
         if col == COL_STATE:
             return r.state
+        if col == COL_RACE:
+            races = self.races(r)
+            if races is None:
+                return f"not checked (epoch of {self.columns.history.epoch_size(r.epoch_visible)} updates)"
+            return race_text(races, r, most=1)
         return ""
+
+    def races(self, r: UpdateRow) -> list | None:
+        """The races row ``r`` took part in ([] for a row not visible yet); None when
+        its epoch is too large to work them out here and nobody has yet."""
+        e = r.epoch_visible
+        if e is None:
+            return []
+        h = self.columns.history
+        if h.epoch_size(e) > RACE_ROWS and not h.races_known(e):
+            return None
+        return h.races_of(r)
+
+    def races_changed(self, epoch: int) -> None:
+        """The races of ``epoch`` were worked out elsewhere: redraw its rows."""
+        c = self.columns
+        n = c.visible_rows
+        a = int(np.searchsorted(c.epoch[:n], epoch, "left"))
+        b = int(np.searchsorted(c.epoch[:n], epoch, "right"))
+        if b <= a:
+            return
+        top, bottom = self._first_table_row_at_or_after(a), self._first_table_row_at_or_after(b) - 1
+        if top <= bottom:
+            self.dataChanged.emit(self.index(top, 0), self.index(bottom, len(COLUMNS) - 1))
 
     @staticmethod
     def region(r: UpdateRow) -> str:
@@ -224,6 +265,9 @@ class UpdateLogModel(QAbstractTableModel):
                                                          if app is not None else ", pending"))
         if r.epoch_visible is not None:
             parts.append(f"visible at epoch {r.epoch_visible}")
+        races = self.races(r)
+        if races:
+            parts.append("race: " + race_text(races, r, most=4))
         return "\n".join(p for p in parts if p)
 
 
