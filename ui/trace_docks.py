@@ -34,7 +34,7 @@ from PyQt6.QtGui import QAction, QKeySequence
 
 from .debug_docks import link_log_and_timeline
 from .element_history import ElementHistoryDock
-from .history_columns import HistoryColumns
+from .history_columns import ColumnData, HistoryColumns
 from .history_docks import group, outline_element
 from .history_feed import StaticHistoryFeed
 from .timeline import TimelineDock
@@ -53,6 +53,7 @@ class TraceDocks(QObject):
         self.feed = StaticHistoryFeed(self)
         self.feed.covers = player.covers
         self.columns = HistoryColumns(self.feed, self)
+        player.open_extras["columns"] = lambda idx: ColumnData.of(idx.history)   # off the GUI thread
         self.log = UpdateLogDock(self.columns, player.state, self._ndim, window)
         self.log.follow.setChecked(False)      # a trace does not grow: nothing to follow
         self.log.follow.hide()
@@ -116,6 +117,9 @@ class TraceDocks(QObject):
     # -- a trace opened ----------------------------------------------------------------
     def _on_loaded(self, idx) -> None:
         h = idx.history
+        data = self.player.opened.get("columns")
+        if data is not None and data.history is h:
+            self.columns.adopt(data)        # read on the worker: nothing to read here
         self.feed.set_history(h)
         n = len(h.rows)
         if idx.history_complete:

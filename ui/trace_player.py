@@ -80,6 +80,11 @@ class TracePlayer(PlayerReadout, PlayerRaces, QWidget):
         self.epoch = 0                 # the epoch asked for last
         self.shown: tuple[int, int | None] | None = None   # (epoch, seq) drawn
         self.error = ""
+        # More work on an opened trace, done on the worker thread before it is shown
+        # (the docks read its history into columns there): name -> fn(index); the
+        # results are ``self.opened[name]`` when sigLoaded comes.
+        self.open_extras: dict = {}
+        self.opened: dict = {}
         self._cancel = threading.Event()
         self._tasks = TaskThread("bufferscope-trace", self)
         self._tasks.sigDone.connect(self._on_done, Qt.ConnectionType.QueuedConnection)
@@ -224,7 +229,13 @@ class TracePlayer(PlayerReadout, PlayerRaces, QWidget):
         def progress(done: int, total: int) -> None:
             self._sigProgress.emit(done, total)
 
-        self._tasks.submit("open", lambda: TraceIndex.open(path, progress=progress, cancel=cancel.is_set))
+        extras = dict(self.open_extras)
+
+        def read() -> tuple[TraceIndex, dict]:
+            idx = TraceIndex.open(path, progress=progress, cancel=cancel.is_set)
+            return idx, {name: fn(idx) for name, fn in extras.items()}
+
+        self._tasks.submit("open", read)
 
     def cancel_open(self) -> None:
         self._cancel.set()
@@ -323,7 +334,8 @@ class TracePlayer(PlayerReadout, PlayerRaces, QWidget):
                 self.error = text
                 self.sigMessage.emit(f"cannot open the trace: {text}")
             else:
-                self._loaded(result)
+                idx, self.opened = result
+                self._loaded(idx)
             return
         if error is not None:
             self.error = str(error)

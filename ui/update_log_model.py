@@ -49,6 +49,7 @@ class UpdateLogModel(QAbstractTableModel):
         super().__init__(parent)
         self.columns = columns
         self.filter = LogFilter()
+        self._filtered = False                       # filter.active, asked per cell
         self._n = 0                                  # rows announced (unfiltered)
         self._index = np.zeros(0, np.int64)          # history rows shown (filtered)
         self._m = 0                                  # how many of _index are used
@@ -65,7 +66,7 @@ class UpdateLogModel(QAbstractTableModel):
     # -- mapping ---------------------------------------------------------------------------
     def history_row(self, row: int) -> int:
         """The history row shown at table row ``row``."""
-        return int(self._index[row]) if self.filter.active else row
+        return int(self._index[row]) if self._filtered else row
 
     def table_row(self, k: int) -> int | None:
         """The table row showing history row ``k`` (None: filtered out or not yet shown)."""
@@ -86,6 +87,7 @@ class UpdateLogModel(QAbstractTableModel):
     def set_filter(self, flt: LogFilter) -> None:
         self.beginResetModel()
         self.filter = flt
+        self._filtered = flt.active
         self._n = self.columns.n
         if flt.active:
             self._index = self.columns.matching(flt, 0, self._n)
@@ -134,7 +136,7 @@ class UpdateLogModel(QAbstractTableModel):
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
         if parent.isValid():
             return 0
-        return self._m if self.filter.active else self._n
+        return self._m if self._filtered else self._n
 
     def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
         return 0 if parent.isValid() else len(COLUMNS)
