@@ -241,8 +241,11 @@ class TracePlayer(PlayerReadout, PlayerRaces, QWidget):
         self._cancel.set()
 
     def _on_progress(self, done: int, total: int) -> None:
-        if total > 0:
-            self.progress.setValue(int(1000 * done / total))
+        # A step of 1 % at least: each step repaints the bar at once (QProgressBar), and
+        # in a window with a GL view that composes the whole window (tens of ms).
+        value = int(1000 * done / total) if total > 0 else 0
+        if value >= 1000 or value - self.progress.value() >= 10:
+            self.progress.setValue(value)
 
     def _loaded(self, idx: TraceIndex) -> None:
         self.index = idx
