@@ -39,7 +39,7 @@ from .history_docks import group, outline_element
 from .history_feed import StaticHistoryFeed
 from .timeline import TimelineDock
 from .update_log import UpdateLogDock
-from .update_log_model import COL_APP, COL_STATE
+from .update_log_model import COL_APP, COL_PRODUCER, COL_REGION, COL_STATE
 
 
 class TraceDocks(QObject):
@@ -59,6 +59,8 @@ class TraceDocks(QObject):
         self.log.follow.hide()
         for col in (COL_APP, COL_STATE):       # a trace has no apply times; all is visible
             self.log.table.setColumnHidden(col, True)
+        for col, width in ((COL_PRODUCER, 100), (COL_REGION, 125)):   # room for the race column
+            self.log.table.setColumnWidth(col, width)
         self.timeline = TimelineDock(self.columns, window)
         self.history = ElementHistoryDock(self.feed, player.view, window)
         link_log_and_timeline(self.log, self.timeline.view)
@@ -86,7 +88,7 @@ class TraceDocks(QObject):
         for dock in (self.log, self.history, self.timeline):
             w.addDockWidget(bottom, dock)
         self.history.hide()
-        w.resizeDocks([self.log, self.timeline], [7, 5], Qt.Orientation.Horizontal)
+        w.resizeDocks([self.log, self.timeline], [3, 2], Qt.Orientation.Horizontal)
         w.resizeDocks([self.log], [int(w.height() * 0.42)], Qt.Orientation.Vertical)
 
     def _build_menu(self) -> None:
