@@ -166,6 +166,15 @@ def test_selecting_a_row_scrubs_the_player_to_right_after_that_update(qtbot, rac
         assert f"right after seq {seq}" in p.info.text()
         assert w.docks.timeline.view.selected_row == k
         assert w.docks.timeline.view.cursor_t == w.docks.columns.t_enq[k]
+    # A mark clicked on the timeline: that update, in the log and in the player.
+    tl = w.docks.timeline.view
+    tl.fit()
+    qtbot.mouseClick(tl, Qt.MouseButton.LeftButton, pos=tl.mark_pos(n // 5).toPoint())
+    assert tl.selected_row is not None
+    seq = model.row(tl.selected_row).seq
+    qtbot.waitUntil(lambda: p.shown is not None and p.shown[1] == seq, timeout=WAIT_MS)
+    assert log.selected_seq() == seq and same_bits(p.view.front(), back_after(trace, seq))
+    log.select_seq(model.row(n - 1).seq, emit=False)
     # Arrow keys walk the calls one by one.
     table.setFocus()
     qtbot.keyClick(table, Qt.Key.Key_Up)

@@ -249,6 +249,7 @@ class TracePlayer(PlayerReadout, PlayerRaces, QWidget):
 
     def _loaded(self, idx: TraceIndex) -> None:
         self.index = idx
+        self.races.cancel_search()      # a Next race still looking through the last trace
         self.error = ""
         self._set_enabled(True)
         self.slider.blockSignals(True)
