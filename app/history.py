@@ -239,15 +239,22 @@ class UpdateHistory:
             value = after
         return out, value
 
-    def last_writer(self, index: tuple[int, ...], epoch: int | None = None) -> UpdateRow | None:
+    def last_writer(self, index: tuple[int, ...], epoch: int | None = None,
+                    upto_seq: int | None = None) -> UpdateRow | None:
         """The newest row visible at ``epoch`` (any epoch when None) that wrote element
         ``index`` — or that may have: a row without details (check ``row.detailed``).
+        With ``upto_seq``, the newest row up to that seq instead, visible or not (the
+        back buffer right after update ``upto_seq``: a trace scrubbed by seq).
         Scans backwards from the newest row, so it is quick for the hover readout."""
         index = tuple(int(i) for i in index)
-        for k in self._candidates(index, 0, len(self.rows))[::-1]:
+        stop = len(self.rows) if upto_seq is None else bisect.bisect_right(self._starts, upto_seq)
+        for k in self._candidates(index, 0, stop)[::-1]:
             row = self.rows[int(k)]
             ev = row.epoch_visible
-            if ev is None or (epoch is not None and ev > epoch):
+            if upto_seq is not None:
+                if row.last_seq > upto_seq:
+                    continue
+            elif ev is None or (epoch is not None and ev > epoch):
                 continue
             if not row.detailed:
                 if row.region is not None and not row.touches(index):
@@ -328,6 +335,18 @@ class UpdateHistory:
         """For the update log: ``{row seq: the races it took part in}`` at ``epoch``
         (as winner or loser); a row not in it did not race."""
         return {k: list(v) for k, v in self._race_index(epoch)[1].items()}
+
+    def epoch_size(self, epoch: int) -> int:
+        """How many rows became visible at ``epoch`` (what ``races(epoch)`` compares)."""
+        lo, hi = self._epoch_rows.get(int(epoch), (0, 0))
+        return hi - lo
+
+    def races_known(self, epoch: int) -> bool:
+        """Whether ``races(epoch)`` is worked out already (it is kept until the epoch
+        gains rows): a GUI asks before it would work out a large epoch's races."""
+        epoch = int(epoch)
+        cached = self._race_cache.get(epoch)
+        return cached is not None and cached[0] == self._epoch_rows.get(epoch)
 
     def races_of(self, row: UpdateRow) -> list[Race]:
         """The races ``row`` took part in (none until it is visible)."""

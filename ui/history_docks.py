@@ -43,10 +43,12 @@ def group(n: int) -> str:
     return f"{n:,}".replace(",", " ")
 
 
-def last_write_text(history: UpdateHistory, index: tuple[int, ...], epoch: int | None) -> str:
-    """The readout's "last write: ..." for element ``index`` of the front of ``epoch``."""
+def last_write_text(history: UpdateHistory, index: tuple[int, ...], epoch: int | None,
+                    upto_seq: int | None = None) -> str:
+    """The readout's "last write: ..." for element ``index`` of the front of ``epoch``
+    (or of the back buffer right after update ``upto_seq``: a trace scrubbed by seq)."""
     try:
-        row = history.last_writer(index, epoch)
+        row = history.last_writer(index, epoch, upto_seq)
     except Exception as exc:
         return f"  (history unavailable: {type(exc).__name__}: {exc})"
     if row is None:
@@ -59,6 +61,15 @@ def last_write_text(history: UpdateHistory, index: tuple[int, ...], epoch: int |
                 f"{row.op} by {row.producer})")
     seq = str(row.seq) if row.count == 1 else f"{row.seq}…{row.last_seq}"
     return f"  last write: seq {seq} {row.op} by {row.producer}"
+
+
+def outline_element(overlays: Overlays, index) -> None:
+    """Outline the element the element history follows (overlay ``"element"``); None
+    clears it."""
+    if index is None:
+        overlays.clear("element")
+    else:
+        overlays.set("element", [tuple((i, i + 1) for i in index)], ELEMENT_COLOR, 4.0, "two-tone")
 
 
 class RaceFlag(QObject):
@@ -256,11 +267,7 @@ class HistoryDocks(QObject):
         self.follow(index)
 
     def _outline_element(self, index) -> None:
-        if index is None:
-            self.overlays.clear("element")
-        else:
-            self.overlays.set("element", [tuple((i, i + 1) for i in index)], ELEMENT_COLOR,
-                              4.0, "two-tone")
+        outline_element(self.overlays, index)
 
     def outline_row(self, row) -> None:
         """Outline what update-history row ``row`` wrote (overlay ``"selected-row"``,

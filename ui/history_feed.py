@@ -13,6 +13,8 @@ Signals
 -------
 sigHistoryChanged(int)   rows were added or changed; the number of rows now
 sigReset()               the history was cleared (a new buffer, not a backend switch)
+
+``StaticHistoryFeed`` is the same face over a history that does not grow (a trace).
 """
 
 from __future__ import annotations
@@ -95,3 +97,30 @@ class HistoryFeed(QObject):
         if len(h.rows) > MAX_ROWS or len(h.marks) > MAX_MARKS:
             h = self.history = h.tail(KEEP_ROWS, KEEP_MARKS)
         return h
+
+
+class StaticHistoryFeed(QObject):
+    """A feed over a history that is complete when it is handed over — a recorded
+    trace's (``app.keyframes.TraceIndex.history``): the same ``history`` attribute and
+    signals as ``HistoryFeed``, so the update log, the timeline and the element history
+    read it unchanged. ``set_history`` replaces it (a trace opened); nothing polls.
+
+    ``covers`` (set by the owner; default: everything) says whether the history holds
+    every update up to a position ``(epoch, seq)`` — a long trace's history is capped.
+    """
+
+    sigHistoryChanged = pyqtSignal(int)
+    sigReset = pyqtSignal()
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.history = UpdateHistory(fill=0.0)
+        self.covers = lambda epoch, seq=None: True
+
+    def set_history(self, history: UpdateHistory) -> None:
+        self.history = history
+        self.sigReset.emit()
+        self.sigHistoryChanged.emit(len(history.rows))
+
+    def poll(self) -> None:
+        """Nothing to read: the history is complete (for callers of ``HistoryFeed.poll``)."""

@@ -122,7 +122,7 @@ class TraceActions(QObject):
     # -- traces ----------------------------------------------------------------------------
     def open_trace(self, path: str):
         """A player window on ``path`` (read off the GUI thread)."""
-        from .trace_player import TracePlayerWindow
+        from .trace_window import TracePlayerWindow
 
         w = TracePlayerWindow(path)
         w.show()
