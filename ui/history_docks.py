@@ -89,9 +89,33 @@ class RaceFlag(QObject):
         self.epoch: int | None = None
         self.races: list = []
         self.unknown = 0
+        self.pending = 0         # > 0: the epoch's races (of this many updates) are being worked out
         self._key = None
+        self._finder = None      # a RaceFinder, made for the first large epoch
         feed.sigHistoryChanged.connect(lambda _n: self.refresh())
         feed.sigReset.connect(self.refresh)
+
+    def _races_now(self, h, epoch: int) -> list | None:
+        """The races of ``epoch``, or None while a large epoch's are worked out off the
+        GUI thread (a 50 000-update epoch of racing producers takes many seconds)."""
+        from .trace_races import RaceFinder
+
+        if self._finder is None:
+            if RaceFinder.cheap(h, epoch):
+                return h.races(epoch)
+            self._finder = RaceFinder(self)
+            self._finder.sigKnown.connect(self._on_known)
+        return self._finder.races_now(h, epoch)
+
+    def _on_known(self, epoch: int) -> None:
+        if epoch == self.epoch:
+            self._key = None
+            self.refresh()
+
+    def close(self) -> None:
+        """Stop the race thread, if one was started (the window closes)."""
+        if self._finder is not None:
+            self._finder.close()
 
     def set_enabled(self, on: bool) -> None:
         self.enabled = bool(on)
@@ -114,7 +138,9 @@ class RaceFlag(QObject):
         self.epoch = epoch
         rows = [] if epoch is None else h.rows_visible_at(epoch)
         self.unknown = sum(not r.detailed for r in rows)   # rows races cannot be told for
-        self.races = [] if epoch is None else h.races(epoch)
+        races = [] if epoch is None else self._races_now(h, epoch)
+        self.pending = 0 if races is not None else len(rows)
+        self.races = races or []
         boxes = list(dict.fromkeys(r.overlap for r in self.races))
         self.overlays.set("races", boxes, RACE_COLOR, 2.0)
         self.sigRacesChanged.emit(-1 if epoch is None else epoch, len(self.races))
@@ -122,6 +148,8 @@ class RaceFlag(QObject):
     def text(self) -> str:
         if not self.enabled or self.epoch is None:
             return ""
+        if self.pending:
+            return f"races at epoch {self.epoch}: being worked out ({self.pending} updates)…"
         n = len(self.races)
         text = f"{n} race{'s' if n != 1 else ''} at epoch {self.epoch}"
         if self.unknown and not n:
