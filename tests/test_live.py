@@ -629,6 +629,9 @@ def test_app_shows_an_attached_program_and_detaches(qtbot, sockdir):
         # The program ends: reported, not hung on.
         m.close()
         qtbot.waitUntil(lambda: "the program ended" in win.statusbar.currentMessage(), timeout=10000)
+        ctl = win.debug_controls
+        assert "ended" in ctl.status.text() and "running" not in ctl.status.text()
+        assert not ctl.pause_action.isEnabled() and not ctl.step_action.isEnabled()
         assert detach(win)
         # The switch runs off the GUI thread (like any backend switch): wait for it.
         qtbot.waitUntil(lambda: win.session.backend == "c" and not win.session.busy, timeout=20000)

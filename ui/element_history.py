@@ -222,7 +222,8 @@ class ElementHistoryDock(QDockWidget):
         if len(tail) < len(self.entries):
             title += f" (the last {len(tail)} shown)"
         if h.dropped:
-            title += (f"; {h.dropped} events were lost to a wrapped ring, so values "
+            title += (f"; {h.dropped} events were lost (a wrapped ring, or skipped by an "
+                      "attached program), so values "
                       "before them are unknown")
         if h.forgotten:
             title += (f"; {h.forgotten} older updates were let go of to bound memory, so "

@@ -53,7 +53,8 @@ def last_write_text(history: UpdateHistory, index: tuple[int, ...], epoch: int |
         return f"  (history unavailable: {type(exc).__name__}: {exc})"
     if row is None:
         if history.dropped:
-            return "  last write: not in the history (events were lost to a wrapped ring)"
+            return ("  last write: not in the history (events were lost: a wrapped ring, "
+                    "or skipped by an attached program)")
         return "  last write: none since the buffer was opened"
     if not row.detailed:
         why = "payload dropped from the event ring" if row.payload_dropped else UNRECORDED
