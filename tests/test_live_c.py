@@ -191,7 +191,7 @@ def test_viewer_watches_a_c_program_bit_for_bit_until_it_ends(programs, sockdir,
     w = writes[-1]
     r = w.region
     assert w.producer == "thread-2" and (r[0][1] - r[0][0], r[1][1] - r[1][0]) == (24, 24)
-    assert w.values.size == 24 * 24          # the region's elements in C order
+    assert w.values.shape == (24, 24)          # the region's elements, in its shape
     # producer_write's block: (r + k) * -0.5 for round r; the first value names the round
     rnd = int(-2 * float(w.values.flat[0]))
     np.testing.assert_array_equal(w.values.ravel(), (rnd + np.arange(576)).astype(np.float32) * -0.5)
