@@ -486,7 +486,7 @@ except ValueError as exc:
 """
 
 
-def test_gui_runs_the_event_loop_until_the_window_closes():
+def test_gui_runs_the_event_loop_until_the_window_closes(qapp):
     """``gui`` runs the application's own event loop, so it runs in a process of its
     own (an exec() that returned leaves this process's later windows without fronts)."""
     import ast
