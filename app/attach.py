@@ -384,7 +384,7 @@ class RemoteManager(BufferManager):
     leaves the program running.
     """
 
-    capabilities = Capabilities()
+    capabilities = Capabilities(read_only=True)
 
     def __init__(self, target: str, token: str | None = None,
                  timeout: float = CONNECT_TIMEOUT_S) -> None:
