@@ -328,14 +328,15 @@ PER_CALL_TARGET = {"c": 0.5, "gl": 0.25}
 SET_MANY_TARGET = {"c": 1.5, "gl": 0.5}
 
 
-def run(backends=("c", "gl"), quick=False, log=print) -> list[Figure]:
+def run(backends=("c", "gl"), quick=False, log=print,
+        viewer_shape=(1024, 1024)) -> list[Figure]:
     """Measure everything; the figures in table order. ``log`` gets progress lines."""
     from .backends import why_not
 
     k = 1 if quick else 4
     n_calls, n_many, n_sync = 50_000 * k, 1_000_000 * k, 500 * k
     figs: list[Figure] = []
-    steps = 3 + 11 * len(backends)
+    steps = 4 + 11 * len(backends)
     done = [0]
 
     def step(what):
@@ -425,6 +426,10 @@ def run(backends=("c", "gl"), quick=False, log=print) -> list[Figure]:
         except Exception as exc:
             figs.append(Figure(f"peak memory: {exc}"[:80], b, float("nan"), ""))
         done[0] += 3
+    step("the viewer: stress at --shape and 4096x4096 against an empty QOpenGLWidget")
+    from .bench_viewer import bench_viewer
+
+    figs += bench_viewer(backends, tuple(viewer_shape), 2.0 if quick else 4.0)
     return figs
 
 
@@ -459,13 +464,15 @@ def _fmt(v: float | None, unit: str) -> str:
         return f"{v / 1e6:.2f} M/s"
     if unit == "us":
         return f"{v:.1f} us"
+    if unit in ("frames/s", "frames"):
+        return f"{v:.2f} {unit}" if unit == "frames" else f"{v:.1f} {unit}"
     if unit == "x slower":
         return f"{v:.2f}x slower"
     return f"{v:g} {unit}"
 
 
 def table(figs: list[Figure]) -> str:
-    head = ("figure", "backend", "value", "limit (same run)", "ratio", "target", "")
+    head = ("figure", "backend", "value", "limit (same run)", "ratio", "target", "met")
     rows = [head]
     for f in figs:
         r = f.ratio
@@ -480,11 +487,11 @@ def table(figs: list[Figure]) -> str:
     return "\n".join(lines)
 
 
-def as_json(figs: list[Figure]) -> dict:
+def as_json(figs: list[Figure], viewer_shape=(1024, 1024)) -> dict:
     def clean(d: dict) -> dict:
         return {k: (None if isinstance(v, float) and v != v else v) for k, v in d.items()}
 
-    return {"shape": list(SHAPE), "figures": [
+    return {"shape": list(SHAPE), "viewer_shape": list(viewer_shape), "figures": [
         clean({**asdict(f), "ratio": f.ratio, "ok": f.ok}) for f in figs]}
 
 
@@ -492,14 +499,15 @@ def main(args) -> int:
     backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
     to_stdout_json = args.json_out == "-"
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731 (progress on stderr)
-    figs = run(backends, quick=args.quick, log=log)
+    viewer_shape = tuple(getattr(args, "shape", None) or (1024, 1024))
+    figs = run(backends, quick=args.quick, log=log, viewer_shape=viewer_shape)
     if to_stdout_json:
-        print(json.dumps(as_json(figs), indent=2))
+        print(json.dumps(as_json(figs, viewer_shape), indent=2))
         return 0
     print(table(figs))
     if args.json_out:
         from .atomic import write_text
 
-        write_text(args.json_out, json.dumps(as_json(figs), indent=2) + "\n")
+        write_text(args.json_out, json.dumps(as_json(figs, viewer_shape), indent=2) + "\n")
         print(f"figures written to {args.json_out}")
     return 0

@@ -33,7 +33,9 @@ Signals
 -------
 sigManagerChanged()          a manager was opened (new backend or shape)
 sigFrontChanged(int, object) a new epoch is visible: the epoch, and its front when it
-                             was read back (None: draw it without one, texture mode)
+                             was read back (None: draw it without one, texture mode);
+                             ``synced_at`` is then the time.monotonic() at which the
+                             synchronize that made it visible returned (None: a poll)
 sigSyncFinished(int, int, str) a synchronize request ended: its id, the epoch, the
                              error ("" when it swapped)
 sigMessage(str)              something the user should read (errors included)
@@ -101,6 +103,7 @@ class Session(WorkerJobs, QObject):
         self.epoch = 0
         self.last_stats: ManagerStats | None = None
         self.last_error = ""
+        self.synced_at: float | None = None   # see sigFrontChanged (sync -> pixel latency)
         self.front_wanted: Callable[[], bool] = lambda: True
         self._generation = 0            # bumped per manager: older results are stale
         self._job_ids = 0

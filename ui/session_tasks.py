@@ -314,6 +314,7 @@ class WorkerJobs:
         # (a refresh); an auto-sync that swapped nothing new costs no diff.
         if epoch != self.epoch or (res.front is not None and not job.sync):
             self.epoch = epoch
+            self.synced_at = res.synced_at   # when the sync that made it visible returned
             self.sigFrontChanged.emit(epoch, res.front)
         if job.sync:
             self.sigSyncFinished.emit(job.job_id, self.epoch, error)

@@ -50,6 +50,7 @@ class JobResult:
     error: BaseException | None = None
     seconds: float = 0.0
     value: object = None            # what a task returned
+    synced_at: float | None = None  # time.monotonic() when synchronize returned
     extra: dict = field(default_factory=dict)
 
 
@@ -112,6 +113,7 @@ class SyncWorker:
         try:
             if job.sync:
                 m.synchronize(job.timeout)
+                res.synced_at = time.monotonic()
         except BaseException as exc:  # reported by the session, never raised here
             res.error = exc
         try:
