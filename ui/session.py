@@ -35,7 +35,10 @@ sigManagerChanged()          a manager was opened (new backend or shape)
 sigFrontChanged(int, object) a new epoch is visible: the epoch, and its front when it
                              was read back (None: draw it without one, texture mode);
                              ``synced_at`` is then the time.monotonic() at which the
-                             synchronize that made it visible returned (None: a poll)
+                             synchronize that made it visible returned (None: a poll),
+                             and ``changes`` what ``FrontChanges.take`` said of its front
+                             (``app.front_changes``: the rows changed since the read
+                             before, learned from the manager's events; None: unknown)
 sigSyncFinished(int, int, str) a synchronize request ended: its id, the epoch, the
                              error ("" when it swapped)
 sigMessage(str)              something the user should read (errors included)
@@ -57,6 +60,7 @@ from PyQt6.QtCore import QObject, Qt, QTimer, pyqtSignal
 
 from app import BACKENDS, open_manager
 from app import why_not as _why_not
+from app.front_changes import FrontChanges
 from app.manager import BufferManager, ManagerStats
 from app.scenarios import SCENARIOS, ScenarioRun, get_scenario
 from app.updates import Update
@@ -104,6 +108,8 @@ class Session(WorkerJobs, QObject):
         self.last_stats: ManagerStats | None = None
         self.last_error = ""
         self.synced_at: float | None = None   # see sigFrontChanged (sync -> pixel latency)
+        self.changes: tuple | None = None     # see sigFrontChanged
+        self.front_changes: FrontChanges | None = None   # the manager's, read on the worker
         self.front_wanted: Callable[[], bool] = lambda: True
         self._generation = 0            # bumped per manager: older results are stale
         self._job_ids = 0
@@ -207,6 +213,7 @@ class Session(WorkerJobs, QObject):
         self.epoch_offset = self.epoch_offset if epoch_offset is None else int(epoch_offset)
         self.seq_offset = self.seq_offset if seq_offset is None else int(seq_offset)
         self.manager = new
+        self.front_changes = FrontChanges(tuple(new.shape))
         self.backend = backend
         self.shape = tuple(new.shape)
         if old is not None:
