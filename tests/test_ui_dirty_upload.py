@@ -18,8 +18,8 @@ from OpenGL import GL
 
 from app import Add, Fill, Scale, Set, Write
 from app.front_changes import FrontChanges
-from ui.buffer_view import BufferView
 from ui import front_source
+from ui.buffer_view import BufferView
 from ui.front_source import Bands
 from ui.testing import require_gl  # prepares Qt first
 
