@@ -28,6 +28,12 @@ MAX_GROUPS = 32            # work groups per dispatch (llvmpipe: a few long loop
 NO_KEYS = np.array([0xFFFFFFFF, 0], dtype=np.uint32)
 
 
+def runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Half-open runs of True in ``mask``."""
+    d = np.diff(np.concatenate(([0], mask.view(np.int8), [0])))
+    return list(zip(np.flatnonzero(d == 1).tolist(), np.flatnonzero(d == -1).tolist()))
+
+
 class BandRanges:
     """Per-band finite range keys of a ``Gpu``'s two textures (see the module doc)."""
 
@@ -106,3 +112,45 @@ class BandRanges:
                                  keys.ctypes.data_as(ctypes.c_void_p))
         GL.glBindBuffer(GL.GL_SHADER_STORAGE_BUFFER, 0)
         return int(keys[:, 0].min()), int(keys[:, 1].max())
+
+
+class FrontMirror:
+    """The host copies of the front that ``front()`` returns, kept up to date by
+    reading back only the bands that swaps made visible since that copy was last
+    filled (``glGetTextureSubImage``), not the whole texture. Two copies take
+    turns, so the array of the previous epoch is left as it was until the read
+    after next (``front()``'s arrays are valid until the next synchronize)."""
+
+    def __init__(self, n_bands: int, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+        self.nelem = int(np.prod(shape))
+        self.arrays: list[np.ndarray | None] = [None, None]
+        self.next = 0
+        self.pending = np.zeros(n_bands, dtype=bool)    # written since the last swap
+        self.visible = [np.ones(n_bands, dtype=bool), np.ones(n_bands, dtype=bool)]
+
+    def applied(self, bands: list | None) -> None:
+        """Operations wrote ``bands`` (a list of band arrays; None: anything)."""
+        if bands is None:
+            self.pending[:] = True
+            return
+        for b in bands:
+            self.pending[b] = True
+
+    def swapped(self) -> None:
+        """A swap made what was applied since the previous one visible."""
+        for v in self.visible:
+            v |= self.pending
+        self.pending[:] = False
+
+    def read(self, gpu, slot: int) -> np.ndarray:
+        k = self.next
+        self.next ^= 1
+        if self.arrays[k] is None:
+            self.arrays[k] = np.empty((gpu.height, gpu.width), dtype=np.uint32)
+            self.visible[k][:] = True
+        array, be, wd = self.arrays[k], gpu.bands.band_elems, gpu.width
+        for b0, b1 in runs(self.visible[k]):
+            gpu.read_rows(slot, array, b0 * be // wd, min(gpu.height, -(-(b1 * be) // wd)))
+        self.visible[k][:] = False
+        return array.reshape(-1)[: self.nelem].view(np.float32).reshape(self.shape)

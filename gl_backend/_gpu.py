@@ -26,6 +26,7 @@ import ctypes
 import numpy as np
 from OpenGL import GL
 from OpenGL.raw.GL.VERSION.GL_1_1 import glGetTexImage as _raw_get_tex_image
+from OpenGL.raw.GL.VERSION.GL_4_5 import glGetTextureSubImage as _raw_get_texture_sub_image
 
 from app.sysmem import check_buffers_fit
 
@@ -255,6 +256,14 @@ class Gpu:
             flat = flat[: self.nelem]
         return flat.view(np.float32).reshape(shape)
 
+    def read_rows(self, slot: int, out: np.ndarray, y0: int, y1: int) -> None:
+        """Texture rows ``y0..y1`` of ``slot`` into ``out[y0:y1]`` ((height, width) uint32)."""
+        part = out[y0:y1]
+        _raw_get_texture_sub_image(self.textures[slot], 0, 0, y0, 0, self.width, y1 - y0, 1,
+                                   GL.GL_RED_INTEGER, GL.GL_UNSIGNED_INT, part.nbytes,
+                                   part.ctypes.data_as(ctypes.c_void_p))
+        _gl_error_check("reading the front texture back")
+
     def finite_range(self, slot: int) -> tuple[float, float] | None:
         """Exact ``(min, max)`` of the finite values of texture ``slot``; None when none.
 
@@ -367,17 +376,21 @@ class BoxesOp:
 class RectsOp:
     """A Write uploaded as texture rectangles: ``[(x, y, w, h, bits), ...]``."""
 
-    __slots__ = ("rects",)
+    __slots__ = ("rects", "bands")
 
     def __init__(self, rects: list[tuple[int, int, int, int, np.ndarray]]) -> None:
         self.rects = rects
+        self.bands = None
 
     def apply(self, gpu: Gpu, slot: int) -> None:
+        if self.bands is None:
+            wd = gpu.width
+            self.bands = gpu.bands.of_spans(
+                np.array([y * wd + x for x, y, _w, _h, _b in self.rects]),
+                np.array([(y + h - 1) * wd + x + w - 1 for x, y, w, h, _b in self.rects]))
         for x, y, w, h, bits in self.rects:
             gpu.write_rect(slot, x, y, w, h, bits)
-            width = gpu.width
-            gpu.bands.mark(slot, gpu.bands.of_spans(
-                np.array([y * width + x]), np.array([(y + h - 1) * width + x + w - 1])))
+        gpu.bands.mark(slot, self.bands)
 
     def buffers(self) -> list[int]:
         return []
