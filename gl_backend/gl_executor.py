@@ -21,7 +21,8 @@ set and box buffers are kept for this, left-right style), or, when those
 touched more elements than the buffer holds, copies the whole front with
 ``glCopyImageSubData`` (the kept operations are dropped as soon as that
 happens, so memory stays bounded); it ends with a fence, so a back the
-scheduler calls current has landed. ``wait`` is the fence before each swap.
+scheduler calls current has landed. ``wait`` is the fence before each swap. Every
+operation marks its bands (``_bands``): O(changed) range and ``read_front``.
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ class GlExecutor:
         self.batch_touched = 0
         self.batch_overflow = False
         self.object_names: dict[str, list[int]] = {}
-        self.mirror = None   # FrontMirror: the host copy of the front that front() returns
+        self.mirror = None   # FrontMirror: the host copies of the front (read_front)
         # start-up hand-shake: the creator moves the context to the worker's QThread
         self._cv = threading.Condition()
         self._worker_qthread = None
