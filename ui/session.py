@@ -187,11 +187,14 @@ class Session(WorkerJobs, QObject):
         """Show ``manager`` (made elsewhere: a program's published manager seen
         through ``app.attach``) as this session's, closing the previous one."""
         # Its numbers are the program's own: no offsets, a history of its own.
-        self._replace(manager, backend, epoch_offset=0, seq_offset=0, continues=False)
+        # Its front and its visible_seq arrive separately: the rows changed are not
+        # learned from its events (the view compares each front it reads instead).
+        self._replace(manager, backend, epoch_offset=0, seq_offset=0, continues=False,
+                      track_changes=False)
 
     def _replace(self, new: BufferManager, backend: str,
                  epoch_offset: int | None = None, seq_offset: int | None = None,
-                 continues: bool | None = None) -> None:
+                 continues: bool | None = None, track_changes: bool = True) -> None:
         """Make ``new`` the manager. The offsets default to "continue after the old
         manager's numbers" (a new, empty buffer: its epoch 0 is a new session epoch).
         ``continues``: the history goes on (default: when offsets are given, as by a
@@ -213,7 +216,7 @@ class Session(WorkerJobs, QObject):
         self.epoch_offset = self.epoch_offset if epoch_offset is None else int(epoch_offset)
         self.seq_offset = self.seq_offset if seq_offset is None else int(seq_offset)
         self.manager = new
-        self.front_changes = FrontChanges(tuple(new.shape))
+        self.front_changes = FrontChanges(tuple(new.shape)) if track_changes else None
         self.backend = backend
         self.shape = tuple(new.shape)
         if old is not None:
