@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 
-from .bench import Figure
+from .bench_report import Figure
 
 VIEWER_SMALL_TARGET = 0.8     # x the empty QOpenGLWidget's frames/s
 VIEWER_BIG_FPS = 30.0         # frames/s at 4096x4096
