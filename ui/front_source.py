@@ -115,13 +115,16 @@ class UploadSource:
             changed = changes[2]
             for r0, r1 in row_runs(changed, max_gap=0):
                 old2[r0:r1] = new2[r0:r1]
-            self.compared_rows = 0
+            self.compared_rows, compared = 0, False
         else:
+            compared = True
             changed = np.any(old2.view(np.uint32) != new2.view(np.uint32), axis=1)
             old2[changed] = new2[changed]
             self.compared_rows = len(changed)
         if changed.any():
-            self.bands.update(old2, changed)
+            summary = changes[3] if compared is False and len(changes) > 3 else None
+            if summary is None or not self.bands.assign(summary):   # else: reduced on
+                self.bands.update(old2, changed)                    # the sync worker
             rows = self.rows
             plane = changed[self.z * rows:(self.z + 1) * rows]
             if self.dirty_rows is None or len(self.dirty_rows) != rows:
@@ -150,50 +153,75 @@ class Bands:
 
     def __init__(self, a2: np.ndarray) -> None:
         nrows, cols = a2.shape
-        self.band = max(1, min(nrows, BAND_ELEMENTS // max(cols, 1)))
+        self.band = self.rows_per_band(nrows, cols)
         n = -(-nrows // self.band)
         self.lo = np.full(n, np.inf, np.float32)
         self.hi = np.full(n, -np.inf, np.float32)
         self.update(a2, None)
 
+    @staticmethod
+    def rows_per_band(nrows: int, cols: int) -> int:
+        return max(1, min(nrows, BAND_ELEMENTS // max(cols, 1)))
+
     def update(self, a2: np.ndarray, changed: np.ndarray | None) -> None:
         """Recompute the bands holding a ``changed`` row (None: all of them)."""
-        b = self.band
-        n = len(self.lo)
+        self.assign(self.compute(a2, changed))
+
+    def assign(self, summary: tuple) -> bool:
+        """Take ``compute``'s ``(rows per band, bands, lo, hi)`` (made elsewhere: the
+        sync worker); False, taking nothing, when its bands are not ours."""
+        band, idx, lo, hi = summary
+        if band != self.band or (len(idx) and idx[-1] >= len(self.lo)):
+            return False
+        self.lo[idx] = lo
+        self.hi[idx] = hi
+        return True
+
+    @classmethod
+    def compute(cls, a2: np.ndarray, changed: np.ndarray | None):
+        """``(rows per band, bands, lo, hi)`` of the bands of ``a2`` holding a ``changed``
+        row (None: all): what ``update`` assigns. Reads ``a2`` only; any thread may."""
+        nrows = a2.shape[0]
+        b = cls.rows_per_band(nrows, a2.shape[1])
+        n = -(-nrows // b)
         if changed is None:
             runs = [(0, n)]
         else:
             touched = np.zeros(n, dtype=bool)
             touched[np.flatnonzero(changed) // b] = True
             runs = row_runs(touched, max_gap=0)
-        nrows = a2.shape[0]
+        parts = []
         for b0, b1 in runs:
             full_end = min(b1, nrows // b)            # bands wholly inside the array
             if full_end > b0:
-                self._reduce(a2[b0 * b:full_end * b].reshape(full_end - b0, -1), b0)
+                parts.append((b0, *_reduce(a2[b0 * b:full_end * b].reshape(full_end - b0, -1))))
             for k in range(max(b0, full_end), b1):  # the last, partial band
-                self._reduce(a2[k * b:(k + 1) * b].reshape(1, -1), k)
-
-    def _reduce(self, block: np.ndarray, first: int) -> None:
-        """Bands ``first..`` from ``block`` (one band per row). Plain min/max first
-        (a NaN or an infinity makes the band's result non-finite); only those bands
-        are reduced again over their finite values."""
-        lo, hi = block.min(axis=1), block.max(axis=1)
-        n = len(lo)
-        bad = np.flatnonzero(~(np.isfinite(lo) & np.isfinite(hi)))
-        if len(bad):
-            sub = block[bad]
-            fin = np.isfinite(sub)
-            lo[bad] = np.min(sub, axis=1, where=fin, initial=np.inf)
-            hi[bad] = np.max(sub, axis=1, where=fin, initial=-np.inf)
-        self.lo[first:first + n] = lo
-        self.hi[first:first + n] = hi
+                parts.append((k, *_reduce(a2[k * b:(k + 1) * b].reshape(1, -1))))
+        if not parts:
+            return b, np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.float32)
+        idx = np.concatenate([np.arange(k, k + len(lo)) for k, lo, _ in parts])
+        return (b, idx, np.concatenate([lo for _, lo, _ in parts]),
+                np.concatenate([hi for _, _, hi in parts]))
 
     def finite_range(self) -> tuple[float, float] | None:
         lo = float(self.lo.min())
         if lo == np.inf:
             return None
         return lo, float(self.hi.max())
+
+
+def _reduce(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Finite (lo, hi) of each row of ``block``. Plain min/max first (a NaN or an
+    infinity makes a row's result non-finite); only those rows are reduced again
+    over their finite values."""
+    lo, hi = block.min(axis=1), block.max(axis=1)
+    bad = np.flatnonzero(~(np.isfinite(lo) & np.isfinite(hi)))
+    if len(bad):
+        sub = block[bad]
+        fin = np.isfinite(sub)
+        lo[bad] = np.min(sub, axis=1, where=fin, initial=np.inf)
+        hi[bad] = np.max(sub, axis=1, where=fin, initial=-np.inf)
+    return lo, hi
 
 
 class TextureSource(UploadSource):

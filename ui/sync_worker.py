@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .front_source import Bands
+
 STOP = object()
 
 
@@ -129,6 +131,9 @@ class SyncWorker:
                 # shows is not known for sure.
                 res.changes = job.changes.take(m, res.stats.visible_seq,
                                                trusted=before.epoch == res.stats.epoch)
+                if res.changes[2] is not None:   # the level summaries of those rows, here
+                    front2 = res.front.reshape(-1, res.front.shape[-1])
+                    res.changes = (*res.changes, Bands.compute(front2, res.changes[2]))
         except BaseException as exc:
             res.error = res.error or exc
 
