@@ -7,7 +7,8 @@
   a trace, lost events) it compares the new front with the copy (bitwise, so NaN
   == NaN) instead. The front is read back for every epoch; auto levels are the
   exact finite min/max of that copy, reduced from per-band summaries (``Bands``)
-  of which only the bands holding changed rows are recomputed.
+  of which only the bands holding changed rows are recomputed — by the session's
+  sync worker, on the front it read (``Bands.compute``), when it knew the rows.
 * ``TextureSource`` (a manager with ``capabilities.front_texture`` in a context
   shared with the view's): the view samples the manager's texture, no upload.
   The front is read back only ``TEXTURE_READBACK_HZ`` times a second, for the
