@@ -137,6 +137,7 @@ class PlayerRaces:
 
     def _on_race_found(self, epoch: int | None, after: int | None = None) -> None:
         if epoch is not None:
+            self.sigMessage.emit(f"next race: epoch {epoch}")
             self.show_epoch(epoch)
             return
         after = (self.shown[0] if self.shown else 0) if after is None else after
