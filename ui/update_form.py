@@ -89,6 +89,7 @@ class UpdateForm(QGroupBox):
         old = self.region() if self.region_spins else ()
         if self.region_widget is not None:
             self.region_holder.removeWidget(self.region_widget)
+            self.region_widget.hide()        # at once: a deferred delete may wait a while
             self.region_widget.deleteLater()
         self.region_widget = QWidget()
         grid = QGridLayout(self.region_widget)
