@@ -47,7 +47,12 @@
  * copies just those elements from the new front, left-right style; when the
  * batch touched more elements than the buffer holds it copies the whole buffer
  * instead (and stops remembering, so memory stays bounded). Both buffers are
- * equal after every catch-up, so the back is never stale.
+ * equal after every catch-up, so the back is never stale. A swap after an
+ * empty batch is caught up at once. With nothing queued the worker waits up to
+ * CATCHUP_DELAY_NS before it catches up (anything queued, a sync, bs_back or
+ * close ends the wait): a large write that overwrites everything the catch-up
+ * would copy (covers_catch_up) makes it unnecessary, so a stream of whole-frame
+ * writes costs one copy each, not two.
  *
  * A large write enqueued while the worker is idle and nothing is queued is
  * copied by the producer itself straight into the back (try_direct_write): the
@@ -172,7 +177,10 @@ static int fi_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*f)(v
  * GATHER_NS passes): producers signal it once per GATHER_MIN, not per update. */
 #define GATHER_NS 1000000
 #define GATHER_MIN 1024
-enum { WAIT_NONE = 0, WAIT_IDLE = 1, WAIT_GATHER = 2 };
+/* With nothing queued, the worker waits this long before a catch-up: a large
+ * write that overwrites everything it would copy makes it unnecessary. */
+#define CATCHUP_DELAY_NS 2000000
+enum { WAIT_NONE = 0, WAIT_IDLE = 1, WAIT_GATHER = 2, WAIT_CATCHUP = 3 };
 /* A write of at least this many elements, enqueued while the worker is idle with
  * nothing queued, is copied by the producer straight into the back buffer. */
 #define DIRECT_MIN (1 << 16)
@@ -515,7 +523,7 @@ static uint64_t gather_min(const bs_manager *m)
 static void wake_worker(bs_manager *m)
 {
     if (m->paused && !m->step_credits) return;  /* nothing it may do until resumed or stepped */
-    if (m->worker_waiting == WAIT_IDLE ||
+    if (m->worker_waiting == WAIT_IDLE || m->worker_waiting == WAIT_CATCHUP ||
         (m->worker_waiting == WAIT_GATHER && m->pending >= gather_min(m)))
         pthread_cond_signal(&m->work_cv);
 }
@@ -862,13 +870,57 @@ static void swap_buffers(bs_manager *m, uint64_t ticket)
     m->epoch++;
     m->visible_seq = m->applied_seq;
     if (ticket > m->tickets_done) m->tickets_done = ticket;
-    m->catchup_pending = 1;
     ev_record(m, BS_EV_SWAP, m->visible_seq, 0, 0, m->front_slot, -1);
     ev_record(m, BS_EV_VISIBLE, m->visible_seq, 0, 0, m->front_slot, -1);
+    if (m->batch_len == 0 && !m->batch_overflow)   /* nothing written since the last swap */
+        ev_record(m, BS_EV_CATCHUP, m->visible_seq, 0, 0, 1 - m->front_slot, -1);
+    else
+        m->catchup_pending = 1;
     pthread_cond_broadcast(&m->sync_cv);
 }
 
 static struct timespec deadline_after(double timeout_s);
+
+/* Caller holds mu, no catch-up running (worker_busy clear): does writing e's
+ * region overwrite everything the pending catch-up would copy? */
+static int covers_catch_up(const bs_manager *m, const entry *e)
+{
+    if (m->batch_overflow) return region_volume(e) == m->nelem;
+    for (size_t i = 0; i < m->batch_len; i++) {
+        const entry *b = &m->batch[i];
+        if (b->kind == ENTRY_SETS) return 0;   /* (its offsets are not looked at) */
+        for (int d = 0; d < 3; d++)
+            if (b->start[d] < e->start[d] || b->stop[d] > e->stop[d]) return 0;
+    }
+    return 1;
+}
+
+/* Caller holds mu, no catch-up running: the pending catch-up is not needed (a
+ * write about to be applied overwrites all of it): forget it. */
+static void skip_catch_up(bs_manager *m)
+{
+    for (size_t i = 0; i < m->batch_len; i++) entry_free(&m->batch[i]);
+    m->batch_len = 0;
+    m->batch_touched = 0;
+    m->batch_overflow = 0;
+    m->catchup_pending = 0;
+    ev_record(m, BS_EV_CATCHUP, m->visible_seq, 0, 0, 1 - m->front_slot, -1);
+    pthread_cond_broadcast(&m->sync_cv);
+}
+
+/* Worker, holds mu, a catch-up pending and nothing queued: wait up to
+ * CATCHUP_DELAY_NS for a write that makes it unnecessary (try_direct_write);
+ * anything queued, anyone waiting (a sync, bs_back) or close ends the wait. */
+static void delay_catch_up(bs_manager *m)
+{
+    uint64_t urgent_seen = m->urgent;
+    struct timespec deadline = deadline_after(CATCHUP_DELAY_NS * 1e-9);
+    m->worker_waiting = WAIT_CATCHUP;
+    while (!m->closed && m->urgent == urgent_seen && m->catchup_pending && m->ring_len == 0 &&
+           !m->back_waiters)
+        if (pthread_cond_timedwait(&m->work_cv, &m->mu, &deadline) == ETIMEDOUT) break;
+    m->worker_waiting = WAIT_NONE;
+}
 
 /* Worker, holds mu: sleep until gather_min units are queued, something urgent
  * comes up (a sync, a blocked producer, a step, close) or GATHER_NS pass. It
@@ -888,7 +940,7 @@ static void *worker_main(void *arg)
 {
     bs_manager *m = arg;
     work_item work[WORK_CHUNK];
-    int gathered = 0;
+    int gathered = 0, delayed = 0;
     pthread_setname_np(pthread_self(), "bs-worker");   /* named for debuggers and tests */
 
     pthread_mutex_lock(&m->mu);
@@ -901,6 +953,12 @@ static void *worker_main(void *arg)
         if (m->closed) break;
 
         if (m->catchup_pending) {
+            if (!delayed && m->ring_len == 0 && !m->has_cur && !m->back_waiters) {
+                delay_catch_up(m);
+                delayed = 1;
+                continue;
+            }
+            delayed = 0;
             m->worker_busy = 1;
             pthread_mutex_unlock(&m->mu);
             uint64_t pieces;
@@ -1290,8 +1348,14 @@ static int try_direct_write(bs_manager *m, entry *e, const float *data, uint64_t
     pthread_mutex_lock(&m->mu);
     /* The worker only catching up after a swap, nothing queued: waiting for it
      * is cheaper than a payload copy the worker would copy again. */
-    while (!m->closed && m->ring_len == 0 && !m->has_cur && !m->paused && m->catchup_pending)
+    while (!m->closed && m->ring_len == 0 && !m->has_cur && !m->paused && m->catchup_pending) {
+        if (!m->worker_busy && covers_catch_up(m, e)) {   /* this write overwrites it all */
+            skip_catch_up(m);
+            break;
+        }
+        wake_worker_now(m);
         pthread_cond_wait(&m->sync_cv, &m->mu);   /* the worker broadcasts when caught up */
+    }
     if (!direct_write_allowed(m)) {
         pthread_mutex_unlock(&m->mu);
         return 0;
@@ -1604,8 +1668,10 @@ int bs_sync_begin(bs_manager *m, uint64_t *ticket_out)
     /* Everything applied: swap here, no round trip through the worker. A
      * catch-up still running (the last swap's) is waited for: it is bounded
      * work the worker does even when paused, never queued updates. */
-    while (!m->closed && all_applied(m) && m->catchup_pending)
+    while (!m->closed && all_applied(m) && m->catchup_pending) {
+        wake_worker_now(m);   /* it may be waiting before the catch-up (delay_catch_up) */
         pthread_cond_wait(&m->sync_cv, &m->mu);   /* the worker broadcasts when caught up */
+    }
     if (m->closed) {
         pthread_mutex_unlock(&m->mu);
         return fail(BS_ECLOSED, "manager is closed");
@@ -1617,7 +1683,7 @@ int bs_sync_begin(bs_manager *m, uint64_t *ticket_out)
     if (all_applied(m)) {
         uint64_t ticket = ++m->tickets_issued;
         swap_buffers(m, ticket);
-        wake_worker_now(m);   /* for the catch-up, which it does even when paused */
+        if (m->catchup_pending) wake_worker_now(m);   /* it catches up even when paused */
         *ticket_out = ticket;
         pthread_mutex_unlock(&m->mu);
         return BS_OK;
