@@ -179,7 +179,7 @@ static int fi_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*f)(v
 #define GATHER_MIN 1024
 /* With nothing queued, the worker waits this long before a catch-up: a large
  * write that overwrites everything it would copy makes it unnecessary. */
-#define CATCHUP_DELAY_NS 2000000
+#define CATCHUP_DELAY_NS 5000000
 enum { WAIT_NONE = 0, WAIT_IDLE = 1, WAIT_GATHER = 2, WAIT_CATCHUP = 3 };
 /* A write of at least this many elements, enqueued while the worker is idle with
  * nothing queued, is copied by the producer straight into the back buffer. */
@@ -946,6 +946,7 @@ static void *worker_main(void *arg)
     pthread_mutex_lock(&m->mu);
     for (;;) {
         while (!m->closed && !worker_has_work(m)) {
+            delayed = 0;   /* a catch-up after a later swap waits again */
             m->worker_waiting = WAIT_IDLE;
             pthread_cond_wait(&m->work_cv, &m->mu);
             m->worker_waiting = WAIT_NONE;
