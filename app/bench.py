@@ -335,7 +335,7 @@ def run(backends=("c", "gl"), quick=False, log=print) -> list[Figure]:
     k = 1 if quick else 4
     n_calls, n_many, n_sync = 50_000 * k, 1_000_000 * k, 500 * k
     figs: list[Figure] = []
-    steps = 3 + 10 * len(backends)
+    steps = 3 + 11 * len(backends)
     done = [0]
 
     def step(what):
@@ -374,7 +374,7 @@ def run(backends=("c", "gl"), quick=False, log=print) -> list[Figure]:
         reason = why_not(b)
         if reason:
             figs.append(Figure(f"unavailable: {reason[:70]}", b, float("nan"), ""))
-            done[0] += 10
+            done[0] += 11
             log(f"skipping backend {b}: {reason}")
             continue
         step(f"{b}: one enqueue(Set) per update")
@@ -398,6 +398,8 @@ def run(backends=("c", "gl"), quick=False, log=print) -> list[Figure]:
                            plain_done / rec_done, "x slower", "", None, "<= 2x",
                            note=f"until the last sync: {plain_sync / rec_sync:.2f}x slower"))
         figs[-1].limit, figs[-1].target_ratio, figs[-1].higher_is_better = 1.0, 2.0, False
+        step(f"{b}: a program publishing live, with and without a viewer attached")
+        figs.append(bench_attach_figure(b, quick))
         step(f"{b}: sync round trip, empty queue, idle worker")
         lat = bench_sync_latency(b, n_sync)
         figs.append(Figure("sync round trip, empty queue, median", b,
@@ -424,6 +426,24 @@ def run(backends=("c", "gl"), quick=False, log=print) -> list[Figure]:
             figs.append(Figure(f"peak memory: {exc}"[:80], b, float("nan"), ""))
         done[0] += 3
     return figs
+
+
+def bench_attach_figure(backend: str, quick: bool) -> Figure:
+    """The live attach row: how much slower a publishing program runs with a viewer
+    reading everything than unpublished (median of alternating rounds)."""
+    from .bench_attach import measure
+
+    try:
+        r = measure(backend, seconds=1.0 if quick else 2.5, rounds=1 if quick else 3)
+    except Exception as exc:
+        return Figure(f"live attach: {exc}"[:80], backend, float("nan"), "")
+    med = r["median"]
+    fig = Figure("live attach: set_many + sync with a viewer reading everything", backend,
+                 med["off"] / med["viewer"], "x slower", "unpublished", None, "<= 1.1x",
+                 note=f"published, no viewer: {med['off'] / med['idle']:.2f}x; CPU per update "
+                      f"with a viewer {r['viewer_cpu_ratio']:.2f}x; median of {r['rounds']}")
+    fig.limit, fig.target_ratio, fig.higher_is_better = 1.0, 1.1, False
+    return fig
 
 
 def _fmt(v: float | None, unit: str) -> str:

@@ -183,10 +183,13 @@ class TraceIndex:
             ev_index += 1
             n_rows += 1
 
-        def visible(seq: int) -> None:
+        last_t = 0
+
+        def visible(seq: int, t_ns: int) -> None:
             nonlocal ev_index
-            events.append(Event(ev_index, 0, "visible", max(seq, 0), 0, epoch, "", 0, ""))
-            ev_index += 1
+            for kind in ("swap", "visible"):    # the timeline draws the swap
+                events.append(Event(ev_index, t_ns, kind, max(seq, 0), 0, epoch, "", 0, ""))
+                ev_index += 1
             if len(events) >= 4096:
                 history.ingest(events, ev_index)
                 events.clear()
@@ -198,12 +201,14 @@ class TraceIndex:
                 if progress is not None:
                     progress(reader.bytes_read, reader.size)
             item = rec.item
+            if rec.t is not None:
+                last_t = _ns(rec.t)
             if isinstance(item, SyncMarker):
                 flush_sets()
                 model.synchronize()
                 epoch += 1
                 since_sync = 0
-                visible(last_seq if seqs_ok else ordinal)
+                visible(last_seq if seqs_ok else ordinal, last_t)
                 self._mark_epoch(reader.bytes_read, reader.lineno, ordinal, last_seq)
                 self._keep_keyframe(epoch, model.front)
                 continue
@@ -229,7 +234,7 @@ class TraceIndex:
             model.synchronize()
             epoch += 1
             self.implicit_final_sync = True
-            visible(last_seq if seqs_ok else ordinal)
+            visible(last_seq if seqs_ok else ordinal, last_t)
             self._mark_epoch(reader.size, reader.lineno + 1, ordinal, last_seq)
             self._keep_keyframe(epoch, model.front)
         if progress is not None:
@@ -267,6 +272,13 @@ class TraceIndex:
     @property
     def last_seq(self) -> int | None:
         return None if not self.n_updates else int(self._seq_before[self.n_epochs])
+
+    def last_seq_at(self, epoch: int) -> int | None:
+        """The seq of the last update visible at ``epoch`` (None: none, as at epoch 0)."""
+        epoch = self._check_epoch(epoch)
+        if not self._ordinal_before[epoch]:
+            return None
+        return int(self._seq_before[epoch])
 
     def line_of_epoch(self, epoch: int) -> int:
         """The line number of the sync line that made ``epoch`` visible (0 for epoch 0)."""
@@ -342,7 +354,8 @@ class TraceIndex:
                         max_rows: int = DEFAULT_HISTORY_ROWS) -> UpdateHistory:
         """An ``app.history.UpdateHistory`` of the updates made visible in epochs
         ``first_epoch+1 … last_epoch`` (at most ``max_rows`` rows), for the debug
-        docks: rows (seq, producer, op, payload, epoch_visible) and visible marks.
+        docks: rows (seq, producer, op, payload, epoch_visible) and, per sync line, a
+        swap and a visible mark at its ``t`` (the last time the trace gave before it).
         Re-reads that part of the file."""
         first_epoch = self._check_epoch(first_epoch)
         last_epoch = self._check_epoch(last_epoch)
@@ -351,11 +364,15 @@ class TraceIndex:
         ordinal = int(self._ordinal_before[first_epoch])
         epoch = first_epoch
         n_rows = 0
+        last_t = 0
         for rec in self._records_from(first_epoch, last_epoch):
+            if rec.t is not None:
+                last_t = _ns(rec.t)
             if isinstance(rec.item, SyncMarker):
                 epoch += 1
                 seq = int(self._seq_before[epoch])
-                events.append(Event(len(events), 0, "visible", max(seq, 0), 0, epoch, "", 0, ""))
+                for kind in ("swap", "visible"):
+                    events.append(Event(len(events), last_t, kind, max(seq, 0), 0, epoch, "", 0, ""))
                 if n_rows >= max_rows:
                     break               # full: the rows so far, each with its epoch
                 continue
@@ -435,7 +452,7 @@ class TraceIndex:
                 except ValueError as exc:   # validated when opened: the file changed
                     raise TraceError(f"{self.path} line {lineno}: {exc}") from None
                 if isinstance(item, SyncMarker):
-                    yield TraceRecord(item, lineno)
+                    yield TraceRecord(item, lineno, t=obj.get("t"))
                     syncs += 1
                     if syncs >= want:
                         return
@@ -446,10 +463,15 @@ class TraceIndex:
             yield TraceRecord(SyncMarker(), lineno + 1)
 
 
+def _ns(t: float) -> int:
+    """A trace's ``t`` (seconds) in nanoseconds, as the history keeps times."""
+    return int(t * 1e9)
+
+
 def _enqueue_event(index: int, rec: TraceRecord, seq: int, epoch: int) -> Event:
     """A history ``enqueue`` event for one trace update (what ``UpdateHistory`` reads)."""
     u = rec.item
-    t_ns = int(rec.t * 1e9) if rec.t is not None else 0
+    t_ns = _ns(rec.t) if rec.t is not None else 0
     producer = rec.producer or ""
     if isinstance(u, Set):
         region = tuple((int(i), int(i) + 1) for i in u.index)

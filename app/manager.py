@@ -128,6 +128,9 @@ class BufferManager(abc.ABC):
 
     backend: str = ""
     capabilities: Capabilities = Capabilities()
+    #: Why a manager that mirrors another program stopped following it (the program
+    #: ended, or it was detached); "" while it follows, and always for a local one.
+    ended: str = ""
     #: ``validate`` copies Write payloads unless the backend copies them itself.
     _copies_payload: bool = False
     #: ``set_many`` bounds are checked by the backend itself (with the same message).

@@ -44,7 +44,8 @@ def test_bench_quick_json(tmp_path, capsys):
     for name in ("enqueue(Set), one call per update", "enqueue(Set), busy process on every other core",
                  "set_many, batches of 4096", "recording a trace: set_many until the trace is complete",
                  "sync round trip, empty queue, median", "100 updates + sync, 64 MiB buffer",
-                 "Write of 16 MiB + sync", "peak memory growth, 64 MiB buffer"):
+                 "Write of 16 MiB + sync", "peak memory growth, 64 MiB buffer",
+                 "live attach: set_many + sync with a viewer reading everything"):
         assert name in names, name
     for f in limited:
         assert f["backend"] == "c"
@@ -56,3 +57,5 @@ def test_bench_quick_json(tmp_path, capsys):
     assert "limit (same run)" in captured.out and "[" in captured.err, "table header and progress"
     log = [f for f in data["figures"] if f["name"].startswith("update log")]
     assert len(log) == 1 and log[0]["unit"] == "rows/s" and log[0]["value"] > 0, log
+    attach = figs[("live attach: set_many + sync with a viewer reading everything", "c")]
+    assert attach["unit"] == "x slower" and "published, no viewer" in attach["note"], attach

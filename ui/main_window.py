@@ -332,6 +332,7 @@ class MainWindow(LongOperations, QMainWindow):
     # ------------------------------------------------------------------ teardown
     def closeEvent(self, ev: QCloseEvent) -> None:
         self._status_timer.stop()
+        self.history_docks.races.close()
         self.session.close()
         self.view.release_gl()
         super().closeEvent(ev)
