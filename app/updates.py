@@ -221,7 +221,14 @@ def validate(update: object, shape: Shape, copy: bool = True) -> Update:
     """
     t = type(update)
     if t is Set:
-        return Set(validate_index(update.index, shape), as_value(update.value))
+        index, value = update.index, update.value
+        # The per-call common case (a tuple of plain in-bounds ints, a float)
+        # without the generic checks; a new Set, so the caller's may change.
+        if type(index) is tuple and type(value) is float and len(index) == len(shape) and all(
+            type(i) is int and 0 <= i < n for i, n in zip(index, shape)
+        ):
+            return Set(index, value)
+        return Set(validate_index(index, shape), as_value(value))
     if t is Fill or t is Add or t is Scale:
         return t(validate_region(update.region, shape), as_value(update.value))
     if t is Write:
