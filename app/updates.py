@@ -221,7 +221,14 @@ def validate(update: object, shape: Shape, copy: bool = True) -> Update:
     """
     t = type(update)
     if t is Set:
-        return Set(validate_index(update.index, shape), as_value(update.value))
+        index, value = update.index, update.value
+        # The per-call common case (a tuple of plain in-bounds ints, a float)
+        # without the generic checks; a new Set, so the caller's may change.
+        if type(index) is tuple and type(value) is float and len(index) == len(shape) and all(
+            type(i) is int and 0 <= i < n for i, n in zip(index, shape)
+        ):
+            return Set(index, value)
+        return Set(validate_index(index, shape), as_value(value))
     if t is Fill or t is Add or t is Scale:
         return t(validate_region(update.region, shape), as_value(update.value))
     if t is Write:
@@ -268,19 +275,22 @@ def validate_set_many(
     if vals.ndim != 1 or vals.shape[0] != idx.shape[0]:
         raise ValueError(f"values must have shape ({idx.shape[0]},), got {vals.shape}")
     idx = np.ascontiguousarray(idx, dtype=np.int64)
-    # Bounds: one unsigned max per dimension (a negative index is huge as uint64);
-    # the element-wise pass runs only to name the first bad element.
-    as_unsigned = idx.view(np.uint64)
-    if check_bounds and idx.size and any(
-        int(as_unsigned[:, d].max()) >= size for d, size in enumerate(shape)
-    ):
-        bad = (idx < 0) | (idx >= np.asarray(shape, dtype=np.int64))
-        if bad.any():
+    # Bounds: one unsigned max over all (a negative index is huge as uint64), per
+    # dimension only when that exceeds the smallest size; the element-wise pass
+    # runs only to name the first bad element.
+    if check_bounds and idx.size:
+        as_unsigned = idx.view(np.uint64)
+        if int(as_unsigned.max()) >= min(shape) and any(
+            int(as_unsigned[:, d].max()) >= size for d, size in enumerate(shape)
+        ):
+            bad = (idx < 0) | (idx >= np.asarray(shape, dtype=np.int64))
             row, dim = np.argwhere(bad)[0]
             raise ValueError(
                 f"set_many: element {row} has index {idx[row, dim]} in dimension {dim}, "
                 f"out of bounds for size {shape[dim]}"
             )
+    if vals.dtype == np.float32:   # no cast: nothing to silence (np.errstate costs µs)
+        return idx, np.ascontiguousarray(vals)
     with np.errstate(over="ignore", invalid="ignore"):
         vals = np.ascontiguousarray(vals, dtype=np.float32)
     return idx, vals

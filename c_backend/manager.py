@@ -64,7 +64,7 @@ _OPS = {"set": lib.BS_OP_SET, "fill": lib.BS_OP_FILL, "add": lib.BS_OP_ADD,
         "scale": lib.BS_OP_SCALE, "write": lib.BS_OP_WRITE}
 
 
-_enqueue_set = lib.bs_enqueue_set
+_enqueue_set_seq = lib.bs_enqueue_set_seq
 # BUFFERSCOPE_TRACE is numbered by app.capture for every manager of this process
 # (C and GL alike), so the library leaves it alone here.
 lib.bs_trace_env_enable(0)
@@ -196,6 +196,7 @@ class CBufferManager(BufferManager):
         except AttributeError:
             pid = self._producer_id()
             self._tls.state = (ffi.new("uint64_t *"), pid)
+            self._tls.pid = pid
             watch = self._watch
             if watch is not None and self._producers.get(pid) in watch[2]:
                 with self._watch_lock:
@@ -221,30 +222,29 @@ class CBufferManager(BufferManager):
 
     # -- the contract ---------------------------------------------------------------
     def enqueue(self, update: Update, block: bool = True) -> int:
-        """The per-call fast path: a Set of plain ints and a plain number goes
-        straight to C, which checks its bounds with the same message as
-        ``validate``; anything else takes the validated path of the base."""
-        try:
-            seqp, pid = self._tls.state
-        except AttributeError:
-            seqp, pid = self._thread_state()
-        self._check_open()
-        # Fast path: a Set of plain ints and a plain number goes straight to C,
-        # which checks the bounds itself; anything else is validated here.
+        """The per-call fast path: a Set of a tuple of plain ints and a plain
+        number goes straight to C, which checks the bounds and returns the
+        sequence number (one cffi call, no out-pointer to read back). Anything
+        else, and anything the library refuses (out of bounds, a full queue, a
+        closed manager), takes the validated path of the base, so every error
+        has exactly the base's type and message. Each line here costs every
+        per-call producer: measure (``bufferscope bench``) before adding one."""
         if type(update) is Set:
-            idx, v = update.index, update.value
+            idx = update.index
+            v = update.value
             if type(idx) is tuple and len(idx) == self.ndim and (type(v) is float or type(v) is int):
                 i = idx + (0, 0)
                 if type(i[0]) is int and type(i[1]) is int and type(i[2]) is int:
                     try:
-                        rc = _enqueue_set(self._h, i[0], i[1], i[2], v, pid, 0, seqp)
+                        pid = self._tls.pid
+                    except AttributeError:
+                        pid = self._thread_state()[1]
+                    try:
+                        seq = _enqueue_set_seq(self._h, i[0], i[1], i[2], v, pid)
                     except OverflowError:
-                        rc = None  # beyond int64 or float: the general path names it
-                    if rc == 0:
-                        return seqp[0]
-                    if rc is not None and not (rc == _EFULL and block):
-                        _raise(rc)
-                    # a full queue and block: the general path waits in slices
+                        seq = 0   # beyond int64 or float: the general path names it
+                    if seq > 0:
+                        return seq
         return super().enqueue(update, block)
 
     def _wait_room(self, units: int) -> None:
@@ -301,11 +301,20 @@ class CBufferManager(BufferManager):
     def _set_many(self, idx: np.ndarray, vals: np.ndarray, block: bool) -> np.ndarray:
         n = len(vals)
         seqs = np.empty(n, dtype=np.uint64)
-        bad = ffi.new("size_t *")
-        pid = self._thread_state()[1]
+        try:
+            pid = self._tls.pid
+        except AttributeError:
+            pid = self._thread_state()[1]
         c_idx = ffi.from_buffer("int64_t[]", idx)
         c_vals = ffi.from_buffer("float[]", vals)
         c_seqs = ffi.from_buffer("uint64_t[]", seqs)
+        if n <= self.max_pending:   # the common case: one call, no closures
+            rc = lib.bs_set_many(self._h, c_idx, c_vals, n, pid, 0, c_seqs, ffi.NULL)
+            if rc == 0:
+                return seqs
+            if rc != _EFULL or not block:
+                _raise(rc)
+        bad = ffi.new("size_t *")
         nd = self.ndim
 
         def call(a: int, b: int) -> int:

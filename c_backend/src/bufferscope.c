@@ -28,12 +28,15 @@
  * finds its marker by binary search.
  *
  * The worker always holds mu except while it applies updates to the back
- * buffer, catches up, or spins briefly (SPIN_NS) for new work before it goes to
- * sleep, so a steady stream of producers never pays for a wakeup: producers
- * signal work_cv only when the worker really sleeps (worker_waiting). When
- * only a few updates are queued and nobody waits (no sync marker, no blocked
- * producer, no step), the worker gathers for up to GATHER_NS so it takes many
- * updates per lock round trip instead of fighting the producers for the lock.
+ * buffer or catches up; it never spins (on a machine without a free core a
+ * spinning worker takes the producers' time). When only a few updates are
+ * queued and nobody waits (no sync marker, no blocked producer, no step), it
+ * sleeps until gather_min units are queued or GATHER_NS pass (a timed wait:
+ * a trickle is still applied), so it takes many updates per lock round trip
+ * and producers signal work_cv once per gather_min updates, not per update:
+ * only when the worker sleeps idle (worker_waiting == WAIT_IDLE), or gathers
+ * and enough is queued. Whoever needs the worker (a sync, a producer blocked
+ * for room, a step, close) bumps `urgent`, which ends a gather at once.
  * It takes up to WORK_CHUNK entries at a time, applies them with the lock
  * dropped, then records them.
  *
@@ -44,7 +47,12 @@
  * copies just those elements from the new front, left-right style; when the
  * batch touched more elements than the buffer holds it copies the whole buffer
  * instead (and stops remembering, so memory stays bounded). Both buffers are
- * equal after every catch-up, so the back is never stale.
+ * equal after every catch-up, so the back is never stale. A swap after an
+ * empty batch is caught up at once. With nothing queued the worker waits up to
+ * CATCHUP_DELAY_NS before it catches up (anything queued, a sync, bs_back or
+ * close ends the wait): a large write that overwrites everything the catch-up
+ * would copy (covers_catch_up) makes it unnecessary, so a stream of whole-frame
+ * writes costs one copy each, not two.
  *
  * A large write enqueued while the worker is idle and nothing is queued is
  * copied by the producer itself straight into the back (try_direct_write): the
@@ -172,14 +180,21 @@ static int fi_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*f)(v
 #include "trace_writer.c"   /* capture (SPEC §5): static tw_* functions, this unit only */
 
 #define WORK_CHUNK 64
-#define SPIN_NS 50000
-#define GATHER_NS 20000
-#define GATHER_MIN 64
+/* The worker sleeps until GATHER_MIN units are queued (or something urgent, or
+ * GATHER_NS passes): producers signal it once per GATHER_MIN, not per update. */
+#define GATHER_NS 1000000
+#define GATHER_MIN 1024
+/* With nothing queued, the worker waits this long before a catch-up: a large
+ * write that overwrites everything it would copy makes it unnecessary. */
+#define CATCHUP_DELAY_NS 5000000
+enum { WAIT_NONE = 0, WAIT_IDLE = 1, WAIT_GATHER = 2, WAIT_CATCHUP = 3 };
 /* A write of at least this many elements, enqueued while the worker is idle with
  * nothing queued, is copied by the producer straight into the back buffer. */
 #define DIRECT_MIN (1 << 16)
 /* What remembering one entry for the catch-up costs, in buffer elements. */
 #define ENTRY_COST ((sizeof(entry) + sizeof(float) - 1) / sizeof(float))
+/* What catching up one scattered element costs, in elements of a row copy. */
+#define SCATTER_COST 4
 #define SETS_CHUNK 65536
 
 enum { ENTRY_UPDATE = 0, ENTRY_SETS = 1, ENTRY_SYNC = 2 };
@@ -268,13 +283,11 @@ struct bs_manager {
     int paused;
     uint64_t step_credits;
 
-    int worker_waiting;           /* the worker sleeps on work_cv: wake it with a signal */
+    int worker_waiting;           /* the worker sleeps on work_cv (WAIT_IDLE, WAIT_GATHER) */
     int worker_busy;              /* the worker applies a chunk with the lock dropped */
     int catchup_pending;          /* a swap happened; the new back is not caught up yet */
     int direct_busy;              /* a producer copies a large write straight into the back */
-    uint64_t kick;                /* bumped (atomically) whenever there may be new work */
-    uint64_t urgent;              /* bumped (atomically) when the worker must not dawdle */
-    uint64_t queued_units;        /* atomic mirror of `pending`, read while spinning */
+    uint64_t urgent;              /* bumped when the worker must not gather */
     uint64_t markers_queued;      /* sync markers in the ring */
     uint64_t space_waiters;       /* producers blocked for room */
 
@@ -504,28 +517,33 @@ static void entry_free(entry *e)
     e->offsets = NULL;
 }
 
-/* Caller holds mu: there may be new work for the worker. */
+/* Caller holds mu: what the worker gathers before it takes work that nobody
+ * waits for (never more than half the bound, so a producer never blocks on it). */
+static uint64_t gather_min(const bs_manager *m)
+{
+    uint64_t half = m->max_pending / 2;
+    return half < GATHER_MIN ? (half ? half : 1) : GATHER_MIN;
+}
+
+/* Caller holds mu: there may be new work for the worker. A sleeping worker is
+ * woken once enough is queued (its timed wait picks up a trickle), so a stream
+ * of producers pays one wakeup per gather_min updates, not one per update. */
 static void wake_worker(bs_manager *m)
 {
     if (m->paused && !m->step_credits) return;  /* nothing it may do until resumed or stepped */
-    __atomic_add_fetch(&m->kick, 1, __ATOMIC_RELEASE);
-    if (m->worker_waiting) pthread_cond_signal(&m->work_cv);
+    if (m->worker_waiting == WAIT_IDLE || m->worker_waiting == WAIT_CATCHUP ||
+        (m->worker_waiting == WAIT_GATHER && m->pending >= gather_min(m)))
+        pthread_cond_signal(&m->work_cv);
 }
 
 /* Caller holds mu: someone waits on the worker; it must not gather. */
 static void wake_worker_now(bs_manager *m)
 {
-    __atomic_add_fetch(&m->urgent, 1, __ATOMIC_RELEASE);
-    __atomic_add_fetch(&m->kick, 1, __ATOMIC_RELEASE);
+    m->urgent++;
     if (m->worker_waiting) pthread_cond_signal(&m->work_cv);
 }
 
-/* Caller holds mu: keep the lock-free mirror of `pending` current. */
-static void set_pending(bs_manager *m, uint64_t pending)
-{
-    m->pending = pending;
-    __atomic_store_n(&m->queued_units, pending, __ATOMIC_RELEASE);
-}
+static void set_pending(bs_manager *m, uint64_t pending) { m->pending = pending; }
 
 /* Caller holds mu. Makes room in the ring for `more` entries (grows it). */
 static int ring_reserve(bs_manager *m, size_t more)
@@ -776,10 +794,12 @@ static void batch_keep(bs_manager *m, entry *e)
         entry_free(e);
         return;
     }
-    /* Each remembered entry costs its elements plus its own bookkeeping; when the
-     * batch costs more than the buffer, copy the buffer instead (memory stays
-     * bounded by about one buffer). */
-    m->batch_touched += e->touched + ENTRY_COST;
+    /* Each remembered entry costs its elements (a scattered one SCATTER_COST: a
+     * cache miss each, where a row is one memcpy) plus its own bookkeeping; when
+     * the batch costs more than the buffer, copy the buffer instead (faster, and
+     * memory stays bounded by about one buffer). */
+    uint64_t scattered = e->kind == ENTRY_SETS || e->op == BS_OP_SET;
+    m->batch_touched += e->touched * (scattered ? SCATTER_COST : 1) + ENTRY_COST;
     if (m->batch_touched > m->nelem) {
         for (size_t i = 0; i < m->batch_len; i++) entry_free(&m->batch[i]);
         m->batch_len = 0;
@@ -858,71 +878,96 @@ static void swap_buffers(bs_manager *m, uint64_t ticket)
     m->epoch++;
     m->visible_seq = m->applied_seq;
     if (ticket > m->tickets_done) m->tickets_done = ticket;
-    m->catchup_pending = 1;
     ev_record(m, BS_EV_SWAP, m->visible_seq, 0, 0, m->front_slot, -1);
     ev_record(m, BS_EV_VISIBLE, m->visible_seq, 0, 0, m->front_slot, -1);
+    if (m->batch_len == 0 && !m->batch_overflow)   /* nothing written since the last swap */
+        ev_record(m, BS_EV_CATCHUP, m->visible_seq, 0, 0, 1 - m->front_slot, -1);
+    else
+        m->catchup_pending = 1;
     pthread_cond_broadcast(&m->sync_cv);
-    __atomic_add_fetch(&m->kick, 1, __ATOMIC_RELEASE);
 }
 
-static void cpu_relax(int n)
+static struct timespec deadline_after(double timeout_s);
+
+/* Caller holds mu, no catch-up running (worker_busy clear): does writing e's
+ * region overwrite everything the pending catch-up would copy? */
+static int covers_catch_up(const bs_manager *m, const entry *e)
 {
-    for (int i = 0; i < n; i++) {
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#elif defined(__aarch64__)
-        __asm__ __volatile__("yield");
-#endif
+    if (m->batch_overflow) return region_volume(e) == m->nelem;
+    for (size_t i = 0; i < m->batch_len; i++) {
+        const entry *b = &m->batch[i];
+        if (b->kind == ENTRY_SETS) return 0;   /* (its offsets are not looked at) */
+        for (int d = 0; d < 3; d++)
+            if (b->start[d] < e->start[d] || b->stop[d] > e->stop[d]) return 0;
     }
+    return 1;
 }
 
-/* Worker, lock not held: wait up to GATHER_NS for GATHER_MIN queued updates,
- * unless something urgent comes up. */
-static void gather(bs_manager *m, uint64_t urgent_seen)
+/* Caller holds mu, no catch-up running: the pending catch-up is not needed (a
+ * write about to be applied overwrites all of it): forget it. */
+static void skip_catch_up(bs_manager *m)
 {
-    int64_t t0 = now_ns();
-    for (;;) {
-        if (__atomic_load_n(&m->queued_units, __ATOMIC_ACQUIRE) >= GATHER_MIN) return;
-        if (__atomic_load_n(&m->urgent, __ATOMIC_ACQUIRE) != urgent_seen) return;
-        if (now_ns() - t0 > GATHER_NS) return;
-        cpu_relax(64);   /* poll gently: the producers write these lines */
-    }
+    for (size_t i = 0; i < m->batch_len; i++) entry_free(&m->batch[i]);
+    m->batch_len = 0;
+    m->batch_touched = 0;
+    m->batch_overflow = 0;
+    m->catchup_pending = 0;
+    ev_record(m, BS_EV_CATCHUP, m->visible_seq, 0, 0, 1 - m->front_slot, -1);
+    pthread_cond_broadcast(&m->sync_cv);
 }
 
-/* Worker, lock not held: spin a little for new work before sleeping. */
-static void spin_for_work(bs_manager *m, uint64_t seen)
+/* Worker, holds mu, a catch-up pending and nothing queued: wait up to
+ * CATCHUP_DELAY_NS for a write that makes it unnecessary (try_direct_write);
+ * anything queued, anyone waiting (a sync, bs_back) or close ends the wait. */
+static void delay_catch_up(bs_manager *m)
 {
-    int64_t t0 = now_ns();
-    for (;;) {
-        if (__atomic_load_n(&m->kick, __ATOMIC_ACQUIRE) != seen) return;
-        if (now_ns() - t0 > SPIN_NS) return;
-        cpu_relax(64);
-    }
+    uint64_t urgent_seen = m->urgent;
+    struct timespec deadline = deadline_after(CATCHUP_DELAY_NS * 1e-9);
+    m->worker_waiting = WAIT_CATCHUP;
+    while (!m->closed && m->urgent == urgent_seen && m->catchup_pending && m->ring_len == 0 &&
+           !m->back_waiters)
+        if (pthread_cond_timedwait(&m->work_cv, &m->mu, &deadline) == ETIMEDOUT) break;
+    m->worker_waiting = WAIT_NONE;
+}
+
+/* Worker, holds mu: sleep until gather_min units are queued, something urgent
+ * comes up (a sync, a blocked producer, a step, close) or GATHER_NS pass. It
+ * sleeps rather than spins: on a machine without a free core a spinning worker
+ * takes the producers' time. */
+static void gather(bs_manager *m)
+{
+    uint64_t urgent_seen = m->urgent;
+    struct timespec deadline = deadline_after(GATHER_NS * 1e-9);
+    m->worker_waiting = WAIT_GATHER;
+    while (!m->closed && m->urgent == urgent_seen && m->pending < gather_min(m))
+        if (pthread_cond_timedwait(&m->work_cv, &m->mu, &deadline) == ETIMEDOUT) break;
+    m->worker_waiting = WAIT_NONE;
 }
 
 static void *worker_main(void *arg)
 {
     bs_manager *m = arg;
     work_item work[WORK_CHUNK];
-    int gathered = 0;
+    int gathered = 0, delayed = 0;
     pthread_setname_np(pthread_self(), "bs-worker");   /* named for debuggers and tests */
 
     pthread_mutex_lock(&m->mu);
     for (;;) {
-        if (!m->closed && !worker_has_work(m)) {
-            uint64_t seen = __atomic_load_n(&m->kick, __ATOMIC_ACQUIRE);
-            pthread_mutex_unlock(&m->mu);
-            spin_for_work(m, seen);
-            pthread_mutex_lock(&m->mu);
-            while (!m->closed && !worker_has_work(m)) {
-                m->worker_waiting = 1;
-                pthread_cond_wait(&m->work_cv, &m->mu);
-                m->worker_waiting = 0;
-            }
+        while (!m->closed && !worker_has_work(m)) {
+            delayed = 0;   /* a catch-up after a later swap waits again */
+            m->worker_waiting = WAIT_IDLE;
+            pthread_cond_wait(&m->work_cv, &m->mu);
+            m->worker_waiting = WAIT_NONE;
         }
         if (m->closed) break;
 
         if (m->catchup_pending) {
+            if (!delayed && m->ring_len == 0 && !m->has_cur && !m->back_waiters) {
+                delay_catch_up(m);
+                delayed = 1;
+                continue;
+            }
+            delayed = 0;
             m->worker_busy = 1;
             pthread_mutex_unlock(&m->mu);
             uint64_t pieces;
@@ -951,12 +996,9 @@ static void *worker_main(void *arg)
             continue;   /* the catch-up comes first on the next turn */
         }
 
-        if (!gathered && !m->paused && !m->has_cur && m->pending < GATHER_MIN &&
+        if (!gathered && !m->paused && !m->has_cur && m->pending < gather_min(m) &&
             m->markers_queued == 0 && m->space_waiters == 0) {
-            uint64_t urgent_seen = __atomic_load_n(&m->urgent, __ATOMIC_ACQUIRE);
-            pthread_mutex_unlock(&m->mu);
-            gather(m, urgent_seen);
-            pthread_mutex_lock(&m->mu);
+            gather(m);
             gathered = 1;
             continue;
         }
@@ -1134,7 +1176,7 @@ int bs_create(const bs_config *c, bs_manager **out)
 #endif
     pthread_mutex_init(&m->mu, &ma);
     pthread_mutexattr_destroy(&ma);
-    pthread_cond_init(&m->work_cv, NULL);
+    pthread_cond_init(&m->work_cv, &ca);    /* timed waits too (gather) */
     pthread_cond_init(&m->space_cv, &ca);   /* timed waits too (bs_wait_room) */
     pthread_cond_init(&m->sync_cv, &ca);
     pthread_condattr_destroy(&ca);
@@ -1164,8 +1206,7 @@ int bs_close(bs_manager *m)
         return BS_OK;
     }
     m->closed = 1;
-    __atomic_add_fetch(&m->kick, 1, __ATOMIC_RELEASE);
-    __atomic_add_fetch(&m->urgent, 1, __ATOMIC_RELEASE);
+    m->urgent++;
     pthread_cond_broadcast(&m->work_cv);
     pthread_cond_broadcast(&m->space_cv);
     pthread_cond_broadcast(&m->sync_cv);
@@ -1322,8 +1363,14 @@ static int try_direct_write(bs_manager *m, entry *e, const float *data, uint64_t
     pthread_mutex_lock(&m->mu);
     /* The worker only catching up after a swap, nothing queued: waiting for it
      * is cheaper than a payload copy the worker would copy again. */
-    while (!m->closed && m->ring_len == 0 && !m->has_cur && !m->paused && m->catchup_pending)
+    while (!m->closed && m->ring_len == 0 && !m->has_cur && !m->paused && m->catchup_pending) {
+        if (!m->worker_busy && covers_catch_up(m, e)) {   /* this write overwrites it all */
+            skip_catch_up(m);
+            break;
+        }
+        wake_worker_now(m);
         pthread_cond_wait(&m->sync_cv, &m->mu);   /* the worker broadcasts when caught up */
+    }
     if (!direct_write_allowed(m)) {
         pthread_mutex_unlock(&m->mu);
         return 0;
@@ -1373,7 +1420,7 @@ int bs_enqueue(bs_manager *m, const bs_update *u, uint64_t producer, int block, 
     /* The direct path needs no room in the queue, so block = 0 may take it too. */
     if (e.op == BS_OP_WRITE && e.touched >= DIRECT_MIN && try_direct_write(m, &e, u->data, seq_out))
         return BS_OK;
-    if (!block) {   /* refuse a full queue before copying the payload */
+    if (!block && e.op == BS_OP_WRITE && e.touched) {   /* refuse a full queue before copying the payload */
         pthread_mutex_lock(&m->mu);
         rc = wait_for_room(m, e.cost, 0);
         pthread_mutex_unlock(&m->mu);
@@ -1400,6 +1447,14 @@ int bs_enqueue_set(bs_manager *m, int64_t i0, int64_t i1, int64_t i2, double val
     u.value = value;
     u.data = NULL;
     return bs_enqueue(m, &u, producer, block, seq_out);
+}
+
+int64_t bs_enqueue_set_seq(bs_manager *m, int64_t i0, int64_t i1, int64_t i2, double value,
+                           uint64_t producer)
+{
+    uint64_t seq = 0;
+    int rc = bs_enqueue_set(m, i0, i1, i2, value, producer, 0, &seq);
+    return rc ? -(int64_t)rc : (int64_t)seq;
 }
 
 int bs_enqueue_batch(bs_manager *m, const bs_update *u, size_t n, uint64_t producer,
@@ -1628,8 +1683,10 @@ int bs_sync_begin(bs_manager *m, uint64_t *ticket_out)
     /* Everything applied: swap here, no round trip through the worker. A
      * catch-up still running (the last swap's) is waited for: it is bounded
      * work the worker does even when paused, never queued updates. */
-    while (!m->closed && all_applied(m) && m->catchup_pending)
+    while (!m->closed && all_applied(m) && m->catchup_pending) {
+        wake_worker_now(m);   /* it may be waiting before the catch-up (delay_catch_up) */
         pthread_cond_wait(&m->sync_cv, &m->mu);   /* the worker broadcasts when caught up */
+    }
     if (m->closed) {
         pthread_mutex_unlock(&m->mu);
         return fail(BS_ECLOSED, "manager is closed");
@@ -1641,7 +1698,7 @@ int bs_sync_begin(bs_manager *m, uint64_t *ticket_out)
     if (all_applied(m)) {
         uint64_t ticket = ++m->tickets_issued;
         swap_buffers(m, ticket);
-        wake_worker_now(m);   /* for the catch-up, which it does even when paused */
+        if (m->catchup_pending) wake_worker_now(m);   /* it catches up even when paused */
         *ticket_out = ticket;
         pthread_mutex_unlock(&m->mu);
         return BS_OK;

@@ -144,6 +144,12 @@ int bs_enqueue_batch(bs_manager *m, const bs_update *u, size_t n, uint64_t produ
 /* Shorthand for bs_enqueue with BS_OP_SET (the common per-element call). */
 int bs_enqueue_set(bs_manager *m, int64_t i0, int64_t i1, int64_t i2, double value,
                    uint64_t producer, int block, uint64_t *seq_out);
+/* The per-call fast path of bs_enqueue_set, never blocking: the update's
+ * sequence number (>= 1), or minus a bs_status when nothing was queued (a full
+ * queue is -BS_EFULL). One return value instead of an out-pointer: a caller
+ * through an FFI pays for every argument and every read of memory. */
+int64_t bs_enqueue_set_seq(bs_manager *m, int64_t i0, int64_t i1, int64_t i2, double value,
+                           uint64_t producer);
 /* n element sets: indices is n x ndim (C order), values n floats. Copied.
  * Every index is checked before anything is queued; queued whole when n fits
  * the bound, else in chunks of the bound as room appears (as bs_enqueue_batch).
