@@ -43,9 +43,9 @@ def start_threads(targets):
     return threads
 
 
-def join_all(threads):
+def join_all(threads, wait: float = WAIT):
     for t in threads:
-        t.join(WAIT)
+        t.join(wait)
     assert not any(t.is_alive() for t in threads), "a thread did not finish in time"
 
 
@@ -251,7 +251,7 @@ def test_concurrent_synchronize_calls_all_return(open_mgr):
 
     (p,) = start_threads([producer])
     syncers = start_threads([syncer] * 8)
-    join_all(syncers)
+    join_all(syncers, 6 * WAIT)   # 320 syncs against a flooding producer: bounded, not timed
     stop.set()
     join_all([p])
     assert not errors, errors
