@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="fewer repetitions (a rough, faster run)")
     b.add_argument("--backends", type=parse_backend_list, default=("c", "gl"),
                    help="comma-separated backends to measure (default: c,gl)")
+    b.add_argument("--only", choices=("recording",), default=None,
+                   help="measure only one group of figures: recording = set_many recorded to a "
+                   "trace against the same run unrecorded (each backend)")
 
     s = sub.add_parser("screenshot", help="render the application headless to a PNG",
                        description="Run a scenario in the application window for a moment and save "

@@ -132,7 +132,7 @@ def test_example_races_and_its_trace_replays_bit_for_bit(lib, tmp_path):
 
     lines = trace_path.read_text().splitlines()
     assert json.loads(lines[0]) == {"format": "bufferscope-trace", "version": 1, "shape": [64, 64],
-                                    "dtype": "float32", "fill": 0.0}
+                                    "dtype": "float32", "fill": 0.0, "features": ["set_many"]}
     trace, fronts, _ = replay_epochs(trace_path, final_sync=True)
     updates = [rec for rec in trace.records if not isinstance(rec.item, SyncMarker)]
     assert [rec.seq for rec in updates] == list(range(1, len(updates) + 1)), "not in sequence order"
@@ -245,7 +245,7 @@ def test_every_op_and_value_replays_bit_for_bit(lib, tmp_path, shape):
     assert '"value": "nan"' in text and '"inf"' in text and '"-inf"' in text and "e-45" in text
     header = json.loads(trace_path.read_text().splitlines()[0])
     assert header["shape"] == list(shape) and header["fill"] == 0.0
-    assert trace_path.read_text().splitlines()[0].endswith('"fill": -0.0}')
+    assert trace_path.read_text().splitlines()[0].endswith('"fill": -0.0, "features": ["set_many"]}')
     _, fronts, _ = replay_epochs(trace_path, final_sync=True)
     assert len(fronts) == 4
     assert_same_floats(fronts[-1], seen)
