@@ -139,11 +139,14 @@ class TraceIndex:
         self._ordinal_before.append(ordinal)
         self._seq_before.append(seq)
 
-    def _keep_keyframe(self, epoch: int, front: np.ndarray) -> None:
+    def _keep_keyframe(self, epoch: int, back: np.ndarray) -> None:
+        """A keyframe of the front at ``epoch`` (a copy of ``back`` right after its
+        sync) when ``epoch`` is one to keep; fronts of other epochs are never copied."""
         if epoch % self.keyframe_every:
             return
         if self.max_keyframes < 1:
             return
+        front = back.copy()
         front.setflags(write=False)
         self.keyframes[epoch] = front
         while len(self.keyframes) > self.max_keyframes:
@@ -190,12 +193,11 @@ class TraceIndex:
             item = rec.item
             if isinstance(item, SyncMarker):
                 flush_sets()
-                model.synchronize()
-                epoch += 1
+                epoch += 1                  # the front is the back now (copied for keyframes)
                 since_sync = 0
                 visible(num.last_seq if num.ok else num.ordinal)
                 self._mark_epoch(reader.bytes_read, reader.lineno, num.ordinal, num.last_seq)
-                self._keep_keyframe(epoch, model.front)
+                self._keep_keyframe(epoch, model.back)
                 continue
             if is_batch(item):
                 seqs = num.batch(rec)
@@ -229,12 +231,13 @@ class TraceIndex:
         flush_sets()
         ordinal, last_seq, seqs_ok = num.ordinal, num.last_seq, num.ok
         if since_sync:
-            model.synchronize()
             epoch += 1
             self.implicit_final_sync = True
             visible(last_seq if seqs_ok else ordinal)
             self._mark_epoch(reader.size, reader.lineno + 1, ordinal, last_seq)
-            self._keep_keyframe(epoch, model.front)
+            self._keep_keyframe(epoch, model.back)
+        model.front = model.back.copy()
+        model.epoch = epoch
         if progress is not None:
             progress(reader.size, reader.size)
         self.n_epochs = epoch
@@ -427,12 +430,13 @@ class TraceIndex:
                 model.set_many(np.asarray(idx, dtype=np.int64), np.asarray(vals, dtype=np.float32))
                 idx, vals = [], []
             if isinstance(item, SyncMarker):
-                model.synchronize()
-                reached += 1
+                reached += 1                # the front is copied once, at the end
             elif is_batch(item):
                 scatter(model, item.flat, item.values)
             else:
                 model.apply(item)
+        if reached != cur.epoch:
+            model.front = model.back.copy()
         cur.epoch = reached
         model.epoch = reached
 
