@@ -12,6 +12,7 @@ format is documented in docs/trace-format.md.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -250,8 +251,10 @@ def encode_update(u: Update | SyncMarker, **extra: object) -> dict:
     """The trace object of one (validated) update or sync."""
     if isinstance(u, SyncMarker):
         obj: dict = {"op": "sync"}
-    elif isinstance(u, SetMany):
-        return json.loads(encode_set_many(u.flat, u.values, **extra))
+    elif isinstance(u, SetMany):   # one record, however long (TraceWriter splits long ones)
+        obj = {"op": "set_many", "n": u.count,
+               "flat": base64.b64encode(u.flat.astype("<i8").tobytes()).decode("ascii"),
+               "values": base64.b64encode(u.values.astype("<f4").tobytes()).decode("ascii")}
     elif isinstance(u, Set):
         obj = {"op": "set", "index": [int(i) for i in u.index], "value": encode_value(float(u.value))}
     elif isinstance(u, Write):

@@ -202,7 +202,8 @@ class SetRun(SetMany):
     __slots__ = ("exact", "seqs", "producers", "ts", "lines")
 
     def __init__(self, flat, exact, seqs, producers, ts, lines) -> None:
-        super().__init__(flat, exact.astype(np.float32))
+        with np.errstate(over="ignore"):    # beyond float32: ±inf, as when applied
+            super().__init__(flat, exact.astype(np.float32))
         self.exact = exact          # the values as written (float64), as ``set`` lines read
         self.seqs = seqs
         self.producers = producers
@@ -234,15 +235,17 @@ def _run_re(ndim: int, layout: str) -> re.Pattern:
     return _RUN_RE[key]
 
 
-def _floats(strs) -> np.ndarray | None:
-    """JSON number literals as float64, exactly as the strict reader gives them; None
-    when one needs the strict reader (beyond the float range, an integer ``-0``)."""
+def _floats(strs, special=None) -> np.ndarray | None:
+    """JSON number literals (or, where ``special[k]`` is set, "nan"/"inf"/"-inf") as
+    float64, exactly as the strict reader gives them; None when one needs the strict
+    reader (a number beyond the float range)."""
     x = np.fromiter(map(float, strs), dtype=np.float64, count=len(strs))
-    if np.isinf(x).any():
-        return None
-    neg0 = (x == 0) & np.signbit(x)
-    if neg0.any() and any(not any(c in strs[k] for c in ".eE") for k in np.flatnonzero(neg0)):
-        return None
+    for k in np.flatnonzero(np.isinf(x)):
+        if special is None or not special[k]:
+            return None
+    for k in np.flatnonzero((x == 0) & np.signbit(x)):
+        if not any(c in strs[k] for c in ".eE"):
+            x[k] = 0.0            # the integer -0 is the integer 0
     return x
 
 
@@ -261,7 +264,7 @@ def parse_set_run(texts: list[str], lines: list[int], shape: Shape) -> SetRun | 
     if any(int(i.max()) >= n for i, n in zip(idx, shape)):
         return None
     num, special = cols[ndim], cols[ndim + 1]
-    vals = _floats([a or b for a, b in zip(num, special)])
+    vals = _floats([a or b for a, b in zip(num, special)], special)
     order = _TAILS[layout][1]
     seq_s, prods, t_s = (cols[ndim + 2 + order[k]] for k in range(3))
     ts = _floats(t_s)

@@ -214,7 +214,7 @@ def _set_lines(rng, n, layout):
     specials = ['"nan"', '"inf"', '"-inf"', "-0.0", "-0", "0", "1e-45", "123", "3.5e+38"]
     for k in range(n):
         i, j = int(rng.integers(0, 4)), int(rng.integers(0, 5))
-        v = specials[k % len(specials)] if k % 3 == 0 else repr(float(rng.standard_normal()))
+        v = specials[k // 3 % len(specials)] if k % 3 == 0 else repr(float(rng.standard_normal()))
         t = f"{k * 0.001:.6f}" if layout == "py" else f"{100 + k * 1e-9:.9f}"
         if layout == "py":
             out.append(f'{{"op": "set", "index": [{i}, {j}], "value": {v}, "seq": {k + 1}, '
