@@ -23,6 +23,7 @@ import numpy as np
 from . import trace_parse
 from .atomic import AtomicFile
 from .trace_codec import SetMany, SetRun, encode_set_many, fast_set, parse_set_run
+from .trace_lines import LineReader
 from .trace_parse import (
     FORMAT,
     MAX_LINE_BYTES,
@@ -72,7 +73,7 @@ def _run_records(run: SetRun, shape: Shape) -> Iterator[TraceRecord]:
         yield TraceRecord(u, run.lines[k], seqs[k], run.producers[k], ts[k])
 
 
-class TraceReader:
+class TraceReader(LineReader):
     """A trace read as a stream (SPEC §5): the header when opened, then one record
     at a time as it is iterated, each validated against the header's shape.
 
@@ -94,6 +95,7 @@ class TraceReader:
         try:
             self.size = os.fstat(self._fh.fileno()).st_size
             self.lineno = 0
+            self._pos = 0
             self._lines = self._read_lines()
             for _lineno, text in self._lines:
                 self.shape, self.fill = parse_header(decode_json(text))
@@ -110,40 +112,6 @@ class TraceReader:
         except BaseException:
             self.close()
             raise
-
-    @property
-    def bytes_read(self) -> int:
-        """How far into the file reading has gone (for progress reports)."""
-        return 0 if self._fh.closed else self._fh.tell()
-
-    def _read_lines(self) -> Iterator[tuple[int, str]]:
-        """(line number, text without its line ending) of every non-blank line."""
-        readline = self._fh.readline
-        while True:
-            raw = readline(MAX_LINE_BYTES + 1)
-            if not raw:
-                return
-            self.lineno += 1
-            if len(raw) > MAX_LINE_BYTES:
-                raise TraceError(f"{self.path} line {self.lineno}: longer than the limit of "
-                                 f"{MAX_LINE_BYTES >> 20} MiB per line")
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise TraceError(f"{self.path} line {self.lineno}: not UTF-8 ({exc.reason} "
-                                 f"at byte {exc.start + 1} of the line)") from None
-            if self.lineno == 1 and text.startswith("\ufeff"):
-                text = text[1:]  # a UTF-8 byte order mark
-            text = text.rstrip("\r\n")
-            if text.strip():
-                yield self.lineno, text
-
-    def seek(self, offset: int, line: int) -> None:
-        """Read on from byte ``offset``, the start of the line after line ``line``
-        (an offset ``bytes_read`` gave after a record: the player's keyframes)."""
-        self._fh.seek(int(offset))
-        self.lineno = int(line)
-        self._lines = self._read_lines()
 
     def __iter__(self) -> Iterator[TraceRecord]:
         """Every record, a ``set_many`` line expanded to its ``n`` ``Set`` records

@@ -325,3 +325,55 @@ def test_the_player_index_over_batches_is_bit_exact(tmp_path):
     again = idx.history_between(0, idx.n_epochs)
     assert [(r.seq, r.count, r.op, r.epoch_visible) for r in again.rows] == \
         [(r.seq, r.count, r.op, r.epoch_visible) for r in rows]
+
+
+# -- the block reader: lines across block boundaries read as with one block ------------------
+def _read_all(path, monkeypatch, block):
+    import app.trace_lines as lines_mod
+
+    monkeypatch.setattr(lines_mod, "READ_BLOCK", block)
+    out = []
+    try:
+        with open_trace(path) as r:
+            for rec in r:
+                out.append((rec.line, repr(rec.item), rec.seq, r.bytes_read, r.lineno))
+    except TraceError as exc:
+        out.append(str(exc))
+    return out
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 4096])
+@pytest.mark.parametrize("tail", [b"", b"\n", b"\r\n", b"\n\n  \n", b"\n\xff\n"])
+def test_reading_in_small_blocks_gives_the_same_records(tmp_path, monkeypatch, block, tail):
+    lines = [b"\xef\xbb\xbf" + json.dumps(HEADER).encode(), b"",
+             b'{"op": "set", "index": [1, 2], "value": 1.5, "seq": 1, "producer": "\xc3\xa9", "t": 1}',
+             b'{"op": "sync"}\r', b"   ", json.dumps(good()).encode(),
+             b'{"op": "fill", "region": [[0, 1], [0, 5]], "value": "nan", "seq": 9}']
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(b"\n".join(lines) + tail)
+    want = _read_all(path, monkeypatch, 1 << 18)
+    assert _read_all(path, monkeypatch, block) == want
+    # bytes_read after a record other than a set (a set line is read with the line after
+    # it, for runs) is where its line ends, with its newline: seek takes it there.
+    with open(path, "rb") as fh:
+        content = fh.read()
+    for line, item, _, pos, _ in (w for w in want if isinstance(w, tuple)):
+        if not item.startswith("Set("):
+            unterminated = pos == len(content) and not content.endswith(b"\n")
+            assert content[:pos].count(b"\n") + unterminated == line, item
+            assert content[pos - 1:pos] == b"\n" or unterminated, item
+    if tail == b"\n\xff\n":
+        assert want[-1].endswith("line 8: not UTF-8 (invalid start byte at byte 1 of the line)")
+
+
+def test_a_line_over_the_limit_is_named_across_blocks(tmp_path, monkeypatch):
+    import app.trace_lines as lines_mod
+    import app.trace_parse as parse_mod
+
+    monkeypatch.setattr(parse_mod, "MAX_LINE_BYTES", 100)
+    monkeypatch.setattr(lines_mod, "READ_BLOCK", 16)
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps({"format": "bufferscope-trace", "version": 1, "shape": [4]}) + "\n"
+                    + '{"op": "sync"}\n' + '{"op": "sync"' + " " * 200 + "}\n")
+    with pytest.raises(TraceError, match="line 3: longer than the limit"):
+        read_trace(path)
