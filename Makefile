@@ -10,8 +10,11 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.stamps
-# The C library's sources (bufferscope.c #includes trace_writer.c).
-LIB_SOURCES := c_backend/src/bufferscope.c c_backend/src/trace_writer.c c_backend/src/bufferscope.h
+# The C library's sources (bufferscope.c #includes trace_writer.c and
+# live_publisher.c, which #includes live_proto.c, live_session.c and live_update.c).
+LIB_SOURCES := c_backend/src/bufferscope.c c_backend/src/trace_writer.c \
+	c_backend/src/live_publisher.c c_backend/src/live_proto.c c_backend/src/live_session.c \
+	c_backend/src/live_update.c c_backend/src/bufferscope.h
 
 # Debian packages the Qt xcb platform plugin, Mesa (llvmpipe) and Xvfb need, and
 # clang with its sanitizer/libFuzzer runtimes for the C library's fuzzer.
@@ -23,7 +26,7 @@ DEB_PACKAGES := xvfb xauth libgl1 libegl1 libgl1-mesa-dri libglx-mesa0 \
 	libdbus-1-3 libglib2.0-0 fonts-dejavu-core pkg-config \
 	clang libclang-rt-14-dev
 
-.PHONY: run test deps ci lint bench soak clean libbufferscope fuzz
+.PHONY: run test deps ci lint bench soak clean libbufferscope fuzz fuzz-live
 run: $(STAMP)/install
 	$(PY) -m app gui $(ARGS)
 
@@ -56,6 +59,14 @@ fuzz: $(STAMP)/deb
 	build/fuzz/fuzz_c_api -max_total_time=$(FUZZ_SECONDS) -timeout=10 -max_len=512 \
 		-len_control=0 -rss_limit_mb=2048 -artifact_prefix=build/fuzz/ \
 		build/fuzz/corpus fuzz/corpus
+
+# The live-attach publisher's JSON reader (what a viewer sends) under libFuzzer.
+fuzz-live: $(STAMP)/deb
+	@mkdir -p build/fuzz/live-corpus
+	clang -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+		-Ic_backend/src fuzz/fuzz_live_proto.c -o build/fuzz/fuzz_live_proto
+	build/fuzz/fuzz_live_proto -max_total_time=$(FUZZ_SECONDS) -timeout=10 -max_len=4096 \
+		-rss_limit_mb=2048 -artifact_prefix=build/fuzz/ build/fuzz/live-corpus
 
 # Debian packages: only those not yet installed, `apt-get update` only when needed.
 $(STAMP)/deb:

@@ -190,6 +190,11 @@ def decode_update(h: dict, payload: memoryview, shape: tuple[int, ...]) -> Updat
             if ev.indices.size % len(shape):
                 raise ProtocolError("event indices do not fit the shape")
             ev = ev._replace(indices=ev.indices.reshape(-1, len(shape)))
+        elif ev.values is not None and ev.region is not None:   # a Write's data: its region's shape
+            dims = tuple(b - a for a, b in ev.region)
+            if any(d < 0 for d in dims) or ev.values.size != int(np.prod(dims)):
+                raise ProtocolError("event values do not fit the event's region")
+            ev = ev._replace(values=ev.values.reshape(dims))
         events.append(ev)
     return Update(_int(h, "epoch"), stats, front_epoch, front, events,
                   _int(h, "next"), _int(h, "skipped"))
@@ -379,7 +384,7 @@ class RemoteManager(BufferManager):
     leaves the program running.
     """
 
-    capabilities = Capabilities()
+    capabilities = Capabilities(read_only=True)
 
     def __init__(self, target: str, token: str | None = None,
                  timeout: float = CONNECT_TIMEOUT_S) -> None:

@@ -8,7 +8,9 @@ memcpy bandwidth, and for the sync round trip the pure-Python version of the
 original sketch (``queue.Queue`` + one shared ``threading.Event``), which also
 stays in the table as a reference: it swings between runs, so no throughput
 target is set against it. A benchmark is a program: nothing here asserts a
-time; the table says how each figure compares to its target.
+time; the table says how each figure compares to its target. The table and JSON
+are ``app.bench_report``'s, the sketch ``app.bench_sketch``'s, the viewer rows
+``app.bench_viewer``'s.
 """
 
 from __future__ import annotations
@@ -16,84 +18,18 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import queue
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .bench_report import Figure, as_json, main, table  # noqa: F401 (the bench's API)
+from .bench_sketch import SketchManager, bench_sketch_updates, bench_sync_latency_sketch  # noqa: F401
 from .updates import Fill, Set, Write
 
 SHAPE = (1024, 1024)
-
-
-class SketchManager:
-    """The original sketch in pure Python: the reference row (flaws included)."""
-
-    def __init__(self, shape):
-        self.front = np.zeros(shape, np.float32)
-        self.back = np.zeros(shape, np.float32)
-        self.update_queue: queue.Queue = queue.Queue()
-        self.sync_event = threading.Event()
-        self.thread = threading.Thread(target=self._worker_loop, daemon=True, name="sketch-worker")
-        self.thread.start()
-
-    def enqueue(self, update):
-        self.update_queue.put(update)
-
-    def synchronize(self):
-        self.update_queue.put(None)
-        self.sync_event.wait()
-        self.sync_event.clear()
-
-    def close(self):
-        self.update_queue.put(StopIteration)
-        self.thread.join(10)
-
-    def _worker_loop(self):
-        while True:
-            update = self.update_queue.get()
-            if update is None:
-                self.front, self.back = self.back, self.front
-                self.sync_event.set()
-                continue
-            if update is StopIteration:
-                return
-            _, index, value = update
-            self.back[index] = value
-
-
-@dataclass
-class Figure:
-    """One row of the table: ``value`` against ``limit`` (both in ``unit``)."""
-
-    name: str
-    backend: str
-    value: float
-    unit: str
-    limit_name: str = ""
-    limit: float | None = None
-    target: str = ""            # e.g. ">= 0.5x"
-    target_ratio: float | None = None
-    higher_is_better: bool = True
-    note: str = ""
-
-    @property
-    def ratio(self) -> float | None:
-        if self.limit is None or not self.limit:
-            return None
-        return self.value / self.limit
-
-    @property
-    def ok(self) -> bool | None:
-        r = self.ratio
-        if r is None or self.target_ratio is None:
-            return None
-        return r >= self.target_ratio if self.higher_is_better else r <= self.target_ratio
 
 
 def _rate(n, seconds):
@@ -192,29 +128,6 @@ def bench_numpy_scatter(n, batch=4096):
         b = idx[k:k + batch]
         buf[b[:, 0], b[:, 1]] = vals[k:k + batch]
     return _rate(n, time.perf_counter() - t0)
-
-
-def bench_sync_latency_sketch(n):
-    m = SketchManager(SHAPE)
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        m.synchronize()
-        times.append(time.perf_counter() - t0)
-    m.close()
-    return times
-
-
-def bench_sketch_updates(n):
-    m = SketchManager(SHAPE)
-    idx = [tuple(map(int, r)) for r in _indices(n)]
-    t0 = time.perf_counter()
-    for i, ix in enumerate(idx):
-        m.enqueue(("set", ix, float(i)))
-    m.synchronize()
-    dt = time.perf_counter() - t0
-    m.close()
-    return _rate(n, dt)
 
 
 def bench_sync_latency(backend, n):
@@ -344,7 +257,8 @@ def recording_figure(backend, n) -> Figure:
 ONLY = ("recording",)
 
 
-def run(backends=("c", "gl"), quick=False, log=print, only: str | None = None) -> list[Figure]:
+def run(backends=("c", "gl"), quick=False, log=print,
+        viewer_shape=(1024, 1024), only: str | None = None) -> list[Figure]:
     """Measure everything (or only the group ``only``, one of ``ONLY``); the figures
     in table order. ``log`` gets progress lines."""
     from .backends import why_not
@@ -362,7 +276,7 @@ def run(backends=("c", "gl"), quick=False, log=print, only: str | None = None) -
             figs.append(recording_figure(b, n_many // 4))
         return figs
     figs: list[Figure] = []
-    steps = 3 + 10 * len(backends)
+    steps = 4 + 11 * len(backends)
     done = [0]
 
     def step(what):
@@ -401,7 +315,7 @@ def run(backends=("c", "gl"), quick=False, log=print, only: str | None = None) -
         reason = why_not(b)
         if reason:
             figs.append(Figure(f"unavailable: {reason[:70]}", b, float("nan"), ""))
-            done[0] += 10
+            done[0] += 11
             log(f"skipping backend {b}: {reason}")
             continue
         step(f"{b}: one enqueue(Set) per update")
@@ -419,6 +333,8 @@ def run(backends=("c", "gl"), quick=False, log=print, only: str | None = None) -
                            "numpy scatter", scatter, f">= {SET_MANY_TARGET[b]}x", SET_MANY_TARGET[b]))
         step(f"{b}: set_many while recording a trace")
         figs.append(recording_figure(b, n_many // 4))
+        step(f"{b}: a program publishing live, with and without a viewer attached")
+        figs.append(bench_attach_figure(b, quick))
         step(f"{b}: sync round trip, empty queue, idle worker")
         lat = bench_sync_latency(b, n_sync)
         figs.append(Figure("sync round trip, empty queue, median", b,
@@ -444,63 +360,26 @@ def run(backends=("c", "gl"), quick=False, log=print, only: str | None = None) -
         except Exception as exc:
             figs.append(Figure(f"peak memory: {exc}"[:80], b, float("nan"), ""))
         done[0] += 3
+    step("the viewer: stress at --shape and 4096x4096 against an empty QOpenGLWidget")
+    from .bench_viewer import bench_viewer
+
+    figs += bench_viewer(backends, tuple(viewer_shape), 2.0 if quick else 4.0)
     return figs
 
 
-def _fmt(v: float | None, unit: str) -> str:
-    if v is None or v != v:
-        return ""
-    if unit == "bytes/s":
-        return f"{v / 2**30:.2f} GiB/s"
-    if unit == "bytes":
-        return f"{v / 2**20:.0f} MiB"
-    if unit == "rows/s":
-        return f"{v:,.0f} rows/s"
-    if unit in ("updates/s", "elements/s"):
-        return f"{v / 1e6:.2f} M/s"
-    if unit == "us":
-        return f"{v:.1f} us"
-    if unit == "x slower":
-        return f"{v:.2f}x slower"
-    return f"{v:g} {unit}"
+def bench_attach_figure(backend: str, quick: bool) -> Figure:
+    """The live attach row: how much slower a publishing program runs with a viewer
+    reading everything than unpublished (median of alternating rounds)."""
+    from .bench_attach import measure
 
-
-def table(figs: list[Figure]) -> str:
-    head = ("figure", "backend", "value", "limit (same run)", "ratio", "target", "")
-    rows = [head]
-    for f in figs:
-        r = f.ratio
-        mark = "" if f.ok is None else ("ok" if f.ok else "MISSED")
-        limit = f"{f.limit_name}: {_fmt(f.limit, f.unit)}" if f.limit_name else ""
-        value = _fmt(f.value, f.unit) + (f" ({f.note})" if f.note else "")
-        rows.append((f.name, f.backend, value, limit, "" if r is None else f"{r:.2f}x", f.target,
-                     mark))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def as_json(figs: list[Figure]) -> dict:
-    def clean(d: dict) -> dict:
-        return {k: (None if isinstance(v, float) and v != v else v) for k, v in d.items()}
-
-    return {"shape": list(SHAPE), "figures": [
-        clean({**asdict(f), "ratio": f.ratio, "ok": f.ok}) for f in figs]}
-
-
-def main(args) -> int:
-    backends = tuple(b.strip() for b in args.backends.split(",") if b.strip())
-    to_stdout_json = args.json_out == "-"
-    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731 (progress on stderr)
-    figs = run(backends, quick=args.quick, log=log, only=getattr(args, "only", None))
-    if to_stdout_json:
-        print(json.dumps(as_json(figs), indent=2))
-        return 0
-    print(table(figs))
-    if args.json_out:
-        from .atomic import write_text
-
-        write_text(args.json_out, json.dumps(as_json(figs), indent=2) + "\n")
-        print(f"figures written to {args.json_out}")
-    return 0
+    try:
+        r = measure(backend, seconds=1.0 if quick else 2.5, rounds=1 if quick else 3)
+    except Exception as exc:
+        return Figure(f"live attach: {exc}"[:80], backend, float("nan"), "")
+    med = r["median"]
+    fig = Figure("live attach: set_many + sync with a viewer reading everything", backend,
+                 med["off"] / med["viewer"], "x slower", "unpublished", None, "<= 1.1x",
+                 note=f"published, no viewer: {med['off'] / med['idle']:.2f}x; CPU per update "
+                      f"with a viewer {r['viewer_cpu_ratio']:.2f}x; median of {r['rounds']}")
+    fig.limit, fig.target_ratio, fig.higher_is_better = 1.0, 1.1, False
+    return fig

@@ -142,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--only", choices=("recording",), default=None,
                    help="measure only one group of figures: recording = set_many recorded to a "
                    "trace against the same run unrecorded (each backend)")
+    b.add_argument("--shape", type=parse_shape, default=(1024, 1024),
+                   help="the viewer's buffer for the viewer figures (default: 1024x1024; the "
+                   "viewer is also measured at 4096x4096); needs a display (xvfb-run -a)")
 
     s = sub.add_parser("screenshot", help="render the application headless to a PNG",
                        description="Run a scenario in the application window for a moment and save "

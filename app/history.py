@@ -21,124 +21,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .history_rows import (  # noqa: F401  (re-exported)
+    APPLIED,
+    PENDING,
+    VISIBLE,
+    ElementTrace,
+    HistoryEntry,
+    SyncMark,
+    UpdateRow,
+)
 from .manager import Event
-
-PENDING, APPLIED, VISIBLE = "pending", "applied", "visible"
-RACE_BLOCK = 256       # races(): later rows compared with all earlier ones per numpy step
-MAX_SET_TRIES = 8      # races(): earlier element sets tried for a shared element
-
-
-@dataclass(slots=True)
-class UpdateRow:
-    seq: int                          # first session-wide sequence number
-    count: int                        # element updates in this row (>1 for a set_many run)
-    producer: str
-    op: str
-    t_enqueue_ns: int
-    region: tuple[tuple[int, int], ...] | None = None
-    value: float | None = None
-    indices: np.ndarray | None = None   # (count, ndim) for set_many
-    values: np.ndarray | None = None    # (count,) for set_many; a Write's data
-    payload_dropped: bool = False
-    applied: int = 0                  # element updates applied so far
-    t_apply_ns: int | None = None     # when the last of them was applied
-    epoch_visible: int | None = None
-
-    @property
-    def last_seq(self) -> int:
-        return self.seq + self.count - 1
-
-    @property
-    def detailed(self) -> bool:
-        """Whether its event says where it wrote (False: a backend that records only
-        the op, or a payload let go of; which elements it wrote is not known)."""
-        if self.payload_dropped:
-            return False
-        return self.region is not None or self.indices is not None
-
-    @property
-    def state(self) -> str:
-        if self.epoch_visible is not None:
-            return VISIBLE
-        return APPLIED if self.applied >= self.count else PENDING
-
-    def touches(self, index: tuple[int, ...]) -> bool:
-        """Whether this update wrote element ``index``."""
-        if self.indices is not None:
-            return bool(np.any(np.all(self.indices == np.asarray(index), axis=1)))
-        if self.region is None:
-            return False
-        return all(a <= i < b for i, (a, b) in zip(index, self.region))
-
-    def bbox(self) -> tuple[tuple[int, int], ...] | None:
-        """The box around what it wrote (the region, or around its indices)."""
-        if self.indices is not None and len(self.indices):
-            lo, hi = self.indices.min(axis=0), self.indices.max(axis=0)
-            return tuple((int(a), int(b) + 1) for a, b in zip(lo, hi))
-        return self.region
-
-    def written_value(self, index: tuple[int, ...], before: float | None) -> float | None:
-        """The value of element ``index`` after this update, given its value before."""
-        f32 = np.float32
-        with np.errstate(all="ignore"):
-            if self.indices is not None:
-                hits = np.flatnonzero(np.all(self.indices == np.asarray(index), axis=1))
-                return float(self.values[hits[-1]]) if len(hits) else before
-            if self.op in ("set", "fill"):
-                return float(f32(self.value))
-            if self.op == "write":
-                if self.values is None:
-                    return None
-                return float(self.values[tuple(i - a for i, (a, _) in zip(index, self.region))])
-            if before is None:
-                return None
-            if self.op == "add":
-                return float(f32(before) + f32(self.value))
-            if self.op == "scale":
-                return float(f32(before) * f32(self.value))
-        return None
-
-
-@dataclass
-class SyncMark:
-    """A synchronization boundary: ``kind`` sync-begin, swap, visible or catch-up."""
-
-    kind: str
-    t_ns: int
-    seq: int          # session-wide: the last update it covers
-    epoch: int        # session-wide
-
-
-@dataclass
-class HistoryEntry:
-    """One update's effect on one element (element history)."""
-
-    row: UpdateRow
-    before: float | None
-    after: float | None
-
-
-@dataclass
-class ElementTrace:
-    """The element history of one element, kept up to date by ``UpdateHistory.extend``."""
-
-    index: tuple[int, ...]
-    entries: list[HistoryEntry] = field(default_factory=list)
-    next_row: int = 0                 # rows before this have been read
-    value: float | None = None        # the element's value after the last entry
-    dropped: int = 0                  # the history's dropped count when it was read
-
-
-@dataclass
-class Race:
-    """Two updates from different producers, visible in the same epoch, that wrote
-    overlapping elements and do not commute: the later one (``winner``) decided
-    what the front shows there."""
-
-    epoch: int
-    winner: UpdateRow
-    loser: UpdateRow
-    overlap: tuple[tuple[int, int], ...]
+from .races import Race, _commute, find_races  # noqa: F401  (Race, _commute: re-exported)
 
 
 @dataclass
@@ -147,6 +40,9 @@ class UpdateHistory:
     rows: list[UpdateRow] = field(default_factory=list)
     marks: list[SyncMark] = field(default_factory=list)
     dropped: int = 0                 # events lost to a wrapped ring before they were read
+    forgotten: int = 0               # element updates let go of by ``tail`` (memory bound)
+    payload_units: int = 0           # elements of payload (indices, values) the rows hold
+    _let_go: int = 0                 # rows before this had their payload let go of
     next_event: int = 0              # the manager event index to read from next
     _starts: list[int] = field(default_factory=list)    # row seqs, for bisect
     _unseen: int = 0                 # rows before this are all visible
@@ -209,6 +105,8 @@ class UpdateHistory:
             return   # seen already (a re-read)
         self.rows.append(row)
         self._starts.append(row.seq)
+        if row.values is not None:
+            self.payload_units += int(row.values.size)
 
     def _mark_visible(self, seq: int, epoch: int) -> None:
         k = self._unseen
@@ -225,6 +123,53 @@ class UpdateHistory:
                 self._epoch_list.append(epoch)
             lo, hi = self._epoch_rows.get(epoch, (first, k))
             self._epoch_rows[epoch] = (min(lo, first), max(hi, k))
+
+    # -- bounds (a session that runs for hours) -----------------------------------------
+    def let_go_payloads(self, budget: int) -> int:
+        """Let go of the oldest rows' payloads (a ``set_many``'s indices and values, a
+        Write's data) until at most ``budget`` elements of payload are held; returns
+        the rows let go of. Such a row keeps its box (``region``) and says so
+        (``payload_dropped``): the element history lists it as "may have written"."""
+        k, rows, done = self._let_go, self.rows, 0
+        while self.payload_units > budget and k < len(rows):
+            row = rows[k]
+            if row.values is not None:
+                if row.indices is not None:
+                    row.region = row.bbox()
+                self.payload_units -= int(row.values.size)
+                row.indices = row.values = None
+                row.payload_dropped = True
+                if k < self._nboxes:
+                    self._detailed[k] = False
+                done += 1
+            k += 1
+        self._let_go = k
+        return done
+
+    def tail(self, keep_rows: int, keep_marks: int) -> UpdateHistory:
+        """A new history with only the newest ``keep_rows`` visible-or-newer rows and
+        ``keep_marks`` marks (the rest is let go of and counted in ``forgotten``): what
+        the app keeps when a session outgrows its bounds. Rows not yet visible are
+        always kept."""
+        n = max(0, min(len(self.rows) - keep_rows, self._unseen))
+        h = UpdateHistory(fill=self.fill, dropped=self.dropped, next_event=self.next_event)
+        h.forgotten = self.forgotten + sum(r.count for r in self.rows[:n])
+        h.rows = self.rows[n:]
+        h._starts = self._starts[n:]
+        h._unseen = self._unseen - n
+        h._applying = max(0, self._applying - n)
+        h._let_go = max(0, self._let_go - n)
+        h.payload_units = sum(int(r.values.size) for r in h.rows if r.values is not None)
+        for e in self._epoch_list:
+            lo, hi = self._epoch_rows[e]
+            if hi > n:
+                h._epoch_list.append(e)
+                h._epoch_rows[e] = (max(0, lo - n), hi - n)
+        first = h.rows[0].seq if h.rows else None
+        marks = self.marks[-keep_marks:] if keep_marks > 0 else []
+        h.marks = [m for m in marks if first is None or m.seq >= first - 1] \
+            if n else list(marks)
+        return h
 
     # -- queries ----------------------------------------------------------------------
     def row_of(self, seq: int) -> UpdateRow | None:
@@ -250,24 +195,26 @@ class UpdateHistory:
         it is listed with ``after`` None and the values after it are unknown."""
         index = tuple(int(i) for i in index)
         n = len(self.rows) if upto_seq is None else bisect.bisect_right(self._starts, upto_seq)
-        value: float | None = None if self.dropped else float(np.float32(self.fill))
+        value = None if self.dropped or self.forgotten else float(np.float32(self.fill))
         return self._scan(index, 0, n, value)[0]
 
     def follow(self, index: tuple[int, ...]) -> ElementTrace:
         """An ``ElementTrace`` of element ``index``: its history so far, which
         ``extend`` brings up to date reading only the rows added since."""
-        trace = ElementTrace(tuple(int(i) for i in index), dropped=self.dropped)
-        trace.value = None if self.dropped else float(np.float32(self.fill))
+        trace = ElementTrace(tuple(int(i) for i in index), dropped=self.dropped,
+                             forgotten=self.forgotten)
+        trace.value = None if self.dropped or self.forgotten else float(np.float32(self.fill))
         self.extend(trace)
         return trace
 
     def extend(self, trace: ElementTrace) -> int:
         """Add the entries of the rows added since ``trace`` was last brought up to
         date; the number added. Starts over when events were dropped meanwhile."""
-        if trace.dropped != self.dropped:
+        if trace.dropped != self.dropped or trace.forgotten != self.forgotten:
             fresh = self.follow(trace.index)
             trace.entries, trace.next_row = fresh.entries, fresh.next_row
             trace.value, trace.dropped = fresh.value, fresh.dropped
+            trace.forgotten = fresh.forgotten
             return len(trace.entries)
         n = len(self.rows)
         new, trace.value = self._scan(trace.index, trace.next_row, n, trace.value)
@@ -292,15 +239,22 @@ class UpdateHistory:
             value = after
         return out, value
 
-    def last_writer(self, index: tuple[int, ...], epoch: int | None = None) -> UpdateRow | None:
+    def last_writer(self, index: tuple[int, ...], epoch: int | None = None,
+                    upto_seq: int | None = None) -> UpdateRow | None:
         """The newest row visible at ``epoch`` (any epoch when None) that wrote element
         ``index`` — or that may have: a row without details (check ``row.detailed``).
+        With ``upto_seq``, the newest row up to that seq instead, visible or not (the
+        back buffer right after update ``upto_seq``: a trace scrubbed by seq).
         Scans backwards from the newest row, so it is quick for the hover readout."""
         index = tuple(int(i) for i in index)
-        for k in self._candidates(index, 0, len(self.rows))[::-1]:
+        stop = len(self.rows) if upto_seq is None else bisect.bisect_right(self._starts, upto_seq)
+        for k in self._candidates(index, 0, stop)[::-1]:
             row = self.rows[int(k)]
             ev = row.epoch_visible
-            if ev is None or (epoch is not None and ev > epoch):
+            if upto_seq is not None:
+                if row.last_seq > upto_seq:
+                    continue
+            elif ev is None or (epoch is not None and ev > epoch):
                 continue
             if not row.detailed:
                 if row.region is not None and not row.touches(index):
@@ -382,6 +336,18 @@ class UpdateHistory:
         (as winner or loser); a row not in it did not race."""
         return {k: list(v) for k, v in self._race_index(epoch)[1].items()}
 
+    def epoch_size(self, epoch: int) -> int:
+        """How many rows became visible at ``epoch`` (what ``races(epoch)`` compares)."""
+        lo, hi = self._epoch_rows.get(int(epoch), (0, 0))
+        return hi - lo
+
+    def races_known(self, epoch: int) -> bool:
+        """Whether ``races(epoch)`` is worked out already (it is kept until the epoch
+        gains rows): a GUI asks before it would work out a large epoch's races."""
+        epoch = int(epoch)
+        cached = self._race_cache.get(epoch)
+        return cached is not None and cached[0] == self._epoch_rows.get(epoch)
+
     def races_of(self, row: UpdateRow) -> list[Race]:
         """The races ``row`` took part in (none until it is visible)."""
         if row.epoch_visible is None:
@@ -394,91 +360,13 @@ class UpdateHistory:
         cached = self._race_cache.get(epoch)
         if cached is not None and cached[0] == span:
             return cached[1], cached[2]
-        races = self._races(epoch)
+        races = find_races(epoch, self.rows_visible_at(epoch))
         by_seq: dict[int, list[Race]] = {}
         for race in races:
             by_seq.setdefault(race.winner.seq, []).append(race)
             by_seq.setdefault(race.loser.seq, []).append(race)
         self._race_cache[epoch] = (span, races, by_seq)
         return races, by_seq
-
-    def _races(self, epoch: int) -> list[Race]:
-        rows = [r for r in self.rows_visible_at(epoch) if r.detailed and r.bbox() is not None]
-        n = len(rows)
-        if n < 2:
-            return []
-        boxes = np.array([r.bbox() for r in rows], dtype=np.int64)        # (n, ndim, 2)
-        prod: dict[str, int] = {}
-        pid = np.array([prod.setdefault(r.producer, len(prod)) for r in rows])
-        if len(prod) < 2:
-            return []
-        ops = {"add": 1, "scale": 2}
-        op = np.array([ops.get(r.op, 0) for r in rows])
-        const = np.array([r.op in ("set", "fill") and r.indices is None for r in rows])
-        bits = np.array([np.float32(r.value if r.value is not None else 0.0).view(np.uint32)
-                         for r in rows])
-        sets = np.array([r.indices is not None for r in rows])
-        out = []
-
-        def latest_conflicts(js: np.ndarray, c0: int, c1: int):
-            """For later rows ``js``: per producer, the latest earlier row in [c0, c1)
-            that overlaps and does not commute. Yields (j, p, ok matrix row, lo, hi)."""
-            lo = np.maximum(boxes[js, None, :, 0], boxes[None, c0:c1, :, 0])
-            hi = np.minimum(boxes[js, None, :, 1], boxes[None, c0:c1, :, 1])
-            hit = np.all(lo < hi, axis=2) & (js[:, None] > np.arange(c0, c1)[None, :])
-            commute = (op[js, None] == op[None, c0:c1]) & (op[js, None] > 0)
-            commute |= const[js, None] & const[None, c0:c1] & (bits[js, None] == bits[None, c0:c1])
-            hit &= ~commute
-            return hit, lo, hi
-
-        def take(js, c0, hit, lo, hi, p, found):
-            mp = hit & (pid[None, c0:c0 + hit.shape[1]] == p) & (pid[js, None] != p)
-            has = np.flatnonzero(mp.any(axis=1))
-            if not len(has):
-                return
-            last = mp.shape[1] - 1 - np.argmax(mp[has, ::-1], axis=1)
-            for jj, ii in zip(has.tolist(), last.tolist()):
-                j = int(js[jj])
-                if (j, p) in found:
-                    continue
-                later = rows[j]
-                if not sets[j] and not sets[c0 + ii]:
-                    overlap = tuple(zip(lo[jj, ii].tolist(), hi[jj, ii].tolist()))
-                    found[(j, p)] = Race(epoch, later, rows[c0 + ii], overlap)
-                    continue
-                for i2 in np.flatnonzero(mp[jj])[::-1][:MAX_SET_TRIES].tolist():
-                    overlap = _overlap(rows[c0 + i2], later)
-                    if overlap is not None:
-                        found[(j, p)] = Race(epoch, later, rows[c0 + i2], overlap)
-                        break
-
-        found: dict[tuple[int, int], Race] = {}
-        for a in range(1, n, RACE_BLOCK):            # later rows j in [a, b)
-            b = min(a + RACE_BLOCK, n)
-            js = np.arange(a, b)
-            w0 = max(0, a - RACE_BLOCK)               # first the recent rows ...
-            hit, lo, hi = latest_conflicts(js, w0, b)
-            for p in range(len(prod)):
-                take(js, w0, hit, lo, hi, p, found)
-            if not w0:
-                continue
-            for p in range(len(prod)):                # ... then older ones, where they can overlap
-                older = np.flatnonzero(pid[:w0] == p)
-                if not len(older):
-                    continue
-                ulo, uhi = boxes[older, :, 0].min(axis=0), boxes[older, :, 1].max(axis=0)
-                need = np.array([pid[j] != p and (j, p) not in found and
-                                 bool(np.all(np.maximum(boxes[j, :, 0], ulo)
-                                             < np.minimum(boxes[j, :, 1], uhi)))
-                                 for j in range(a, b)])
-                if need.any():
-                    jn = js[need]
-                    hit2, lo2, hi2 = latest_conflicts(jn, 0, w0)
-                    take(jn, 0, hit2, lo2, hi2, p, found)
-        out = list(found.values())
-        out.sort(key=lambda r: (r.winner.seq, r.loser.seq))
-        return out
-
 
 def changed_mask(before: np.ndarray | None, after: np.ndarray) -> np.ndarray:
     """Elements whose bits differ between two fronts (NaN == NaN, 0.0 != -0.0);
@@ -488,45 +376,3 @@ def changed_mask(before: np.ndarray | None, after: np.ndarray) -> np.ndarray:
         return np.ones(a.shape, dtype=bool)
     b = np.ascontiguousarray(before, dtype=np.float32)
     return a.view(np.uint32) != b.view(np.uint32)
-
-
-def _box_overlap(a, b):
-    box = tuple((max(p[0], q[0]), min(p[1], q[1])) for p, q in zip(a, b))
-    return box if all(lo < hi for lo, hi in box) else None
-
-
-def _elements_in(row: UpdateRow, box) -> np.ndarray:
-    """The indices ((k, ndim)) of ``row``'s element set that lie in ``box``."""
-    idx = row.indices
-    keep = np.all((idx >= [lo for lo, _ in box]) & (idx < [hi for _, hi in box]), axis=1)
-    return idx[keep]
-
-
-def _overlap(a: UpdateRow, b: UpdateRow):
-    """The box of elements both wrote (exact for element sets), or None."""
-    box = _box_overlap(a.bbox(), b.bbox())
-    if box is None:
-        return None
-    sets = [r for r in (a, b) if r.indices is not None]
-    if not sets:
-        return box
-    hits = _elements_in(sets[0], box)
-    if len(sets) == 2 and len(hits):
-        other = _elements_in(sets[1], box)
-        dims = np.array([hi for _, hi in box], dtype=np.int64)
-        flat = np.ravel_multi_index(tuple(hits.T), dims)
-        hits = hits[np.isin(flat, np.ravel_multi_index(tuple(other.T), dims))]
-    if not len(hits):
-        return None
-    lo, hi = hits.min(axis=0), hits.max(axis=0)
-    return tuple((int(x), int(y) + 1) for x, y in zip(lo, hi))
-
-
-def _commute(a: UpdateRow, b: UpdateRow) -> bool:
-    """Whether applying ``a`` and ``b`` in either order gives the same elements."""
-    if a.op == b.op and a.op in ("add", "scale"):
-        return True
-    constant = ("set", "fill")
-    if a.op in constant and b.op in constant and a.indices is None and b.indices is None:
-        return np.float32(a.value).tobytes() == np.float32(b.value).tobytes()
-    return False

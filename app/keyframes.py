@@ -174,10 +174,13 @@ class TraceIndex:
                 idx.clear()
                 vals.clear()
 
-        def visible(seq: int) -> None:
+        last_t = 0
+
+        def visible(seq: int, t_ns: int) -> None:
             nonlocal ev_index
-            events.append(Event(ev_index, 0, "visible", max(seq, 0), 0, epoch, "", 0, ""))
-            ev_index += 1
+            for kind in ("swap", "visible"):    # the timeline draws the swap
+                events.append(Event(ev_index, t_ns, kind, max(seq, 0), 0, epoch, "", 0, ""))
+                ev_index += 1
             if len(events) >= 4096:
                 history.ingest(events, ev_index)
                 events.clear()
@@ -191,11 +194,12 @@ class TraceIndex:
                 if progress is not None:
                     progress(reader.bytes_read, reader.size)
             item = rec.item
+            last_t = _last_t(rec, last_t)
             if isinstance(item, SyncMarker):
                 flush_sets()
                 epoch += 1                  # the front is the back now (copied for keyframes)
                 since_sync = 0
-                visible(num.last_seq if num.ok else num.ordinal)
+                visible(num.last_seq if num.ok else num.ordinal, last_t)
                 self._mark_epoch(reader.bytes_read, reader.lineno, num.ordinal, num.last_seq)
                 self._keep_keyframe(epoch, model.back)
                 continue
@@ -203,7 +207,7 @@ class TraceIndex:
                 seqs = num.batch(rec)
                 since_sync += item.count
                 room = history_rows - n_rows
-                if room < (item.count if isinstance(item, SetRun) else 1):
+                if room < item.count:
                     self.history_complete = False
                 for ev in batch_events(ev_index, rec, seqs, epoch, self.shape, room):
                     events.append(ev)
@@ -233,7 +237,7 @@ class TraceIndex:
         if since_sync:
             epoch += 1
             self.implicit_final_sync = True
-            visible(last_seq if seqs_ok else ordinal)
+            visible(last_seq if seqs_ok else ordinal, last_t)
             self._mark_epoch(reader.size, reader.lineno + 1, ordinal, last_seq)
             self._keep_keyframe(epoch, model.back)
         model.front = model.back.copy()
@@ -273,6 +277,13 @@ class TraceIndex:
     @property
     def last_seq(self) -> int | None:
         return None if not self.n_updates else int(self._seq_before[self.n_epochs])
+
+    def last_seq_at(self, epoch: int) -> int | None:
+        """The seq of the last update visible at ``epoch`` (None: none, as at epoch 0)."""
+        epoch = self._check_epoch(epoch)
+        if not self._ordinal_before[epoch]:
+            return None
+        return int(self._seq_before[epoch])
 
     def line_of_epoch(self, epoch: int) -> int:
         """The line number of the sync line that made ``epoch`` visible (0 for epoch 0)."""
@@ -361,7 +372,8 @@ class TraceIndex:
                         max_rows: int = DEFAULT_HISTORY_ROWS) -> UpdateHistory:
         """An ``app.history.UpdateHistory`` of the updates made visible in epochs
         ``first_epoch+1 … last_epoch`` (at most ``max_rows`` rows), for the debug
-        docks: rows (seq, producer, op, payload, epoch_visible) and visible marks.
+        docks: rows (seq, producer, op, payload, epoch_visible) and, per sync line, a
+        swap and a visible mark at its ``t`` (the last time the trace gave before it).
         Re-reads that part of the file."""
         first_epoch = self._check_epoch(first_epoch)
         last_epoch = self._check_epoch(last_epoch)
@@ -370,12 +382,15 @@ class TraceIndex:
         ordinal = int(self._ordinal_before[first_epoch])
         epoch = first_epoch
         n_rows = 0
+        last_t = 0
         for rec in self._records_from(first_epoch, last_epoch, batches=True):
             item = rec.item
+            last_t = _last_t(rec, last_t)
             if isinstance(item, SyncMarker):
                 epoch += 1
                 seq = int(self._seq_before[epoch])
-                events.append(Event(len(events), 0, "visible", max(seq, 0), 0, epoch, "", 0, ""))
+                for kind in ("swap", "visible"):
+                    events.append(Event(len(events), last_t, kind, max(seq, 0), 0, epoch, "", 0, ""))
                 if n_rows >= max_rows:
                     break               # full: the rows so far, each with its epoch
                 continue
@@ -467,6 +482,18 @@ class TraceIndex:
                         return
         if syncs < want and self.implicit_final_sync:
             yield TraceRecord(SyncMarker(), lineno + 1)
+
+
+def _last_t(rec: TraceRecord, last_t: int) -> int:
+    """The last time (ns) the trace gave, up to and including ``rec``."""
+    if isinstance(rec.item, SetRun):
+        return _ns(float(rec.item.ts[-1]))
+    return last_t if rec.t is None else _ns(rec.t)
+
+
+def _ns(t: float) -> int:
+    """A trace's ``t`` (seconds) in nanoseconds, as the history keeps times."""
+    return int(t * 1e9)
 
 
 __all__ = ["TraceIndex", "SeqState", "Cancelled", "DEFAULT_BUDGET_BYTES"]

@@ -99,6 +99,9 @@ class Capabilities:
     watch
         ``set_watch()``: the worker pauses itself before an update that writes a
         watched element, has a watched op or comes from a watched producer.
+    read_only
+        It mirrors another program's manager (live attach): nothing can be
+        enqueued from here, and the program's own producers are its scenario.
     """
 
     front_texture: bool = False
@@ -106,6 +109,7 @@ class Capabilities:
     gl_info: bool = False
     back: bool = False
     watch: bool = False
+    read_only: bool = False
 
 
 MAX_COUNT = (1 << 63) - 1   # step/fault/events arguments: anything larger is refused
@@ -128,6 +132,9 @@ class BufferManager(abc.ABC):
 
     backend: str = ""
     capabilities: Capabilities = Capabilities()
+    #: Why a manager that mirrors another program stopped following it (the program
+    #: ended, or it was detached); "" while it follows, and always for a local one.
+    ended: str = ""
     #: ``validate`` copies Write payloads unless the backend copies them itself.
     _copies_payload: bool = False
     #: ``set_many`` bounds are checked by the backend itself (with the same message).

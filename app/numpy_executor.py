@@ -127,6 +127,8 @@ class NumpyExecutor:
     def read(self, slot: int) -> np.ndarray:
         return self.bufs[slot]      # not written until the next swap makes it the back
 
+    read_front = read
+
     def finite_range(self, slot: int) -> tuple[float, float] | None:
         a = self.bufs[slot]
         finite = a[np.isfinite(a)]

@@ -138,6 +138,10 @@ class Executor(Protocol):
     def read(self, slot: int) -> np.ndarray:
         """A private copy of buffer ``slot`` in the buffer's shape."""
 
+    def read_front(self, slot: int) -> np.ndarray:
+        """Buffer ``slot``, the front, for ``front()``: may share memory with the
+        previous ``read_front``'s array (valid until the next swap, as ``front()``)."""
+
     def finite_range(self, slot: int) -> tuple[float, float] | None:
         """Exact min and max of the finite values of ``slot`` (None: none)."""
 
@@ -643,7 +647,7 @@ class Scheduler:
 
     def _serve_read(self) -> None:
         want, slot, epoch = self.reads.requested, self.front_slot, self.epoch
-        arr, err = self._unlocked(lambda: readonly(self.executor.read(slot)))
+        arr, err = self._unlocked(lambda: readonly(self.executor.read_front(slot)))
         if arr is not None:
             self.front_cache = (epoch, arr)
         else:

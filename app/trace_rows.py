@@ -2,9 +2,9 @@
 model a batch at a time, and turned into the history's ``enqueue`` events.
 
 A record from ``TraceReader.batches`` is a single update, a sync, a ``SetMany``
-(one ``set_many`` line: one history row of ``n`` elements, as the live app shows a
-``set_many`` chunk) or a ``SetRun`` (consecutive ``set`` lines read together: one
-row per line, as they were written). ``Numbering`` gives every update its seq —
+(one ``set_many`` line) or a ``SetRun`` (consecutive ``set`` lines read together);
+the history gets one row per element of either, as for ``set`` lines, so the player
+lists a trace the same way whichever way its sets were written. ``Numbering`` gives every update its seq —
 the trace's when every update has one and they increase, else 1, 2, 3, … in file
 order (``seq_kind`` "ordinal") — and counts the updates.
 """
@@ -12,6 +12,7 @@ order (``seq_kind`` "ordinal") — and counts the updates.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import repeat
 
 import numpy as np
 
@@ -99,21 +100,24 @@ def enqueue_event(index: int, rec: TraceRecord, seq: int, epoch: int) -> Event:
 
 def batch_events(index: int, rec: TraceRecord, seqs: np.ndarray, epoch: int, shape,
                  limit: int) -> Iterator[Event]:
-    """The history events of a batch (at most ``limit``), numbered from ``index``."""
+    """The history events of a batch, one per element as for ``set`` lines (at most
+    ``limit``), numbered from ``index``."""
     item = rec.item
-    if limit <= 0:
-        return
-    if not isinstance(item, SetRun):
-        t_ns = int(rec.t * 1e9) if rec.t is not None else 0
-        yield Event(index, t_ns, "enqueue", int(seqs[0]), item.count, epoch, rec.producer or "", 0,
-                    "set", None, None, item.indices(shape), item.values)
-        return
     n = min(limit, item.count)
+    if n <= 0:
+        return
     boxes = zip(*[[(i, i + 1) for i in c[:n].tolist()]
                   for c in np.unravel_index(item.flat[:n], shape)])
-    t_ns = (item.ts[:n] * 1e9).astype(np.int64).tolist()
-    for k, (box, v, t, sq, p) in enumerate(zip(boxes, item.exact[:n].tolist(), t_ns,
-                                                seqs[:n].tolist(), item.producers)):
+    if isinstance(item, SetRun):
+        vals = item.exact[:n].tolist()
+        t_ns = (item.ts[:n] * 1e9).astype(np.int64).tolist()
+        producers = item.producers
+    else:
+        with np.errstate(invalid="ignore"):   # a signalling NaN reads as a NaN
+            vals = item.values[:n].astype(np.float64).tolist()
+        t_ns = repeat(int(rec.t * 1e9) if rec.t is not None else 0)
+        producers = repeat(rec.producer or "")
+    for k, (box, v, t, sq, p) in enumerate(zip(boxes, vals, t_ns, seqs[:n].tolist(), producers)):
         yield Event(index + k, t, "enqueue", sq, 1, epoch, p, 0, "set", box, v)
 
 

@@ -68,6 +68,7 @@ _enqueue_set = lib.bs_enqueue_set
 # BUFFERSCOPE_TRACE is numbered by app.capture for every manager of this process
 # (C and GL alike), so the library leaves it alone here.
 lib.bs_trace_env_enable(0)
+lib.bs_listen_env_enable(0)   # app.live publishes the managers this package opens (one publisher each)
 _SLICE_S = 0.05   # the longest one C call waits: the interpreter handles Ctrl+C between calls
 _EFULL = lib.BS_EFULL
 _ETIMEDOUT = lib.BS_ETIMEDOUT

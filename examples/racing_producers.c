@@ -8,7 +8,13 @@
  * (`bufferscope replay run.jsonl --backend c --out replay.npy`) gives back
  * exactly the front this run saw, which it writes to FRONT.npy.
  *
- *   usage: racing_producers [FRONT.npy]
+ *   usage: racing_producers [--syncs N] [--delay-ms MS] [--events N] [FRONT.npy]
+ *
+ * By default it synchronizes 5 times, 2 ms apart, while the producers race
+ * flat out, and keeps no events. --syncs/--delay-ms make a longer run (the
+ * producers then pace their rounds to last about as long: something to watch
+ * with BUFFERSCOPE_LISTEN=PATH and `bufferscope attach PATH`); --events keeps
+ * that many ordering events for a viewer.
  *
  * Prints the final epoch and an FNV-1a checksum of the front's bytes.
  */
@@ -25,10 +31,22 @@
 #define H 64
 #define W 64
 #define ROUNDS 1000
-#define SYNCS 5
 
 static bs_manager *mgr;
+static long syncs = 5, delay_ms = 2;
+static long round_pause_us;            /* 0: the producers race flat out (the default) */
 static pthread_barrier_t start_line;   /* both producers start together */
+
+/* Between two rounds: yield (the default) or sleep a paced run's share. */
+static void between_rounds(void)
+{
+    if (!round_pause_us) {
+        sched_yield();   /* give the other producer its turn: a race, not two runs in a row */
+        return;
+    }
+    struct timespec t = {round_pause_us / 1000000, (round_pause_us % 1000000) * 1000};
+    nanosleep(&t, NULL);
+}
 
 static int check(int rc, const char *what)
 {
@@ -59,7 +77,7 @@ static void *producer_fill(void *arg)
             val[k] = (float)r / (float)(k + 1);
         }
         if (check(bs_set_many(mgr, idx, val, 16, 1, 1, NULL, NULL), "set_many")) return (void *)1;
-        sched_yield();   /* give the other producer its turn: a race, not two runs in a row */
+        between_rounds();
     }
     return NULL;
 }
@@ -88,7 +106,7 @@ static void *producer_write(void *arg)
         u.value = r % 2 ? 1.5 : 0.75;
         u.data = NULL;
         if (check(bs_enqueue(mgr, &u, 2, 1, NULL), "enqueue")) return (void *)1;
-        sched_yield();
+        between_rounds();
     }
     return NULL;
 }
@@ -116,15 +134,38 @@ static int write_npy(const char *path, const float *data)
     return bad;
 }
 
+static long number(const char *opt, const char *text, long lo, long hi)
+{
+    char *end;
+    long v = text ? strtol(text, &end, 10) : 0;
+    if (!text || *end || end == text || v < lo || v > hi) {
+        fprintf(stderr, "racing_producers: %s needs a number from %ld to %ld\n", opt, lo, hi);
+        exit(2);
+    }
+    return v;
+}
+
 int main(int argc, char **argv)
 {
+    const char *npy = NULL;
+    long events = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--syncs")) syncs = number("--syncs", i + 1 < argc ? argv[++i] : NULL, 1, 1000000);
+        else if (!strcmp(argv[i], "--delay-ms")) delay_ms = number("--delay-ms", i + 1 < argc ? argv[++i] : NULL, 0, 60000);
+        else if (!strcmp(argv[i], "--events")) events = number("--events", i + 1 < argc ? argv[++i] : NULL, 0, 1 << 26);
+        else if (argv[i][0] == '-' && argv[i][1]) {
+            fprintf(stderr, "usage: racing_producers [--syncs N] [--delay-ms MS] [--events N] [FRONT.npy]\n");
+            return 2;
+        } else npy = argv[i];
+    }
+    if (syncs != 5 || delay_ms != 2) round_pause_us = syncs * delay_ms * 1000 / ROUNDS;
     bs_config cfg = {0};
     cfg.ndim = 2;
     cfg.shape[0] = H;
     cfg.shape[1] = W;
     cfg.fill = 0.0f;
     cfg.max_pending = 1 << 16;
-    cfg.event_capacity = 0;
+    cfg.event_capacity = (uint64_t)events;
     if (check(bs_create(&cfg, &mgr), "create")) return 1;
 
     pthread_t a, b;
@@ -135,8 +176,8 @@ int main(int argc, char **argv)
     }
     uint64_t epoch = 0;
     int rc = 0;
-    for (int s = 0; s < SYNCS && !rc; s++) {
-        struct timespec pause = {0, 2000000};   /* 2 ms: let the producers race */
+    for (long s = 0; s < syncs && !rc; s++) {
+        struct timespec pause = {delay_ms / 1000, (delay_ms % 1000) * 1000000};   /* let the producers race */
         nanosleep(&pause, NULL);
         rc = check(bs_synchronize(mgr, 10.0, &epoch), "synchronize");
     }
@@ -152,7 +193,7 @@ int main(int argc, char **argv)
         const unsigned char *p = (const unsigned char *)front;
         for (size_t i = 0; i < sizeof(float) * H * W; i++) h = (h ^ p[i]) * 16777619u;
         printf("epoch %llu checksum %08x\n", (unsigned long long)epoch, h);
-        if (argc > 1) rc = write_npy(argv[1], front);
+        if (npy) rc = write_npy(npy, front);
     }
     pthread_barrier_destroy(&start_line);
     bs_destroy(mgr);   /* also completes the trace, when BUFFERSCOPE_TRACE is set */

@@ -26,7 +26,7 @@ import ctypes
 import numpy as np
 from OpenGL import GL
 from OpenGL.raw.GL.VERSION.GL_1_1 import glGetTexImage as _raw_get_tex_image
-from OpenGL.raw.GL.VERSION.GL_1_5 import glGetBufferSubData as _raw_get_buffer_sub_data
+from OpenGL.raw.GL.VERSION.GL_4_5 import glGetTextureSubImage as _raw_get_texture_sub_image
 
 from app.sysmem import check_buffers_fit
 
@@ -37,7 +37,6 @@ BOX_FIELDS = 8
 LOCAL_SIZE = 64
 MAX_GROUPS = 32  # work groups per dispatch: llvmpipe runs a few long grid-stride loops best
 FENCE_STEP_NS = 1_000_000_000
-RANGE_NONE = np.array([0xFFFFFFFF, 0], dtype=np.uint32)  # the reduction's start: no finite value
 
 
 def texture_layout(shape3: tuple[int, int, int], max_size: int) -> tuple[int, int]:
@@ -83,7 +82,7 @@ class Gpu:
         self.buffers_live = 0
         self.vao = 0
         self.empty_payload = 0
-        self.range_buffer = 0
+        self.bands = None
         try:
             self._create(fill)
         except BaseException:
@@ -134,16 +133,12 @@ class Gpu:
         GL.glUniform2ui(GL.glGetUniformLocation(p, "dims"), self.shape3[1], self.shape3[2])
         self.loc_n_boxes = GL.glGetUniformLocation(p, "n_boxes")
         self.loc_total = GL.glGetUniformLocation(p, "total")
-        self.range_program = compile_program([(GL.GL_COMPUTE_SHADER, "gl_range.comp.glsl")])
-        self.programs.append(self.range_program)
-        p = self.range_program
-        GL.glUseProgram(p)
-        GL.glUniform1ui(GL.glGetUniformLocation(p, "tex_width"), self.width)
-        GL.glUniform1ui(GL.glGetUniformLocation(p, "count"), self.nelem)
         GL.glUseProgram(0)
         self.vao = int(GL.glGenVertexArrays(1))
         self.empty_payload = self.new_buffer(np.zeros(1, dtype=np.uint32))
-        self.range_buffer = self.new_buffer(RANGE_NONE)
+        from ._bands import BandRanges
+
+        self.bands = BandRanges(self)
         GL.glDisable(GL.GL_BLEND)
         GL.glDisable(GL.GL_DEPTH_TEST)
         GL.glDisable(GL.GL_DITHER)
@@ -164,9 +159,9 @@ class Gpu:
         if self.empty_payload:
             self.delete_buffers([self.empty_payload])
             self.empty_payload = 0
-        if self.range_buffer:
-            self.delete_buffers([self.range_buffer])
-            self.range_buffer = 0
+        if self.bands is not None:
+            self.delete_buffers(self.bands.buffers())
+            self.bands = None
         if self.vao:
             GL.glDeleteVertexArrays(1, [self.vao])
             self.vao = 0
@@ -233,6 +228,7 @@ class Gpu:
                               self.textures[dst], GL.GL_TEXTURE_2D, 0, 0, 0, 0,
                               self.width, self.height, 1)
         GL.glMemoryBarrier(GL.GL_ALL_BARRIER_BITS)
+        self.bands.copy(src, dst)
 
     def wait(self) -> None:
         """Block until the GPU has finished every command issued so far."""
@@ -260,31 +256,26 @@ class Gpu:
             flat = flat[: self.nelem]
         return flat.view(np.float32).reshape(shape)
 
+    def read_rows(self, slot: int, out: np.ndarray, y0: int, y1: int) -> None:
+        """Texture rows ``y0..y1`` of ``slot`` into ``out[y0:y1]`` ((height, width) uint32)."""
+        part = out[y0:y1]
+        _raw_get_texture_sub_image(self.textures[slot], 0, 0, y0, 0, self.width, y1 - y0, 1,
+                                   GL.GL_RED_INTEGER, GL.GL_UNSIGNED_INT, part.nbytes,
+                                   part.ctypes.data_as(ctypes.c_void_p))
+        _gl_error_check("reading the front texture back")
+
     def finite_range(self, slot: int) -> tuple[float, float] | None:
         """Exact ``(min, max)`` of the finite values of texture ``slot``; None when none.
 
-        Reduced on the GPU by ``gl_range.comp.glsl`` over the ``nelem`` elements
-        (not the texture's padding); only the two 32-bit keys come back. The keys
-        order -0.0 below +0.0, so a buffer holding both zeros has min -0.0 and max
-        +0.0.
+        From per-band keys (``_bands.BandRanges``): only the bands written since
+        their keys were computed are reduced again on the GPU (``gl_bands.comp.glsl``,
+        over the ``nelem`` elements, not the texture's padding), then the bands'
+        keys come back (8 bytes a band). The keys order -0.0 below +0.0, so a
+        buffer holding both zeros has min -0.0 and max +0.0.
         """
-        GL.glBindBuffer(GL.GL_SHADER_STORAGE_BUFFER, self.range_buffer)
-        GL.glBufferSubData(GL.GL_SHADER_STORAGE_BUFFER, 0, RANGE_NONE.nbytes, RANGE_NONE)
-        GL.glBindBuffer(GL.GL_SHADER_STORAGE_BUFFER, 0)
-        GL.glUseProgram(self.range_program)
-        GL.glBindImageTexture(0, self.textures[slot], 0, GL.GL_FALSE, 0, GL.GL_READ_ONLY,
-                              GL.GL_R32UI)
-        GL.glBindBufferBase(GL.GL_SHADER_STORAGE_BUFFER, 3, self.range_buffer)
-        GL.glDispatchCompute(min(MAX_GROUPS, -(-self.nelem // LOCAL_SIZE)), 1, 1)
-        GL.glMemoryBarrier(GL.GL_BUFFER_UPDATE_BARRIER_BIT)
-        keys = np.empty(2, dtype=np.uint32)
-        GL.glBindBuffer(GL.GL_SHADER_STORAGE_BUFFER, self.range_buffer)
-        _raw_get_buffer_sub_data(GL.GL_SHADER_STORAGE_BUFFER, 0, keys.nbytes,
-                                 keys.ctypes.data_as(ctypes.c_void_p))
-        GL.glBindBuffer(GL.GL_SHADER_STORAGE_BUFFER, 0)
-        GL.glBindBufferBase(GL.GL_SHADER_STORAGE_BUFFER, 3, 0)
+        lo, hi = self.bands.finite_range(slot, self.textures[slot])
         _gl_error_check("reducing the front to its finite range")
-        return range_from_keys(int(keys[0]), int(keys[1]))
+        return range_from_keys(lo, hi)
 
 
 def range_key(bits: np.ndarray) -> np.ndarray:
@@ -338,14 +329,16 @@ class SetsOp:
     """Element sets as one scatter dispatch; ``pairs`` is (n, 2) uint32 (offset, bits)
     with no repeated offset (see ``last_writes``)."""
 
-    __slots__ = ("buf", "n")
+    __slots__ = ("buf", "n", "bands")
 
     def __init__(self, gpu: Gpu, pairs: np.ndarray) -> None:
         self.buf = gpu.new_buffer(pairs)
         self.n = len(pairs)
+        self.bands = gpu.bands.of_offsets(pairs[:, 0])
 
     def apply(self, gpu: Gpu, slot: int) -> None:
         gpu.scatter(slot, self.buf, self.n)
+        gpu.bands.mark(slot, self.bands)
 
     def buffers(self) -> list[int]:
         return [self.buf]
@@ -354,16 +347,27 @@ class SetsOp:
 class BoxesOp:
     """A group of disjoint Fill/Add/Scale/Write boxes as one compute dispatch."""
 
-    __slots__ = ("boxes", "payload", "n_boxes", "total")
+    __slots__ = ("boxes", "payload", "n_boxes", "total", "bands")
 
     def __init__(self, gpu: Gpu, boxes: np.ndarray, payload: list[np.ndarray], total: int) -> None:
         self.boxes = gpu.new_buffer(boxes)
         self.payload = gpu.new_buffer(np.concatenate(payload)) if payload else 0
         self.n_boxes = len(boxes)
         self.total = total
+        # records: (first element, z0, r0, c0, rows, cols, op, arg); a box's depth
+        # is its volume (the next box's first element minus its own) over rows * cols.
+        b = boxes.astype(np.int64)
+        vol = np.diff(np.append(b[:, 0], total))
+        z0, r0, c0, h, w = b[:, 1], b[:, 2], b[:, 3], b[:, 4], b[:, 5]
+        depth = vol // np.maximum(h * w, 1)
+        rows, cols = gpu.shape3[1], gpu.shape3[2]
+        first = (z0 * rows + r0) * cols + c0
+        last = ((z0 + depth - 1) * rows + r0 + h - 1) * cols + c0 + w - 1
+        self.bands = gpu.bands.of_spans(first, last)
 
     def apply(self, gpu: Gpu, slot: int) -> None:
         gpu.run_boxes(slot, self.boxes, self.payload, self.n_boxes, self.total)
+        gpu.bands.mark(slot, self.bands)
 
     def buffers(self) -> list[int]:
         return [b for b in (self.boxes, self.payload) if b]
@@ -372,14 +376,21 @@ class BoxesOp:
 class RectsOp:
     """A Write uploaded as texture rectangles: ``[(x, y, w, h, bits), ...]``."""
 
-    __slots__ = ("rects",)
+    __slots__ = ("rects", "bands")
 
     def __init__(self, rects: list[tuple[int, int, int, int, np.ndarray]]) -> None:
         self.rects = rects
+        self.bands = None
 
     def apply(self, gpu: Gpu, slot: int) -> None:
+        if self.bands is None:
+            wd = gpu.width
+            self.bands = gpu.bands.of_spans(
+                np.array([y * wd + x for x, y, _w, _h, _b in self.rects]),
+                np.array([(y + h - 1) * wd + x + w - 1 for x, y, w, h, _b in self.rects]))
         for x, y, w, h, bits in self.rects:
             gpu.write_rect(slot, x, y, w, h, bits)
+        gpu.bands.mark(slot, self.bands)
 
     def buffers(self) -> list[int]:
         return []

@@ -21,7 +21,8 @@ set and box buffers are kept for this, left-right style), or, when those
 touched more elements than the buffer holds, copies the whole front with
 ``glCopyImageSubData`` (the kept operations are dropped as soon as that
 happens, so memory stays bounded); it ends with a fence, so a back the
-scheduler calls current has landed. ``wait`` is the fence before each swap.
+scheduler calls current has landed. ``wait`` is the fence before each swap. Every
+operation marks its bands (``_bands``): O(changed) range and ``read_front``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from app.scheduler import SETS, Entry, Item
 from app.updates import Set, Write
 
 from . import _context
+from ._bands import FrontMirror
 
 _F32, _U32 = struct.Struct("<f"), struct.Struct("<I")
 _OP_CODES = {"fill": 1, "add": 2, "scale": 3, "write": 4}
@@ -143,6 +145,7 @@ class GlExecutor:
         self.batch_touched = 0
         self.batch_overflow = False
         self.object_names: dict[str, list[int]] = {}
+        self.mirror = None   # FrontMirror: the host copies of the front (read_front)
         # start-up hand-shake: the creator moves the context to the worker's QThread
         self._cv = threading.Condition()
         self._worker_qthread = None
@@ -219,6 +222,7 @@ class GlExecutor:
             from ._gpu import Gpu
 
             self.gpu = Gpu(self.shape3, self.fill)
+            self.mirror = FrontMirror(self.gpu.bands.n, self.shape)
             return {
                 "vendor": GL.glGetString(GL.GL_VENDOR).decode(),
                 "renderer": GL.glGetString(GL.GL_RENDERER).decode(),
@@ -258,12 +262,16 @@ class GlExecutor:
     def read(self, slot: int) -> np.ndarray:
         return self.gpu.read(slot, self.shape)
 
+    def read_front(self, slot: int) -> np.ndarray:
+        return self.mirror.read(self.gpu, slot)
+
     def finite_range(self, slot: int):
         return self.gpu.finite_range(slot)
 
     # -- catch-up ------------------------------------------------------------------------
     def catch_up(self, front: int, back: int) -> int:
         """Make the new back equal the front, then fence."""
+        self.mirror.swapped()
         try:
             if self.batch_overflow:
                 self.gpu.copy(front, back)
@@ -375,6 +383,7 @@ class GlExecutor:
             err = None
         except Exception as exc:
             err = exc
+        self.mirror.applied([op.bands for op, _ in ops] if err is None else None)
         self._keep(ops, done_entries, failed=err is not None)
         return err
 

@@ -60,10 +60,12 @@ class GLBufferManager(ScheduledManager):
         """``(min, max, epoch)`` of the finite values of the front; ``(None, None, epoch)``
         when it holds no finite value (all NaN/±Inf). Blocks until the worker has it.
 
-        Computed on the GPU by the worker (no read-back of the buffer: 8 bytes come
-        back) once per epoch and cached, so further calls in the same epoch cost
-        nothing. ``epoch`` is the epoch the values belong to — the one whose
-        texture ``front_texture()`` returns while no synchronize intervenes.
+        Computed on the GPU by the worker (no read-back of the buffer: 8 bytes per
+        band of 16 384 elements come back) once per epoch and cached, so further
+        calls in the same epoch cost nothing; only the bands written since their
+        range was last computed are reduced again (``_bands``): O(changed).
+        ``epoch`` is the epoch the values belong to — the one whose texture
+        ``front_texture()`` returns while no synchronize intervenes.
 
         Exact: min and max are float32 values of the buffer, bit for bit. Zeros
         are ordered by their bits, -0.0 < +0.0: a front holding both has min -0.0

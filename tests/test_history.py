@@ -99,3 +99,71 @@ def test_a_wrapped_ring_is_counted(ring_backend):
         assert h.dropped > 0 and h.next_event == m.events()[1]
         hist = h.element_history((0,))
         assert hist == [] or hist[0].before is None, "unknown before what was dropped"
+
+
+def _session(m, rng, epochs: int) -> None:
+    """Racing-free scripted epochs of every kind of update, each made visible."""
+    shape = m.shape
+    for _ in range(epochs):
+        r, c = int(rng.integers(shape[0])), int(rng.integers(shape[1]))
+        m.enqueue(Fill(((0, r + 1), (0, c + 1)), float(rng.integers(9))))
+        m.enqueue(Add(((r, shape[0]), (c, shape[1])), 1.5))
+        m.set_many(rng.integers(0, shape, size=(5, 2)), rng.random(5).astype(np.float32))
+        m.enqueue(Write(((r, r + 1), (0, shape[1])), rng.random((1, shape[1]))))
+        m.synchronize(timeout=WAIT)
+
+
+def test_a_bounded_history_keeps_the_newest_rows_and_says_what_it_let_go_of(open_mgr):
+    m = open_mgr((6, 7))
+    rng = np.random.default_rng(3)
+    _session(m, rng, 30)
+    full = UpdateHistory()
+    ingest_all(full, m)
+    assert len(full.rows) == 120
+    t = full.tail(keep_rows=50, keep_marks=40)
+    assert [r.seq for r in t.rows] == [r.seq for r in full.rows[70:]]
+    assert t.forgotten == sum(r.count for r in full.rows[:70]) and full.forgotten == 0
+    assert len(t.marks) <= 40 and t.marks[-1] is full.marks[-1]
+    # Queries over what is kept answer as the full history does.
+    for row in t.rows[::7]:
+        assert t.row_of(row.seq) is row and t.row_index(row.seq) == t.rows.index(row)
+    kept_epochs = [e for e in full.epochs() if e in t.epochs()]
+    assert kept_epochs and kept_epochs == t.epochs()
+    for e in kept_epochs[1:]:
+        assert t.rows_visible_at(e) == full.rows_visible_at(e)
+    for idx in [(0, 0), (5, 6), (3, 2)]:
+        assert t.last_writer(idx) is full.last_writer(idx)
+        got, want = t.element_history(idx), full.element_history(idx)
+        assert [e.row for e in got] == [e.row for e in want if e.row.seq >= t.rows[0].seq]
+        assert got[0].before is None, "what came before the kept rows is unknown"
+        assert got[-1].after == want[-1].after == float(m.front()[idx])
+    # It keeps growing from where it was cut.
+    _session(m, rng, 2)
+    ingest_all(t, m)
+    assert len(t.rows) == 58 and t.rows[-1].epoch_visible == 32
+
+
+def test_letting_go_of_payloads_keeps_rows_and_their_boxes(open_mgr):
+    m = open_mgr((6, 7))
+    rng = np.random.default_rng(4)
+    _session(m, rng, 10)
+    h = UpdateHistory()
+    ingest_all(h, m)
+    held = h.payload_units
+    assert held == 10 * (5 + 7)          # set_many values and Write data
+    boxes = [r.bbox() for r in h.rows]
+    before = {idx: h.element_history(idx) for idx in [(0, 0), (2, 3)]}
+    h.last_writer((0, 0))                 # the box index is built before letting go
+    let_go = h.let_go_payloads(held // 2)
+    assert let_go > 0 and h.payload_units <= held // 2
+    assert [r.bbox() for r in h.rows] == boxes, "a row keeps the box it wrote in"
+    gone = [r for r in h.rows if r.payload_dropped]
+    assert len(gone) == let_go and all(r.values is None and r.indices is None for r in gone)
+    assert gone[-1].seq < min(r.seq for r in h.rows if r.values is not None)
+    for idx, want in before.items():
+        got = h.element_history(idx)
+        assert [e.row for e in got] == [e.row for e in want] or \
+            {e.row.seq for e in want} <= {e.row.seq for e in got}
+        # Rows that kept their payload still give exact values after the last let-go one.
+        assert got[-1].after == want[-1].after == float(m.front()[idx]) or \
+            got[-1].row.payload_dropped

@@ -24,7 +24,7 @@ import pytest
 from conftest import require_backend, wait_until
 
 import app
-from app import live
+from app import live, live_socket
 from app.attach import (
     AttachError,
     Client,
@@ -387,7 +387,7 @@ def test_bad_listen_value_leaves_the_program_running():
 # -- the publisher's life follows the manager's ------------------------------------------------
 def test_publisher_stops_when_the_manager_closes_or_is_dropped(sockdir, monkeypatch):
     monkeypatch.setenv(live.ENV, os.path.join(sockdir, "s"))
-    monkeypatch.setattr(live, "_numbers", itertools.count())   # the first manager: the name as given
+    monkeypatch.setattr(live_socket, "_numbers", itertools.count())   # the first manager: the name as given
     m = app.open_manager("c", (8, 8))
     wait_socket(os.path.join(sockdir, "s"), 5)
     c = Client(os.path.join(sockdir, "s"))
@@ -609,6 +609,7 @@ def test_version_mismatch_is_named(sockdir):
 # -- the app on an attached program ----------------------------------------------------------------------
 def test_app_shows_an_attached_program_and_detaches(qtbot, sockdir):
     from ui.attach_view import ATTACHED_BACKEND, add_attach_action, detach, open_attached_window
+    from ui.control_panel import ControlPanel
 
     path = os.path.join(sockdir, "s")
     m = app.open_manager("c", (16, 12))
@@ -621,6 +622,8 @@ def test_app_shows_an_attached_program_and_detaches(qtbot, sockdir):
         status = win.statusbar.currentMessage()
         assert status == f"attached to {path} (pid {os.getpid()}, backend c)"
         assert win.session.backend == ATTACHED_BACKEND and win.session.shape == (16, 12)
+        panel = win.findChild(ControlPanel)
+        assert not panel.form.isEnabled() and not panel.scenario_box.isEnabled(), "read-only"
         m.enqueue(app.Fill(((0, 16), (0, 12)), 7.0))
         ep = m.synchronize(5)
         qtbot.waitUntil(lambda: win.session.epoch >= ep, timeout=10000)
@@ -629,10 +632,14 @@ def test_app_shows_an_attached_program_and_detaches(qtbot, sockdir):
         # The program ends: reported, not hung on.
         m.close()
         qtbot.waitUntil(lambda: "the program ended" in win.statusbar.currentMessage(), timeout=10000)
+        ctl = win.debug_controls
+        assert "ended" in ctl.status.text() and "running" not in ctl.status.text()
+        assert not ctl.pause_action.isEnabled() and not ctl.step_action.isEnabled()
         assert detach(win)
         # The switch runs off the GUI thread (like any backend switch): wait for it.
         qtbot.waitUntil(lambda: win.session.backend == "c" and not win.session.busy, timeout=20000)
         assert float(win.session.front()[3, 3]) == 7.0     # the last front kept, locally
+        assert panel.form.isEnabled() and panel.scenario_box.isEnabled(), "a local buffer again"
     finally:
         win.close()
         m.close()

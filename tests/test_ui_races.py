@@ -72,6 +72,39 @@ def test_two_producer_threads_racing_are_flagged_with_winner_and_loser(window, q
     assert w.view.overlays.boxes("races") == () and "race" not in hd.status.text()
 
 
+def test_a_large_epoch_is_worked_out_off_the_gui_thread(window, qtbot, monkeypatch):
+    """An epoch over RACE_ROWS updates is not worked out on the GUI thread: the flag says
+    so, then shows the races when the race thread has them."""
+    import ui.trace_races as trace_races
+
+    monkeypatch.setattr(trace_races, "RACE_ROWS", 2)
+    w = window
+    s = w.session
+    hd = w.history_docks
+    gate = threading.Event()
+    real = type(w.history_feed.history).races
+
+    def slow_races(h, epoch):           # the race thread waits for the test's word
+        if threading.current_thread() is not threading.main_thread():
+            assert gate.wait(WAIT_MS / 1000)
+        return real(h, epoch)
+
+    monkeypatch.setattr(type(w.history_feed.history), "races", slow_races)
+    s.set_paused(True)
+    produce(s.manager, "producer-A", Fill(((0, 4), (0, 4)), 1.0))
+    produce(s.manager, "producer-B", Add(((2, 6), (2, 6)), 5.0))
+    produce(s.manager, "producer-A", Fill(((6, 8), (6, 8)), 2.0))
+    s.set_paused(False)
+    epoch = settle(qtbot, w)
+    qtbot.waitUntil(lambda: hd.races.epoch == epoch, timeout=WAIT_MS)
+    assert hd.races.text() == f"races at epoch {epoch}: being worked out (3 updates)…"
+    assert hd.races.races == [] and w.view.overlays.boxes("races") == ()
+    gate.set()
+    qtbot.waitUntil(lambda: len(hd.races.races) == 1, timeout=WAIT_MS)
+    assert hd.races.text().startswith(f"1 race at epoch {epoch}")
+    assert w.view.overlays.boxes("races") == (((2, 4), (2, 4)),)
+
+
 def test_commuting_or_same_producer_updates_do_not_race(window, qtbot):
     w = window
     s = w.session
@@ -158,9 +191,9 @@ def _cells(row):
 
 @pytest.mark.parametrize("seed", range(6))
 def test_races_match_their_definition(seed, monkeypatch):
-    import app.history as history
+    import app.races as races
 
-    monkeypatch.setattr(history, "RACE_BLOCK", 7)      # exercise the look-back past a block
+    monkeypatch.setattr(races, "RACE_BLOCK", 7)      # exercise the look-back past a block
     rng = np.random.default_rng(seed)
     evs = _stream(rng, 60)
     h = UpdateHistory()

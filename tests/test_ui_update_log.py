@@ -225,7 +225,8 @@ def test_the_header_counts_what_the_ring_lost(qtbot, dock):
     dock.h.dropped = 12_345
     dock.columns.sync()
     grow(dock.h, dock.columns, 6, batch=1)
-    assert "12 345 earlier events were lost: the ring wrapped" in dock.header.text()
+    assert ("12 345 earlier events were lost: the ring wrapped, or an attached program "
+            "skipped them") in dock.header.text()
 
 
 def test_the_filter_controls_and_the_selection_box(qtbot, dock):
@@ -271,3 +272,39 @@ def test_painting_a_hundred_thousand_rows_asks_only_for_the_rows_in_view(qtbot, 
     rows = set(calls)
     shown = dock.table.viewport().height() // dock.table.verticalHeader().defaultSectionSize() + 2
     assert len(rows) <= shown and min(rows) >= 100_000 - shown, "only the tail, in view"
+
+
+def test_a_long_session_is_bounded_and_the_log_says_what_was_let_go_of(qtbot, backend,
+                                                                        monkeypatch):
+    import ui.history_feed as hf
+
+    monkeypatch.setattr(hf, "MAX_ROWS", 40)
+    monkeypatch.setattr(hf, "KEEP_ROWS", 25)
+    monkeypatch.setattr(hf, "PAYLOAD_UNITS", 64)
+    with app.open_manager(backend, (8, 8)) as m:
+        session = FakeSession(m)
+        feed = HistoryFeed(session)
+        columns = HistoryColumns(feed)
+        model = UpdateLogModel(columns)
+        log = UpdateLogDock(columns, DisplayState())
+        qtbot.addWidget(log)
+        for k in range(60):
+            m.enqueue(Fill(((0, 8), (0, 8)), float(k)))
+            m.set_many([[k % 8, 0], [0, k % 8]], [1.0, 2.0])
+            m.synchronize(timeout=WAIT)
+            feed.poll()
+        h = feed.history
+        assert len(h.rows) <= 40 and h.rows[-1].seq == 179
+        assert h.forgotten > 0 and h.forgotten + sum(r.count for r in h.rows) == 180
+        assert h.payload_units <= 64
+        qtbot.waitUntil(lambda: model.rowCount() == len(h.rows), timeout=5000)
+        assert texts(model, COL_SEQ)[-1] == "179–180"
+        assert "let go of to bound memory" in log.header.text()
+        # While a recording reads the history, nothing is let go of.
+        feed.hold = 1
+        n0 = len(feed.history.rows)
+        for k in range(30):
+            m.enqueue(Set((1, 1), float(k)))
+            m.synchronize(timeout=WAIT)
+            feed.poll()
+        assert len(feed.history.rows) == n0 + 30

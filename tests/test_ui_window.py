@@ -18,7 +18,6 @@ from PyQt6.QtGui import QKeySequence
 
 from app import Fill, Set, open_manager, why_not
 from ui import colormaps
-from ui.main_window import MainWindow
 from ui.session import Session
 from ui.testing import close_enough, pixel, require_gl, sync  # prepares Qt first
 
@@ -461,23 +460,46 @@ def test_gl_auto_levels_belong_to_the_epoch_drawn(make_window, qtbot, monkeypatc
     assert v.data_epoch < s.epoch
 
 
-def test_gui_runs_the_event_loop_until_the_window_closes(qapp):
-    from PyQt6.QtCore import QTimer
+GUI_PROGRAM = r"""
+import sys
+from PyQt6.QtCore import QTimer
+from ui.launch import _application, gui
+from ui.main_window import MainWindow
 
-    from ui.launch import gui
+qapp = _application()
+seen = []
+
+def close_windows():
+    for w in qapp.topLevelWidgets():
+        if isinstance(w, MainWindow) and w.isVisible():
+            seen.append((w.session.backend, w.session.scenario_name, w.session.epoch))
+            w.close()
+    qapp.exit(0)
+
+QTimer.singleShot(1000, close_windows)
+rc = gui("c", (32, 32), None)
+print("seen", seen, "rc", rc, flush=True)
+try:
+    gui("c", (8, 8), "nope")
+except ValueError as exc:
+    print("refused", exc, flush=True)
+"""
+
+
+def test_gui_runs_the_event_loop_until_the_window_closes(qapp):
+    """``gui`` runs the application's own event loop, so it runs in a process of its
+    own (an exec() that returned leaves this process's later windows without fronts)."""
+    import ast
+    import subprocess
+    import sys
 
     require_gl()
-    seen = []
-
-    def close_windows():
-        for w in qapp.topLevelWidgets():
-            if isinstance(w, MainWindow) and w.isVisible():
-                seen.append((w.session.backend, w.session.scenario_name, w.session.epoch))
-                w.close()
-        qapp.exit(0)
-
-    QTimer.singleShot(1000, close_windows)
-    assert gui("c", (32, 32), None) == 0
-    assert seen and seen[0][:2] == ("c", "waves") and seen[0][2] > 0
-    with pytest.raises(ValueError, match="unknown scenario"):
-        gui("c", (8, 8), "nope")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", GUI_PROGRAM], cwd=root, capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "PYTHONPATH": root})
+    assert out.returncode == 0, out.stderr[-2000:]
+    seen_line = next(ln for ln in out.stdout.splitlines() if ln.startswith("seen"))
+    seen = ast.literal_eval(seen_line.split(" ", 1)[1].rsplit(" rc ", 1)[0])
+    assert seen and seen[0][:2] == ("c", "waves") and seen[0][2] > 0, out.stdout
+    assert seen_line.endswith("rc 0")
+    assert "refused unknown scenario" in out.stdout, out.stdout

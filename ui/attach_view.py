@@ -57,6 +57,9 @@ def attach(window, target: str, token: str | None = None,
             watcher.stop()
             watcher.deleteLater()
             window.statusbar.message(f"{remote.description}: {remote.ended}; its last front stays shown")
+            controls = getattr(window, "debug_controls", None)
+            if controls is not None:
+                controls._enable()        # "ended", and nothing to pause or step
 
     watcher.timeout.connect(watch)
     watcher.start(WATCH_MS)

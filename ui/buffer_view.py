@@ -107,10 +107,11 @@ class BufferView(ViewInteraction, QOpenGLWidget):
         self.update()
 
     # ------------------------------------------------------------------ data
-    def set_front(self, front: np.ndarray | None, epoch: int) -> None:
-        """Show ``front`` (the manager's front at ``epoch``); uploads only what changed."""
+    def set_front(self, front: np.ndarray | None, epoch: int, changes: tuple | None = None) -> None:
+        """Show ``front`` (the manager's front at ``epoch``); uploads only what changed.
+        ``changes``: the session's ``FrontChanges.take`` for it (the rows it changed)."""
         self.epoch = int(epoch)
-        new_image = self.source.set_front(front, epoch)
+        new_image = self.source.set_front(front, epoch, changes)
         if self.state.z >= self.source.depth:
             self.state.set_z(0)
         self.source.set_z(self.state.z)

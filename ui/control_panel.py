@@ -69,7 +69,8 @@ class ControlPanel(QDockWidget):
         body = QWidget()
         lay = QVBoxLayout(body)
         lay.addWidget(self._backend_box())
-        lay.addWidget(self._scenario_box())
+        self.scenario_box = self._scenario_box()
+        lay.addWidget(self.scenario_box)
         self.form = UpdateForm(session)
         lay.addWidget(self.form)
         lay.addWidget(self._sync_box())
@@ -288,6 +289,12 @@ class ControlPanel(QDockWidget):
         if self.session.shape:
             self.shape_edit.setText(shape_text(self.session.shape))
         self.form.rebuild(self.session.shape)
+        m = self.session.manager
+        writable = m is None or not m.capabilities.read_only
+        for box in (self.scenario_box, self.form):     # an attached program: read-only
+            box.setEnabled(writable)
+            box.setToolTip("" if writable else
+                           "read-only: the attached program's own producers write its buffer")
 
     def _on_scenario_picked(self, name: str) -> None:
         sc = SCENARIOS.get(name)

@@ -155,7 +155,7 @@ class DebugControls(Stepping, BackBufferToggle, QToolBar):
     def _enable(self) -> None:
         caps = self._caps()
         paused = self.session.paused
-        has = self.manager is not None
+        has = self.manager is not None and not self.manager.ended
         backend = self.session.backend or "this"
         self.resume_action.setEnabled(has and paused)
         self.pause_action.setEnabled(has and not paused)
@@ -180,7 +180,10 @@ class DebugControls(Stepping, BackBufferToggle, QToolBar):
         s = self.session
         st = s.last_stats
         parts = []
-        if self.break_seq is not None:
+        ended = self.manager.ended if self.manager is not None else ""
+        if ended:
+            parts.append("ended: the program is gone")
+        elif self.break_seq is not None:
             parts.append(f"stopped before seq {self.break_seq}")
         elif s.paused:
             parts.append("paused")

@@ -138,6 +138,9 @@ class ElementHistoryDock(QDockWidget):
         self._trace_of = None    # the UpdateHistory it was read from
         self._lines: list = []   # what the table shows
         self._line_cache: dict = {}   # id(entry) -> (entry, its line), once visible
+        # A trace player scrubbed by seq shows the back buffer right after this update:
+        # the check reads the entries up to it (None: the front of view.data_epoch).
+        self.upto_seq: int | None = None
         body = QWidget()
         v = QVBoxLayout(body)
         v.setContentsMargins(4, 4, 4, 4)
@@ -219,8 +222,12 @@ class ElementHistoryDock(QDockWidget):
         if len(tail) < len(self.entries):
             title += f" (the last {len(tail)} shown)"
         if h.dropped:
-            title += (f"; {h.dropped} events were lost to a wrapped ring, so values "
+            title += (f"; {h.dropped} events were lost (a wrapped ring, or skipped by an "
+                      "attached program), so values "
                       "before them are unknown")
+        if h.forgotten:
+            title += (f"; {h.forgotten} older updates were let go of to bound memory, so "
+                      "values before them are unknown")
         self.title.setText(title)
         self.check = self._check_front()
         self.footer.setText(self.check)
@@ -243,6 +250,31 @@ class ElementHistoryDock(QDockWidget):
         if grew:
             self.table.scrollToBottom()
 
+    def _shown_entries(self) -> tuple[str, list[HistoryEntry]]:
+        """What the view shows ("front at epoch 3", "back buffer after seq 17") and the
+        entries that are in it."""
+        epoch, seq = self.view.data_epoch, self.upto_seq
+        if seq is None:
+            return f"front at epoch {epoch}", [
+                e for e in self.entries
+                if e.row.epoch_visible is not None and e.row.epoch_visible <= epoch]
+        return f"back buffer after seq {seq}", [e for e in self.entries if e.row.last_seq <= seq]
+
+    def select_shown(self) -> None:
+        """Select (and scroll to) the line of the last update in what the view shows —
+        for a trace player, which moves back and forth; nothing when none is."""
+        _, shown = self._shown_entries()
+        self.table.clearSelection()
+        if not shown:
+            return
+        want = str(shown[-1].row.seq)
+        for r in range(len(self._lines) - 1, -1, -1):
+            if self._lines[r][0].replace("…", "–").split("–")[0] == want:
+                self.table.selectRow(r)
+                self.table.scrollTo(self.table.model().index(r, 0),
+                                    QTableWidget.ScrollHint.PositionAtCenter)
+                return
+
     def _check_front(self) -> str:
         """The last visible 'after' against the value the view's front holds."""
         front = self.view.front()
@@ -252,24 +284,26 @@ class ElementHistoryDock(QDockWidget):
             value = float(front[self.index])
         except (IndexError, ValueError):
             return ""
-        epoch = self.view.data_epoch
+        epoch, seq = self.view.data_epoch, self.upto_seq
         h = self.feed.history
-        visible = [e for e in self.entries
-                   if e.row.epoch_visible is not None and e.row.epoch_visible <= epoch]
+        where, visible = self._shown_entries()
+        covers = getattr(self.feed, "covers", None)
+        if covers is not None and not covers(epoch, seq):
+            return (f"{where}: {format_value(value)} (not checked: the history holds only the "
+                    f"first {len(h.rows)} updates)")
         last = visible[-1] if visible else None
         if last is None:
-            if h.dropped:
-                return f"front at epoch {epoch}: {format_value(value)}"
+            if h.dropped or h.forgotten:
+                return f"{where}: {format_value(value)}"
             want = float(np.float32(h.fill))
             ok = bits_equal(value, want)
-            return (f"front at epoch {epoch}: {format_value(value)} — "
+            return (f"{where}: {format_value(value)} — "
                     + ("the fill value, no update visible yet" if ok else
                        f"MISMATCH: no update visible, the fill is {format_value(want)}"))
         if last.after is None:
-            return (f"front at epoch {epoch}: {format_value(value)} (what the last visible "
+            return (f"{where}: {format_value(value)} (what the last visible "
                     "update left cannot be checked: its details were not recorded)")
         if bits_equal(value, last.after):
-            return (f"front at epoch {epoch}: {format_value(value)} ✓ as seq {last.row.seq} "
-                    "left it")
-        return (f"front at epoch {epoch}: {format_value(value)} ✗ MISMATCH: seq "
+            return f"{where}: {format_value(value)} ✓ as seq {last.row.seq} left it"
+        return (f"{where}: {format_value(value)} ✗ MISMATCH: seq "
                 f"{last.row.seq} left {format_value(last.after)}")

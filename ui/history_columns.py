@@ -8,6 +8,9 @@ over them, so 100 000+ rows filter and draw without a Python loop per row; a row
 is settled by two moving pointers (the first row not yet applied, the first not yet
 visible), so each feed poll costs what changed, not what exists.
 
+``ColumnData`` is the Qt-free part: a history that arrives whole (a trace) is read into
+one on a worker thread and swapped in with ``HistoryColumns.adopt``.
+
 Signals
 -------
 HistoryColumns.sigRowsChanged(int, int, int)   first new row, rows now, first row
@@ -56,28 +59,18 @@ def nd_box(plane, ndim: int, z: int = 0):
     return ((z, z + 1), (r0, r1), (c0, c1))
 
 
-class HistoryColumns(QObject):
-    """Numpy columns over ``feed.history.rows`` (see the module docstring).
+class ColumnData:
+    """The columns themselves, Qt-free (``HistoryColumns`` is them plus signals).
+    ``ColumnData.of(history)`` reads a whole history at once — on a worker thread, for
+    a history that is complete when it is handed over (a trace): ``HistoryColumns.adopt``
+    then only swaps them in on the GUI thread."""
 
-    Signals
-    -------
-    sigRowsChanged(int, int, int)
-        first new row, rows now, first row whose state (apply time, epoch) may
-        have changed since the last emission
-    sigReset()
-        a new history: every column was cleared
-    """
-
-    sigRowsChanged = pyqtSignal(int, int, int)
-    sigReset = pyqtSignal()
-
-    def __init__(self, feed=None, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self.feed = feed
-        self._clear(feed.history if feed is not None else UpdateHistory())
-        if feed is not None:
-            feed.sigHistoryChanged.connect(lambda _n: self.sync())
-            feed.sigReset.connect(self.reset)
+    @classmethod
+    def of(cls, history: UpdateHistory) -> ColumnData:
+        data = cls()
+        data._clear(history)
+        data.read(history)
+        return data
 
     # -- storage ----------------------------------------------------------------------
     def _clear(self, history: UpdateHistory) -> None:
@@ -99,6 +92,7 @@ class HistoryColumns(QObject):
         self._prod_code: dict[str, int] = {}
         self.boxed = 0             # rows [0, boxed) have box_lo/box_hi
         self.applied_rows = 0      # rows [0, applied_rows) are fully applied
+        self.apply_timed = 0       # of those, how many have an apply time (a trace has none)
         self.visible_rows = 0      # rows [0, visible_rows) are visible
         self.t0: int | None = None  # the first event's time: times are shown relative to it
         self.marks_read = 0
@@ -126,25 +120,14 @@ class HistoryColumns(QObject):
             self.producers.append(name)
         return code
 
-    # -- following the history --------------------------------------------------------
-    def reset(self) -> None:
-        """The feed started a new history."""
-        self._clear(self.feed.history if self.feed is not None else UpdateHistory())
-        self.sigReset.emit()
-        self.sync()
-
-    def set_history(self, history: UpdateHistory) -> None:
-        """Follow ``history`` directly (no feed: tests, recorded traces)."""
-        self._clear(history)
-        self.sigReset.emit()
-        self.sync()
-
-    def sync(self) -> None:
-        """Read what the history gained since the last call; one signal for all of it."""
-        h = self.feed.history if self.feed is not None else self.history
-        if h is not self.history:
+    # -- reading the history -------------------------------------------------------------
+    def read(self, h: UpdateHistory) -> tuple[bool, int, int, int, bool]:
+        """Read what ``h`` gained since the last read (all of it when it is not the history
+        read so far): whether the columns were cleared for it, the rows before and now,
+        the first row whose state may have changed, and whether anything did."""
+        replaced = h is not self.history
+        if replaced:
             self._clear(h)
-            self.sigReset.emit()
         rows = h.rows
         old_n, n = self.n, len(rows)
         first_changed = min(self.applied_rows, self.visible_rows, old_n)
@@ -155,8 +138,7 @@ class HistoryColumns(QObject):
         if self.t0 is None:
             times = ([rows[0].t_enqueue_ns] if n else []) + ([h.marks[0].t_ns] if h.marks else [])
             self.t0 = min(times) if times else None
-        if n > old_n or first_changed < n or marks_changed:
-            self.sigRowsChanged.emit(old_n, n, first_changed)
+        return replaced, old_n, n, first_changed, n > old_n or first_changed < n or marks_changed
 
     def _append(self, rows: list[UpdateRow], a: int, b: int) -> None:
         """Columns for rows [a, b): one list per column, assigned as a slice (numpy
@@ -207,6 +189,7 @@ class HistoryColumns(QObject):
             times.append(NO_TIME if r.t_apply_ns is None else r.t_apply_ns)
             k += 1
         self.t_app[start:k] = times
+        self.apply_timed += len(times) - times.count(NO_TIME)
         self.applied_rows = k
         if k < n and rows[k].t_apply_ns is not None:      # a set_many run part-applied
             self.t_app[k] = rows[k].t_apply_ns
@@ -278,6 +261,63 @@ class HistoryColumns(QObject):
                 if not np.any(np.all((idx >= lo_d) & (idx < hi_d), axis=1)):
                     mask[k] = False
         return np.flatnonzero(mask).astype(np.int64) + a
+
+
+class HistoryColumns(QObject, ColumnData):
+    """Numpy columns over ``feed.history.rows`` (see the module docstring), kept up to
+    date as the feed reads events.
+
+    Signals
+    -------
+    sigRowsChanged(int, int, int)
+        first new row, rows now, first row whose state (apply time, epoch) may
+        have changed since the last emission
+    sigReset()
+        a new history: every column was cleared
+    """
+
+    sigRowsChanged = pyqtSignal(int, int, int)
+    sigReset = pyqtSignal()
+
+    def __init__(self, feed=None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.feed = feed
+        self._clear(feed.history if feed is not None else UpdateHistory())
+        if feed is not None:
+            feed.sigHistoryChanged.connect(lambda _n: self.sync())
+            feed.sigReset.connect(self.reset)
+
+    def reset(self) -> None:
+        """The feed started a new history (one already adopted is only brought up to date)."""
+        h = self.feed.history if self.feed is not None else UpdateHistory()
+        if h is self.history:
+            self.sync()
+            return
+        self._clear(h)
+        self.sigReset.emit()
+        self.sync()
+
+    def set_history(self, history: UpdateHistory) -> None:
+        """Follow ``history`` directly (no feed: tests, recorded traces)."""
+        self._clear(history)
+        self.sigReset.emit()
+        self.sync()
+
+    def adopt(self, data: ColumnData) -> None:
+        """Take the columns ``ColumnData.of`` read elsewhere (a worker thread), over
+        ``data.history``: the GUI thread only swaps them in."""
+        self.__dict__.update(vars(data))
+        self.sigReset.emit()
+        self.sigRowsChanged.emit(0, self.n, 0)
+
+    def sync(self) -> None:
+        """Read what the history gained since the last call; one signal for all of it."""
+        h = self.feed.history if self.feed is not None else self.history
+        replaced, old_n, n, first_changed, changed = self.read(h)
+        if replaced:
+            self.sigReset.emit()
+        if changed:
+            self.sigRowsChanged.emit(old_n, n, first_changed)
 
 
 @dataclass(frozen=True)

@@ -43,15 +43,18 @@ def group(n: int) -> str:
     return f"{n:,}".replace(",", " ")
 
 
-def last_write_text(history: UpdateHistory, index: tuple[int, ...], epoch: int | None) -> str:
-    """The readout's "last write: ..." for element ``index`` of the front of ``epoch``."""
+def last_write_text(history: UpdateHistory, index: tuple[int, ...], epoch: int | None,
+                    upto_seq: int | None = None) -> str:
+    """The readout's "last write: ..." for element ``index`` of the front of ``epoch``
+    (or of the back buffer right after update ``upto_seq``: a trace scrubbed by seq)."""
     try:
-        row = history.last_writer(index, epoch)
+        row = history.last_writer(index, epoch, upto_seq)
     except Exception as exc:
         return f"  (history unavailable: {type(exc).__name__}: {exc})"
     if row is None:
         if history.dropped:
-            return "  last write: not in the history (events were lost to a wrapped ring)"
+            return ("  last write: not in the history (events were lost: a wrapped ring, "
+                    "or skipped by an attached program)")
         return "  last write: none since the buffer was opened"
     if not row.detailed:
         why = "payload dropped from the event ring" if row.payload_dropped else UNRECORDED
@@ -59,6 +62,15 @@ def last_write_text(history: UpdateHistory, index: tuple[int, ...], epoch: int |
                 f"{row.op} by {row.producer})")
     seq = str(row.seq) if row.count == 1 else f"{row.seq}…{row.last_seq}"
     return f"  last write: seq {seq} {row.op} by {row.producer}"
+
+
+def outline_element(overlays: Overlays, index) -> None:
+    """Outline the element the element history follows (overlay ``"element"``); None
+    clears it."""
+    if index is None:
+        overlays.clear("element")
+    else:
+        overlays.set("element", [tuple((i, i + 1) for i in index)], ELEMENT_COLOR, 4.0, "two-tone")
 
 
 class RaceFlag(QObject):
@@ -78,9 +90,33 @@ class RaceFlag(QObject):
         self.epoch: int | None = None
         self.races: list = []
         self.unknown = 0
+        self.pending = 0         # > 0: the epoch's races (of this many updates) are being worked out
         self._key = None
+        self._finder = None      # a RaceFinder, made for the first large epoch
         feed.sigHistoryChanged.connect(lambda _n: self.refresh())
         feed.sigReset.connect(self.refresh)
+
+    def _races_now(self, h, epoch: int) -> list | None:
+        """The races of ``epoch``, or None while a large epoch's are worked out off the
+        GUI thread (a 50 000-update epoch of racing producers takes many seconds)."""
+        from .trace_races import RaceFinder
+
+        if self._finder is None:
+            if RaceFinder.cheap(h, epoch):
+                return h.races(epoch)
+            self._finder = RaceFinder(self)
+            self._finder.sigKnown.connect(self._on_known)
+        return self._finder.races_now(h, epoch)
+
+    def _on_known(self, epoch: int) -> None:
+        if epoch == self.epoch:
+            self._key = None
+            self.refresh()
+
+    def close(self) -> None:
+        """Stop the race thread, if one was started (the window closes)."""
+        if self._finder is not None:
+            self._finder.close()
 
     def set_enabled(self, on: bool) -> None:
         self.enabled = bool(on)
@@ -103,7 +139,9 @@ class RaceFlag(QObject):
         self.epoch = epoch
         rows = [] if epoch is None else h.rows_visible_at(epoch)
         self.unknown = sum(not r.detailed for r in rows)   # rows races cannot be told for
-        self.races = [] if epoch is None else h.races(epoch)
+        races = [] if epoch is None else self._races_now(h, epoch)
+        self.pending = 0 if races is not None else len(rows)
+        self.races = races or []
         boxes = list(dict.fromkeys(r.overlap for r in self.races))
         self.overlays.set("races", boxes, RACE_COLOR, 2.0)
         self.sigRacesChanged.emit(-1 if epoch is None else epoch, len(self.races))
@@ -111,6 +149,8 @@ class RaceFlag(QObject):
     def text(self) -> str:
         if not self.enabled or self.epoch is None:
             return ""
+        if self.pending:
+            return f"races at epoch {self.epoch}: being worked out ({self.pending} updates)…"
         n = len(self.races)
         text = f"{n} race{'s' if n != 1 else ''} at epoch {self.epoch}"
         if self.unknown and not n:
@@ -256,11 +296,7 @@ class HistoryDocks(QObject):
         self.follow(index)
 
     def _outline_element(self, index) -> None:
-        if index is None:
-            self.overlays.clear("element")
-        else:
-            self.overlays.set("element", [tuple((i, i + 1) for i in index)], ELEMENT_COLOR,
-                              4.0, "two-tone")
+        outline_element(self.overlays, index)
 
     def outline_row(self, row) -> None:
         """Outline what update-history row ``row`` wrote (overlay ``"selected-row"``,

@@ -13,6 +13,8 @@ Signals
 -------
 sigHistoryChanged(int)   rows were added or changed; the number of rows now
 sigReset()               the history was cleared (a new buffer, not a backend switch)
+
+``StaticHistoryFeed`` is the same face over a history that does not grow (a trace).
 """
 
 from __future__ import annotations
@@ -23,6 +25,13 @@ from app.history import UpdateHistory
 
 POLL_HZ = 10.0
 MAX_EVENTS_PER_POLL = 200_000
+# Bounds for a session that runs for hours: past MAX_ROWS rows (or MAX_MARKS sync
+# marks) the oldest are let go of down to KEEP_ROWS (KEEP_MARKS); past PAYLOAD_UNITS
+# elements of payload the oldest rows' payloads are let go of (they keep their box).
+# Never while a recording needs them (``hold``).
+MAX_ROWS, KEEP_ROWS = 1_000_000, 750_000
+MAX_MARKS, KEEP_MARKS = 400_000, 300_000
+PAYLOAD_UNITS = 1 << 22
 
 
 class HistoryFeed(QObject):
@@ -34,6 +43,7 @@ class HistoryFeed(QObject):
         self.session = session
         self.history = UpdateHistory(fill=0.0)
         self._manager = None
+        self.hold = 0            # > 0: a recording reads this history; let go of nothing
         self._timer = QTimer(self)
         self._timer.timeout.connect(self.poll)
         self._timer.start(int(1000 / POLL_HZ))
@@ -75,4 +85,42 @@ class HistoryFeed(QObject):
             h.next_event = events[0].index
         seq_offset, epoch_offset = self._offsets()
         h.ingest(events, nxt, seq_offset, epoch_offset)
+        if not self.hold:
+            h = self.bound(h)
         self.sigHistoryChanged.emit(len(h.rows))
+
+    def bound(self, h: UpdateHistory) -> UpdateHistory:
+        """Keep ``h`` within the bounds above; the history to read from now on (a new
+        one when rows were let go of: views notice the new object and rebuild)."""
+        if h.payload_units > PAYLOAD_UNITS:
+            h.let_go_payloads(PAYLOAD_UNITS * 3 // 4)
+        if len(h.rows) > MAX_ROWS or len(h.marks) > MAX_MARKS:
+            h = self.history = h.tail(KEEP_ROWS, KEEP_MARKS)
+        return h
+
+
+class StaticHistoryFeed(QObject):
+    """A feed over a history that is complete when it is handed over — a recorded
+    trace's (``app.keyframes.TraceIndex.history``): the same ``history`` attribute and
+    signals as ``HistoryFeed``, so the update log, the timeline and the element history
+    read it unchanged. ``set_history`` replaces it (a trace opened); nothing polls.
+
+    ``covers`` (set by the owner; default: everything) says whether the history holds
+    every update up to a position ``(epoch, seq)`` — a long trace's history is capped.
+    """
+
+    sigHistoryChanged = pyqtSignal(int)
+    sigReset = pyqtSignal()
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.history = UpdateHistory(fill=0.0)
+        self.covers = lambda epoch, seq=None: True
+
+    def set_history(self, history: UpdateHistory) -> None:
+        self.history = history
+        self.sigReset.emit()
+        self.sigHistoryChanged.emit(len(history.rows))
+
+    def poll(self) -> None:
+        """Nothing to read: the history is complete (for callers of ``HistoryFeed.poll``)."""

@@ -36,7 +36,7 @@ from app.keyframes import Cancelled
 from app.lockstep import LockstepResult, differing, run_lockstep
 
 from . import colormaps
-from .trace_player import TaskThread
+from .task_thread import TaskThread
 
 MAX_LISTED = 200
 

@@ -248,7 +248,7 @@ class MainWindow(LongOperations, QMainWindow):
         if front is None:
             self.view.set_epoch(epoch)
         else:
-            self.view.set_front(front, epoch)
+            self.view.set_front(front, epoch, self.session.changes)
         self._readout_due = True
 
     def _on_slice_changed(self, z: int) -> None:
@@ -332,6 +332,7 @@ class MainWindow(LongOperations, QMainWindow):
     # ------------------------------------------------------------------ teardown
     def closeEvent(self, ev: QCloseEvent) -> None:
         self._status_timer.stop()
+        self.history_docks.races.close()
         self.session.close()
         self.view.release_gl()
         super().closeEvent(ev)

@@ -33,7 +33,12 @@ Signals
 -------
 sigManagerChanged()          a manager was opened (new backend or shape)
 sigFrontChanged(int, object) a new epoch is visible: the epoch, and its front when it
-                             was read back (None: draw it without one, texture mode)
+                             was read back (None: draw it without one, texture mode);
+                             ``synced_at`` is then the time.monotonic() at which the
+                             synchronize that made it visible returned (None: a poll),
+                             and ``changes`` what ``FrontChanges.take`` said of its front
+                             (``app.front_changes``: the rows changed since the read
+                             before, learned from the manager's events; None: unknown)
 sigSyncFinished(int, int, str) a synchronize request ended: its id, the epoch, the
                              error ("" when it swapped)
 sigMessage(str)              something the user should read (errors included)
@@ -55,6 +60,7 @@ from PyQt6.QtCore import QObject, Qt, QTimer, pyqtSignal
 
 from app import BACKENDS, open_manager
 from app import why_not as _why_not
+from app.front_changes import FrontChanges
 from app.manager import BufferManager, ManagerStats
 from app.scenarios import SCENARIOS, ScenarioRun, get_scenario
 from app.updates import Update
@@ -101,6 +107,9 @@ class Session(WorkerJobs, QObject):
         self.epoch = 0
         self.last_stats: ManagerStats | None = None
         self.last_error = ""
+        self.synced_at: float | None = None   # see sigFrontChanged (sync -> pixel latency)
+        self.changes: tuple | None = None     # see sigFrontChanged
+        self.front_changes: FrontChanges | None = None   # the manager's, read on the worker
         self.front_wanted: Callable[[], bool] = lambda: True
         self._generation = 0            # bumped per manager: older results are stale
         self._job_ids = 0
@@ -178,11 +187,14 @@ class Session(WorkerJobs, QObject):
         """Show ``manager`` (made elsewhere: a program's published manager seen
         through ``app.attach``) as this session's, closing the previous one."""
         # Its numbers are the program's own: no offsets, a history of its own.
-        self._replace(manager, backend, epoch_offset=0, seq_offset=0, continues=False)
+        # Its front and its visible_seq arrive separately: the rows changed are not
+        # learned from its events (the view compares each front it reads instead).
+        self._replace(manager, backend, epoch_offset=0, seq_offset=0, continues=False,
+                      track_changes=False)
 
     def _replace(self, new: BufferManager, backend: str,
                  epoch_offset: int | None = None, seq_offset: int | None = None,
-                 continues: bool | None = None) -> None:
+                 continues: bool | None = None, track_changes: bool = True) -> None:
         """Make ``new`` the manager. The offsets default to "continue after the old
         manager's numbers" (a new, empty buffer: its epoch 0 is a new session epoch).
         ``continues``: the history goes on (default: when offsets are given, as by a
@@ -204,6 +216,7 @@ class Session(WorkerJobs, QObject):
         self.epoch_offset = self.epoch_offset if epoch_offset is None else int(epoch_offset)
         self.seq_offset = self.seq_offset if seq_offset is None else int(seq_offset)
         self.manager = new
+        self.front_changes = FrontChanges(tuple(new.shape)) if track_changes else None
         self.backend = backend
         self.shape = tuple(new.shape)
         if old is not None:

@@ -263,7 +263,7 @@ class WorkerJobs:
             return
         read = p["read"] or self.front_wanted()
         job = Job(p["id"], self.manager, self._generation, p["sync"], p["timeout"], read,
-                  asked=p["asked"])
+                  asked=p["asked"], changes=self.front_changes)
         self._inflight = job
         self._worker.submit(job)
 
@@ -314,6 +314,8 @@ class WorkerJobs:
         # (a refresh); an auto-sync that swapped nothing new costs no diff.
         if epoch != self.epoch or (res.front is not None and not job.sync):
             self.epoch = epoch
+            self.synced_at = res.synced_at   # when the sync that made it visible returned
+            self.changes = res.changes       # the rows it changed (see Session)
             self.sigFrontChanged.emit(epoch, res.front)
         if job.sync:
             self.sigSyncFinished.emit(job.job_id, self.epoch, error)

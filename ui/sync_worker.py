@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .front_source import Bands
+
 STOP = object()
 
 
@@ -34,6 +36,7 @@ class Job:
     task: Callable[[object, threading.Event], object] | None = None
     epoch_offset: int = 0
     asked: bool = True      # the sync was asked for (not only the auto-sync clock's)
+    changes: object = None  # an app.front_changes.FrontChanges of this manager, or None
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
@@ -50,6 +53,8 @@ class JobResult:
     error: BaseException | None = None
     seconds: float = 0.0
     value: object = None            # what a task returned
+    synced_at: float | None = None  # time.monotonic() when synchronize returned
+    changes: tuple | None = None    # FrontChanges.take() for the front read back
     extra: dict = field(default_factory=dict)
 
 
@@ -112,13 +117,23 @@ class SyncWorker:
         try:
             if job.sync:
                 m.synchronize(job.timeout)
+                res.synced_at = time.monotonic()
         except BaseException as exc:  # reported by the session, never raised here
             res.error = exc
         try:
+            before = m.stats() if job.read_front and job.changes is not None else None
             if job.read_front:
                 res.front = m.front()
             res.stats = m.stats()
             res.epoch = res.stats.epoch
+            if res.front is not None and before is not None:
+                # Another caller's swap between the two stats: which rows the front
+                # shows is not known for sure.
+                res.changes = job.changes.take(m, res.stats.visible_seq,
+                                               trusted=before.epoch == res.stats.epoch)
+                if res.changes[2] is not None:   # the level summaries of those rows, here
+                    front2 = res.front.reshape(-1, res.front.shape[-1])
+                    res.changes = (*res.changes, Bands.compute(front2, res.changes[2]))
         except BaseException as exc:
             res.error = res.error or exc
 

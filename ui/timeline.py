@@ -8,6 +8,10 @@ queue-depth area chart (updates enqueued minus updates applied, at each pixel's
 time). Wheel zooms about the cursor, drag pans, double-click fits everything
 (and keeps fitting as new updates arrive, until the next zoom or pan).
 
+A ``cursor`` (``set_cursor``: a time, drawn as a blue line) marks where a trace
+player stands; a history without apply times (a recorded trace keeps only when
+updates were enqueued) has no worker marks and says so instead of a queue depth.
+
 Only what is in view is drawn: the marks of the visible time window are found by
 binary search over the (time-ordered) columns, and when there are more of them
 than pixels they are drawn as per-pixel density bars instead of one mark each —
@@ -69,6 +73,7 @@ class TimelineView(TimelineGeometry, QWidget):
         self.t_hi = 1e9
         self.auto_fit = True
         self.selected_row: int | None = None
+        self.cursor_t: int | None = None   # a time to mark (ns, as the columns), or None
         self._drag: tuple[float, float] | None = None
         self._pressed_at: QPointF | None = None
         self.marks_drawn = 0            # marks drawn by the last paint (for tests)
@@ -82,6 +87,7 @@ class TimelineView(TimelineGeometry, QWidget):
     # -- following the columns -------------------------------------------------------------
     def _on_reset(self) -> None:
         self.selected_row = None
+        self.cursor_t = None
         self.auto_fit = True
         self.t_lo, self.t_hi = 0.0, 1e9
         self.update()
@@ -137,7 +143,28 @@ class TimelineView(TimelineGeometry, QWidget):
         self._draw_swaps(p, depth_y + DEPTH_H)
         self._draw_depth(p, depth_y)
         self._draw_marks(p, lanes)
+        self._draw_cursor(p, depth_y + DEPTH_H)
         p.end()
+
+    def set_cursor(self, t_ns: int | None) -> None:
+        """Mark time ``t_ns`` (the columns' clock, not relative) with a line — where a
+        trace player stands; None: no line. A zoomed-in window pans to keep it in view."""
+        self.cursor_t = None if t_ns is None else int(t_ns)
+        c = self.columns
+        if self.cursor_t is not None and c.t0 is not None and not self.auto_fit:
+            t = self.cursor_t - c.t0
+            if not self.t_lo <= t <= self.t_hi:
+                half = (self.t_hi - self.t_lo) / 2
+                self.set_window(t - half, t + half)
+        self.update()
+
+    def _draw_cursor(self, p: QPainter, bottom: float) -> None:
+        c = self.columns
+        if self.cursor_t is None or c.t0 is None:
+            return
+        x = float(self.x_of(self.cursor_t - c.t0))
+        p.setPen(QPen(QColor(20, 90, 230), 2))
+        p.drawLine(QPointF(x, 0), QPointF(x, bottom))
 
     def _draw_axis(self, p: QPainter) -> None:
         span_ms = (self.t_hi - self.t_lo) / 1e6
@@ -187,6 +214,12 @@ class TimelineView(TimelineGeometry, QWidget):
     def _draw_depth(self, p: QPainter, top: float) -> None:
         c = self.columns
         if not c.n:
+            return
+        if c.applied_rows and not c.apply_timed:
+            p.setPen(QColor(90, 90, 90))
+            p.drawText(QPointF(LABEL_W + 4, top + 15),
+                       "not recorded: the history has no apply times (a trace keeps only "
+                       "when each update was enqueued)")
             return
         xs = np.arange(LABEL_W, self.width(), 2, dtype=float)
         ts = c.t0 + (self.t_lo + (xs - LABEL_W) * (self.t_hi - self.t_lo) / self.plot_w())

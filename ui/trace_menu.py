@@ -42,6 +42,8 @@ class TraceActions(QObject):
             feed = HistoryFeed(self.session, self)
         self.feed = feed
         self.feed.sigReset.connect(self._on_history_reset)
+        # A recording reads the history at stop: nothing of it is let go of meanwhile.
+        self.sigRecordingChanged.connect(lambda on: setattr(self.feed, "hold", int(bool(on))))
         self.recording: Recording | None = None
         self.record_path: str | None = None
         self.last_summary: RecordingSummary | None = None
@@ -120,7 +122,7 @@ class TraceActions(QObject):
     # -- traces ----------------------------------------------------------------------------
     def open_trace(self, path: str):
         """A player window on ``path`` (read off the GUI thread)."""
-        from .trace_player import TracePlayerWindow
+        from .trace_window import TracePlayerWindow
 
         w = TracePlayerWindow(path)
         w.show()

@@ -2,16 +2,21 @@
 
 The player owns its own ``DisplayState`` and ``BufferView`` (the live session's view
 is not touched) and an ``app.keyframes.TraceIndex``. Everything slow runs on one
-``TaskThread``: opening the trace (with a progress bar and Cancel; a malformed trace
-names its line and leaves the previous trace loaded) and every scrub request (the
-newest request replaces one still waiting, so dragging the slider never queues up
-work). The GUI thread only draws the fronts that come back.
+``TaskThread`` (``ui.task_thread``): opening the trace (with a progress bar and Cancel;
+a malformed trace names its line and leaves the previous trace loaded) and every scrub
+request (the newest request replaces one still waiting, so dragging the slider never
+queues up work). The GUI thread only draws the fronts that come back.
 
 Controls: a slider over epochs (0 = the initial buffer), a seq spin box ("Go":
-the back buffer right after that update), play/pause at a chosen rate (epochs/s).
-Keys: Left/Right step an epoch, Home/End jump to the first/last epoch, Space plays.
+the back buffer right after that update; it also shows the last update of what is
+shown), play/pause at a chosen rate (epochs/s), Next race. Under the view, the hover
+readout: index, value, and the last update that wrote the element by then (read from
+the trace's ``UpdateHistory``, as in the live window).
+Keys: Left/Right step an epoch, Home/End jump to the first/last epoch, Space plays,
+N: next race.
 
-``TracePlayerWindow`` is the player as a window with a status bar and a File menu
+``TracePlayerWindow`` (``ui.trace_window``, re-exported here) is the player as a
+window with the update log, timeline and element history docked around it
 (``bufferscope open TRACE``; File ▸ Open trace… in the main window).
 
 Signals
@@ -24,23 +29,18 @@ sigMessage(str)          something the user should read (errors name the line)
 from __future__ import annotations
 
 import os
-import sys
 import threading
-from collections.abc import Callable
 
-from PyQt6.QtCore import QObject, Qt, QTimer, pyqtSignal
-from PyQt6.QtGui import QAction, QKeySequence
+from PyQt6.QtCore import Qt, QTimer, pyqtSignal
+from PyQt6.QtGui import QFont
 from PyQt6.QtWidgets import (
     QDoubleSpinBox,
-    QFileDialog,
     QHBoxLayout,
     QLabel,
-    QMainWindow,
     QProgressBar,
     QPushButton,
     QSlider,
     QSpinBox,
-    QStatusBar,
     QVBoxLayout,
     QWidget,
 )
@@ -51,77 +51,24 @@ from app.trace import TraceError
 from .buffer_view import BufferView
 from .color_bar import ColorBar
 from .display_state import DisplayState
-from .overlays import RACE_COLOR
+from .task_thread import TaskThread
+from .trace_races import PlayerRaces, RaceFinder
+from .trace_readout import PlayerReadout
+
+__all__ = ["TracePlayer", "TaskThread"]   # and, lazily, TracePlayerWindow and run_open
 
 
-class TaskThread(QObject):
-    """One worker thread running callables in order; ``submit(key, fn)`` replaces a
-    job with the same key that has not started yet. ``fn()``'s result (or exception)
-    comes back on the GUI thread as ``sigDone(key, result, error)``. ``close()``
-    joins the thread (jobs should watch a cancel flag to end promptly)."""
+def __getattr__(name: str):
+    # The window lives in ui.trace_window (which imports this module): re-exported
+    # lazily, so ``from ui.trace_player import TracePlayerWindow`` keeps working.
+    if name in ("TracePlayerWindow", "run_open"):
+        from . import trace_window
 
-    sigDone = pyqtSignal(str, object, object)
-
-    def __init__(self, name: str, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self._name = name
-        self._cv = threading.Condition()
-        self._jobs: dict[str, Callable] = {}
-        self._closing = False
-        self._busy = False
-        self._thread: threading.Thread | None = None
-
-    @property
-    def busy(self) -> bool:
-        with self._cv:
-            return self._busy or bool(self._jobs)
-
-    def submit(self, key: str, fn: Callable) -> None:
-        with self._cv:
-            if self._closing:
-                return
-            self._jobs.pop(key, None)
-            self._jobs[key] = fn
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-                self._thread.start()
-            self._cv.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._cv:
-                while not self._jobs and not self._closing:
-                    self._cv.wait()
-                if self._closing:
-                    return
-                key = next(iter(self._jobs))
-                fn = self._jobs.pop(key)
-                self._busy = True
-            result = error = None
-            try:
-                result = fn()
-            except BaseException as exc:   # reported on the GUI thread
-                error = exc
-            with self._cv:
-                self._busy = False
-            try:
-                self.sigDone.emit(key, result, error)
-            except RuntimeError:           # the receiver is gone (window closed)
-                pass
-
-    def close(self, timeout: float = 10.0) -> bool:
-        with self._cv:
-            self._closing = True
-            self._jobs.clear()
-            self._cv.notify_all()
-            t = self._thread
-        if t is not None:
-            t.join(timeout)
-            return not t.is_alive()
-        return True
+        return getattr(trace_window, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class TracePlayer(QWidget):
+class TracePlayer(PlayerReadout, PlayerRaces, QWidget):
     sigLoaded = pyqtSignal(object)
     sigShown = pyqtSignal(int, object)
     sigMessage = pyqtSignal(str)
@@ -133,6 +80,11 @@ class TracePlayer(QWidget):
         self.epoch = 0                 # the epoch asked for last
         self.shown: tuple[int, int | None] | None = None   # (epoch, seq) drawn
         self.error = ""
+        # More work on an opened trace, done on the worker thread before it is shown
+        # (the docks read its history into columns there): name -> fn(index); the
+        # results are ``self.opened[name]`` when sigLoaded comes.
+        self.open_extras: dict = {}
+        self.opened: dict = {}
         self._cancel = threading.Event()
         self._tasks = TaskThread("bufferscope-trace", self)
         self._tasks.sigDone.connect(self._on_done, Qt.ConnectionType.QueuedConnection)
@@ -143,6 +95,12 @@ class TracePlayer(QWidget):
         self._build()
         self._play = QTimer(self)
         self._play.timeout.connect(self._play_tick)
+        self._hover: tuple[int, ...] | None = None
+        self.races = RaceFinder(self)
+        self.races.sigKnown.connect(self._on_races_known)
+        self.races.sigFound.connect(self._on_race_found)
+        self._info_base = ""
+        self.view.sigHover.connect(self._on_hover)
         self._set_enabled(False)
 
     # ------------------------------------------------------------------ layout
@@ -153,6 +111,13 @@ class TracePlayer(QWidget):
         row.addWidget(self.view, 1)
         row.addWidget(self.colorbar)
         v.addLayout(row, 1)
+        self.readout = QLabel("hover over the buffer to read an element")
+        self.readout.setObjectName("trace_readout")
+        self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        mono = QFont("monospace")
+        mono.setStyleHint(QFont.StyleHint.Monospace)
+        self.readout.setFont(mono)
+        v.addWidget(self.readout)
 
         load = QHBoxLayout()
         self.progress = QProgressBar()
@@ -264,17 +229,27 @@ class TracePlayer(QWidget):
         def progress(done: int, total: int) -> None:
             self._sigProgress.emit(done, total)
 
-        self._tasks.submit("open", lambda: TraceIndex.open(path, progress=progress, cancel=cancel.is_set))
+        extras = dict(self.open_extras)
+
+        def read() -> tuple[TraceIndex, dict]:
+            idx = TraceIndex.open(path, progress=progress, cancel=cancel.is_set)
+            return idx, {name: fn(idx) for name, fn in extras.items()}
+
+        self._tasks.submit("open", read)
 
     def cancel_open(self) -> None:
         self._cancel.set()
 
     def _on_progress(self, done: int, total: int) -> None:
-        if total > 0:
-            self.progress.setValue(int(1000 * done / total))
+        # A step of 1 % at least: each step repaints the bar at once (QProgressBar), and
+        # in a window with a GL view that composes the whole window (tens of ms).
+        value = int(1000 * done / total) if total > 0 else 0
+        if value >= 1000 or value - self.progress.value() >= 10:
+            self.progress.setValue(value)
 
     def _loaded(self, idx: TraceIndex) -> None:
         self.index = idx
+        self.races.cancel_search()      # a Next race still looking through the last trace
         self.error = ""
         self._set_enabled(True)
         self.slider.blockSignals(True)
@@ -363,7 +338,8 @@ class TracePlayer(QWidget):
                 self.error = text
                 self.sigMessage.emit(f"cannot open the trace: {text}")
             else:
-                self._loaded(result)
+                idx, self.opened = result
+                self._loaded(idx)
             return
         if error is not None:
             self.error = str(error)
@@ -377,7 +353,8 @@ class TracePlayer(QWidget):
             self.shown = (epoch, None)
             what = "the initial buffer" if epoch == 0 else f"line {idx.line_of_epoch(epoch)}"
             self.epoch_label.setText(f"epoch {epoch} / {idx.n_epochs}")
-            self.info.setText(f"front at epoch {epoch} ({what}){self._show_races(epoch)}")
+            self._info_base = f"front at epoch {epoch} ({what})"
+            self.info.setText(self._info_base + self._show_races(epoch))
         else:
             self.view.set_front(value.back, value.epoch)
             self.shown = (value.epoch, seq)
@@ -388,135 +365,18 @@ class TracePlayer(QWidget):
             self.epoch_label.setText(f"epoch {value.epoch} / {idx.n_epochs} (+ updates)")
             self.info.setText(f"back buffer right after seq {value.applied_seq} "
                               f"(front: epoch {value.epoch}; visible at epoch {idx.epoch_of_seq(seq)})")
+        self._show_position_seq()
+        self._update_readout()
         self.sigShown.emit(*self.shown)
-
-    # ------------------------------------------------------------------ races
-    def _show_races(self, epoch: int) -> str:
-        """Outline the races of ``epoch`` on the view (the live app's race flag); the
-        text that names them, "" when none."""
-        h = self.history
-        races = h.races(epoch) if h is not None and epoch > 0 else []
-        self.view.overlays.set("races", [r.overlap for r in races], RACE_COLOR)
-        if not races:
-            return ""
-        r = races[-1]
-        return (f" — {len(races)} race{'s' if len(races) > 1 else ''}: e.g. seq {r.winner.seq} "
-                f"({r.winner.producer}) won over seq {r.loser.seq} ({r.loser.producer})")
-
-    def next_race(self) -> int | None:
-        """Show the next epoch after the one shown that has races; its number, or None."""
-        h = self.history
-        if h is None:
-            return None
-        current = self.shown[0] if self.shown else 0
-        for epoch in range(current + 1, self.last_epoch + 1):
-            if h.races(epoch):
-                self.show_epoch(epoch)
-                return epoch
-        self.sigMessage.emit(f"no race after epoch {current}"
-                             + ("" if self.index.history_complete else
-                                " (in the updates this player indexed)"))
-        return None
 
     # ------------------------------------------------------------------ teardown
     def close_player(self) -> None:
         """Stop playing, cancel a read, join the worker thread. Idempotent."""
         self._play.stop()
         self._cancel.set()
+        self.races.close()
         self._tasks.close()
 
     def closeEvent(self, ev) -> None:
         self.close_player()
         super().closeEvent(ev)
-
-
-class TracePlayerWindow(QMainWindow):
-    """The player as a window: status bar, File ▸ Open trace…, Export Perfetto…,
-    Lockstep…, Close."""
-
-    def __init__(self, path: str | None = None, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle("bufferscope — trace")
-        self.player = TracePlayer(self)
-        self.setCentralWidget(self.player)
-        self.setStatusBar(QStatusBar(self))
-        self.player.sigMessage.connect(lambda t: self.statusBar().showMessage(t))
-        self.player.sigLoaded.connect(lambda idx: self.setWindowTitle(f"bufferscope — {idx.path}"))
-        self.lockstep_windows: list = []
-        m = self.menuBar().addMenu("&File")
-        for text, slot, key in (("Open trace…", self._open_dialog, "Ctrl+O"),
-                                ("Export Perfetto…", self._export_dialog, None),
-                                ("Lockstep C vs GL…", self.open_lockstep, None),
-                                ("Close", self.close, "Ctrl+W")):
-            act = QAction(text, self)
-            if key:
-                act.setShortcut(QKeySequence(key))
-            act.triggered.connect(slot)
-            m.addAction(act)
-        self.resize(1100, 800)
-        if path:
-            self.player.open_trace(path)
-
-    def _open_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open trace", "", "Traces (*.jsonl);;All files (*)")
-        if path:
-            self.player.open_trace(path)
-
-    def _export_dialog(self) -> None:
-        idx = self.player.index
-        if idx is None:
-            self.statusBar().showMessage("open a trace first")
-            return
-        out, _ = QFileDialog.getSaveFileName(self, "Export Perfetto JSON", "trace.json", "JSON (*.json)")
-        if out:
-            self.export_perfetto(out)
-
-    def export_perfetto(self, out: str) -> bool:
-        from app.perfetto import write_perfetto
-
-        idx = self.player.index
-        try:
-            n = write_perfetto(idx.path, out)
-        except (OSError, TraceError) as exc:
-            self.statusBar().showMessage(f"export failed: {exc}")
-            return False
-        self.statusBar().showMessage(f"wrote {n} trace events to {out} (open it in ui.perfetto.dev)")
-        return True
-
-    def open_lockstep(self):
-        from .lockstep_view import LockstepView
-
-        idx = self.player.index
-        if idx is None:
-            self.statusBar().showMessage("open a trace first")
-            return None
-        w = LockstepView(idx.path)
-        w.show()
-        self.lockstep_windows.append(w)
-        return w
-
-    def closeEvent(self, ev) -> None:
-        for w in self.lockstep_windows:
-            w.close()
-        self.player.close_player()
-        self.player.view.release_gl()
-        super().closeEvent(ev)
-
-
-def run_open(path: str) -> int:
-    """``bufferscope open TRACE``: the player window on ``path``; the exit code."""
-    from app.display import display_problem
-
-    from .launch import _application
-
-    problem = display_problem()
-    if problem:
-        print(f"bufferscope: error: cannot open the window: {problem}", file=sys.stderr)
-        return 1
-    qapp = _application()
-    win = TracePlayerWindow(path)
-    win.show()
-    try:
-        return int(qapp.exec())
-    finally:
-        win.player.close_player()

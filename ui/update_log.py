@@ -213,7 +213,11 @@ class UpdateLogDock(QDockWidget):
         dropped = self.columns.history.dropped
         if dropped > 0:
             text += (f" &nbsp;<b style='color:#b00'>{_num(dropped)} earlier events were lost: "
-                     "the ring wrapped</b>")
+                     "the ring wrapped, or an attached program skipped them</b>")
+        forgotten = self.columns.history.forgotten
+        if forgotten > 0:
+            text += (f" &nbsp;<i>({_num(forgotten)} older updates let go of to bound memory; "
+                     "record a trace to keep everything)</i>")
         self.header.setText(text)
 
     # -- follow-tail ---------------------------------------------------------------------

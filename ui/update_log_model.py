@@ -4,6 +4,13 @@
 Its rows are history rows (all of them, or the filtered list of their indices). New rows
 are appended with one ``beginInsertRows`` per feed poll; rows whose state changed get one
 ``dataChanged``; ``data()`` formats only the rows the view asks for.
+
+The race flag (SPEC §7): a visible row that raced — it and an update from another
+producer in the same epoch wrote the same elements and do not commute — is tinted red
+and its ``race`` column names whom it won against or lost to (``history.races_of``).
+An epoch of more than ``RACE_ROWS`` updates is not worked out here, on the GUI thread:
+its rows say "not checked" until someone has (``history.races_known``; the trace
+player works them out on a thread of its own and calls ``races_changed``).
 """
 
 from __future__ import annotations
@@ -15,15 +22,19 @@ from PyQt6.QtGui import QBrush, QColor, QFont
 from app.history import APPLIED, PENDING, UpdateRow
 
 from .color_bar import format_value
+from .element_history import race_text
 from .history_columns import HistoryColumns, LogFilter, region_text
 
 COLUMNS = ("seq", "producer", "op", "region", "value", "enq. ms", "applied ms",
-           "epoch", "state")
-COL_SEQ, COL_PRODUCER, COL_OP, COL_REGION, COL_VALUE, COL_ENQ, COL_APP, COL_EPOCH, COL_STATE = \
-    range(len(COLUMNS))
+           "epoch", "state", "race")
+(COL_SEQ, COL_PRODUCER, COL_OP, COL_REGION, COL_VALUE, COL_ENQ, COL_APP, COL_EPOCH, COL_STATE,
+ COL_RACE) = range(len(COLUMNS))
 # How wide the log draws each column at first, in pixels (the last one stretches).
 COLUMN_WIDTHS = {COL_SEQ: 80, COL_PRODUCER: 130, COL_OP: 50, COL_REGION: 150, COL_VALUE: 60,
-                 COL_ENQ: 72, COL_APP: 84, COL_EPOCH: 45}
+                 COL_ENQ: 72, COL_APP: 84, COL_EPOCH: 45, COL_STATE: 60}
+#: Races of an epoch with more updates than this are not worked out on the GUI thread.
+RACE_ROWS = 1000
+RACE_BG = QColor(255, 205, 205)          # the row raced (another producer, same elements)
 
 PENDING_FG = QColor(130, 130, 130)
 APPLIED_BG = QColor(255, 244, 214)       # applied, not yet visible: in the back buffer
@@ -38,6 +49,7 @@ class UpdateLogModel(QAbstractTableModel):
         super().__init__(parent)
         self.columns = columns
         self.filter = LogFilter()
+        self._filtered = False                       # filter.active, asked per cell
         self._n = 0                                  # rows announced (unfiltered)
         self._index = np.zeros(0, np.int64)          # history rows shown (filtered)
         self._m = 0                                  # how many of _index are used
@@ -54,7 +66,7 @@ class UpdateLogModel(QAbstractTableModel):
     # -- mapping ---------------------------------------------------------------------------
     def history_row(self, row: int) -> int:
         """The history row shown at table row ``row``."""
-        return int(self._index[row]) if self.filter.active else row
+        return int(self._index[row]) if self._filtered else row
 
     def table_row(self, k: int) -> int | None:
         """The table row showing history row ``k`` (None: filtered out or not yet shown)."""
@@ -75,6 +87,7 @@ class UpdateLogModel(QAbstractTableModel):
     def set_filter(self, flt: LogFilter) -> None:
         self.beginResetModel()
         self.filter = flt
+        self._filtered = flt.active
         self._n = self.columns.n
         if flt.active:
             self._index = self.columns.matching(flt, 0, self._n)
@@ -123,7 +136,7 @@ class UpdateLogModel(QAbstractTableModel):
     def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
         if parent.isValid():
             return 0
-        return self._m if self.filter.active else self._n
+        return self._m if self._filtered else self._n
 
     def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
         return 0 if parent.isValid() else len(COLUMNS)
@@ -155,6 +168,8 @@ class UpdateLogModel(QAbstractTableModel):
                 return QBrush(STEPPED_BG)
             if state == APPLIED:
                 return QBrush(APPLIED_BG)
+            if self.races(r):
+                return QBrush(RACE_BG)
         if role == Qt.ItemDataRole.TextAlignmentRole and col in (COL_SEQ, COL_ENQ, COL_APP,
                                                                   COL_EPOCH):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
@@ -183,7 +198,35 @@ class UpdateLogModel(QAbstractTableModel):
             return "" if r.epoch_visible is None else str(r.epoch_visible)
         if col == COL_STATE:
             return r.state
+        if col == COL_RACE:
+            races = self.races(r)
+            if races is None:
+                return f"not checked (epoch of {self.columns.history.epoch_size(r.epoch_visible)} updates)"
+            return race_text(races, r, most=1)
         return ""
+
+    def races(self, r: UpdateRow) -> list | None:
+        """The races row ``r`` took part in ([] for a row not visible yet); None when
+        its epoch is too large to work them out here and nobody has yet."""
+        e = r.epoch_visible
+        if e is None:
+            return []
+        h = self.columns.history
+        if h.epoch_size(e) > RACE_ROWS and not h.races_known(e):
+            return None
+        return h.races_of(r)
+
+    def races_changed(self, epoch: int) -> None:
+        """The races of ``epoch`` were worked out elsewhere: redraw its rows."""
+        c = self.columns
+        n = c.visible_rows
+        a = int(np.searchsorted(c.epoch[:n], epoch, "left"))
+        b = int(np.searchsorted(c.epoch[:n], epoch, "right"))
+        if b <= a:
+            return
+        top, bottom = self._first_table_row_at_or_after(a), self._first_table_row_at_or_after(b) - 1
+        if top <= bottom:
+            self.dataChanged.emit(self.index(top, 0), self.index(bottom, len(COLUMNS) - 1))
 
     @staticmethod
     def region(r: UpdateRow) -> str:
@@ -224,6 +267,9 @@ class UpdateLogModel(QAbstractTableModel):
                                                          if app is not None else ", pending"))
         if r.epoch_visible is not None:
             parts.append(f"visible at epoch {r.epoch_visible}")
+        races = self.races(r)
+        if races:
+            parts.append("race: " + race_text(races, r, most=4))
         return "\n".join(p for p in parts if p)
 
 

@@ -49,7 +49,9 @@ class ViewRenderer:
         self.uniforms: dict[str, int] = {}
         self.tex_size = (0, 0)
         self.lut_name: str | None = None
-        self.uploaded_rows = 0
+        self.uploaded_rows = 0                   # texture rows the last upload sent
+        self.uploaded_bytes = 0                  # ... and bytes
+        self.total_uploaded = [0, 0]             # rows, bytes since creation (the bench)
         self.box_program = self.box_vao = self.box_vbo = self.mark_tex = 0
         self.box_uniforms: dict[str, int] = {}
         self.box_count = 0
@@ -112,7 +114,7 @@ class ViewRenderer:
 
     def upload(self, src: UploadSource) -> None:
         """Bring the data texture up to date: all of the plane, or its dirty rows."""
-        self.uploaded_rows = 0
+        self.uploaded_rows = self.uploaded_bytes = 0
         if src.front is None:
             return
         plane = src.plane()
@@ -129,12 +131,18 @@ class ViewRenderer:
             self.tex_size = (cols, rows)
             src.realloc = False
             src.dirty_rows = None
-            self.uploaded_rows = rows
+            self._count(rows, rows * cols * 4)
             return
         for r0, r1 in src.take_dirty_runs():
             GL.glTexSubImage2D(GL.GL_TEXTURE_2D, 0, 0, r0, cols, r1 - r0,
                                GL.GL_RED, GL.GL_FLOAT, np.ascontiguousarray(plane[r0:r1]))
-            self.uploaded_rows += r1 - r0
+            self._count(r1 - r0, (r1 - r0) * cols * 4)
+
+    def _count(self, rows: int, nbytes: int) -> None:
+        self.uploaded_rows += rows
+        self.uploaded_bytes += nbytes
+        self.total_uploaded[0] += rows
+        self.total_uploaded[1] += nbytes
 
     def upload_lut(self, name: str) -> None:
         if name == self.lut_name:

@@ -110,6 +110,13 @@
  * locks may name threads that do not exist there. A pthread_atfork handler
  * bumps a generation counter; in the child every call on an older manager
  * returns BS_ECLOSED and bs_destroy frees the buffers without touching a lock.
+ *
+ * Live attach (live_publisher.c, #included at the end, SPEC §5): with
+ * BUFFERSCOPE_LISTEN set, bs_create starts a "bs-publish" thread that serves the
+ * front, stats and events to one viewer at a time (app/live.py's protocol). It
+ * reads the manager through the same calls as any thread (stats, events under
+ * mu) and copies the front in chunks under mu with the epoch checked; it never
+ * blocks on a viewer. bs_close stops it first, while the manager still works.
  */
 #define _GNU_SOURCE
 #pragma GCC visibility push(default)   /* the bs_* API is exported even under -fvisibility=hidden */
@@ -248,6 +255,7 @@ struct bs_manager {
     int worker_started;
     int closed;
     int close_done;               /* bs_close finished: the worker is joined, the queue freed */
+    struct lp *pub;               /* live attach (live_publisher.c): NULL when not publishing */
 
     entry *ring;
     size_t ring_cap, ring_head, ring_len;
@@ -1057,6 +1065,10 @@ static void *worker_main(void *arg)
 
 /* ---------------------------------------------------------------- create/close */
 
+/* Live attach (live_publisher.c, #included at the end): BUFFERSCOPE_LISTEN. */
+static void lp_from_env(bs_manager *m);
+static void lp_stop(bs_manager *m);
+
 int bs_create(const bs_config *c, bs_manager **out)
 {
     if (!out) return fail(BS_EINVAL, "out is NULL");
@@ -1136,6 +1148,7 @@ int bs_create(const bs_config *c, bs_manager **out)
     }
     m->worker_started = 1;
     trace_from_env(m);
+    lp_from_env(m);   /* live attach: never fails bs_create */
     *out = m;
     return BS_OK;
 }
@@ -1144,6 +1157,7 @@ int bs_close(bs_manager *m)
 {
     if (m && forked_away(m)) return BS_OK;   /* closed in this process; bs_destroy frees it */
     CHECK_M(m);
+    lp_stop(m);   /* live attach: the viewer gets the last epoch and bye while m still works */
     pthread_mutex_lock(&m->mu);
     if (m->closed) {
         /* Closed, or being closed by another thread: return once that is done. */
@@ -2193,3 +2207,7 @@ int bs_trace_stop(bs_manager *m)
         return fail(BS_EIO, "the trace %s is incomplete: %s", path, trace_strerror(err));
     return BS_OK;
 }
+
+/* ---------------------------------------------------------------- live attach */
+
+#include "live_publisher.c"   /* BUFFERSCOPE_LISTEN: static lp_* functions, this unit only */

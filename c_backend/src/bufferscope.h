@@ -115,7 +115,11 @@ const char *bs_last_error(void);
 int bs_create(const bs_config *config, bs_manager **out);
 /* Stops and joins the worker; pending updates are dropped. Idempotent, and a
  * concurrent second call returns only once the first has finished. Every
- * later call except bs_front/bs_stats/bs_destroy returns BS_ECLOSED. */
+ * later call that would change the manager or wait on its worker returns
+ * BS_ECLOSED; what reads what is left still works after close: bs_front,
+ * bs_stats_get, bs_queue_counts, bs_events_read, bs_events_read_detail,
+ * bs_event_payload, bs_payload_in_use (the final front and events), and
+ * bs_trace_stop (a no-op once close has completed the trace), then bs_destroy. */
 int bs_close(bs_manager *m);
 /* Closes if needed and frees everything. No other call may be in flight.
  * In a child made by fork() (where the manager's worker does not exist) every
@@ -299,6 +303,22 @@ int bs_trace_stop(bs_manager *m);
  * does, so that its C and GL managers share one numbering). Returns the previous
  * setting. Process-wide; thread-safe. */
 int bs_trace_env_enable(int enabled);
+
+/* Live attach (docs/live-attach.md): when BUFFERSCOPE_LISTEN is set, bs_create
+ * starts a thread ("bs-publish") that publishes the manager's front, stats and
+ * events on a local socket for `bufferscope attach`: the value as given for the
+ * first manager, PATH.1, PATH.2, ... (or the next ports) for later ones. A path
+ * is a Unix socket created with mode 0600; digits are a TCP port on 127.0.0.1
+ * only. Read-only unless BUFFERSCOPE_LISTEN_CONTROL=1, and then only for a
+ * viewer presenting this run's token (written to PATH.token, mode 0600). A
+ * socket that cannot be made is reported on stderr and the manager runs
+ * unpublished (bs_create does not fail for it); no viewer can block, slow or
+ * change the program beyond that. bs_close/bs_destroy send the viewer the last
+ * epoch and "bye" (waiting at most 1 s for a slow viewer) and remove the files.
+ * bs_listen_env_enable(0) leaves BUFFERSCOPE_LISTEN to a host that publishes
+ * its managers itself (the Python package does). Returns the previous setting.
+ * Process-wide; thread-safe. */
+int bs_listen_env_enable(int enabled);
 
 #ifdef __cplusplus
 }
