@@ -241,13 +241,40 @@ PER_CALL_TARGET = {"c": 0.5, "gl": 0.25}
 SET_MANY_TARGET = {"c": 1.5, "gl": 0.5}
 
 
+def recording_figure(backend, n) -> Figure:
+    """set_many recorded to a trace against the same unrecorded, until closed."""
+    with tempfile.TemporaryDirectory() as tmp:
+        rec_sync, rec_done = bench_set_many(backend, n, trace=os.path.join(tmp, "t.jsonl"))
+    plain_sync, plain_done = bench_set_many(backend, n)
+    fig = Figure("recording a trace: set_many until the trace is complete", backend,
+                 plain_done / rec_done, "x slower", "", None, "<= 2x",
+                 note=f"until the last sync: {plain_sync / rec_sync:.2f}x slower")
+    fig.limit, fig.target_ratio, fig.higher_is_better = 1.0, 2.0, False
+    return fig
+
+
+#: The figure groups ``--only`` can pick.
+ONLY = ("recording",)
+
+
 def run(backends=("c", "gl"), quick=False, log=print,
-        viewer_shape=(1024, 1024)) -> list[Figure]:
-    """Measure everything; the figures in table order. ``log`` gets progress lines."""
+        viewer_shape=(1024, 1024), only: str | None = None) -> list[Figure]:
+    """Measure everything (or only the group ``only``, one of ``ONLY``); the figures
+    in table order. ``log`` gets progress lines."""
     from .backends import why_not
 
     k = 1 if quick else 4
     n_calls, n_many, n_sync = 50_000 * k, 1_000_000 * k, 500 * k
+    if only == "recording":
+        figs = []
+        for b in backends:
+            reason = why_not(b)
+            if reason:
+                figs.append(Figure(f"unavailable: {reason[:70]}", b, float("nan"), ""))
+                continue
+            log(f"{b}: set_many while recording a trace...")
+            figs.append(recording_figure(b, n_many // 4))
+        return figs
     figs: list[Figure] = []
     steps = 4 + 11 * len(backends)
     done = [0]
@@ -305,13 +332,7 @@ def run(backends=("c", "gl"), quick=False, log=print,
         figs.append(Figure("set_many, batches of 4096", b, sm, "updates/s",
                            "numpy scatter", scatter, f">= {SET_MANY_TARGET[b]}x", SET_MANY_TARGET[b]))
         step(f"{b}: set_many while recording a trace")
-        with tempfile.TemporaryDirectory() as tmp:
-            rec_sync, rec_done = bench_set_many(b, n_many // 4, trace=os.path.join(tmp, "t.jsonl"))
-        plain_sync, plain_done = bench_set_many(b, n_many // 4)
-        figs.append(Figure("recording a trace: set_many until the trace is complete", b,
-                           plain_done / rec_done, "x slower", "", None, "<= 2x",
-                           note=f"until the last sync: {plain_sync / rec_sync:.2f}x slower"))
-        figs[-1].limit, figs[-1].target_ratio, figs[-1].higher_is_better = 1.0, 2.0, False
+        figs.append(recording_figure(b, n_many // 4))
         step(f"{b}: a program publishing live, with and without a viewer attached")
         figs.append(bench_attach_figure(b, quick))
         step(f"{b}: sync round trip, empty queue, idle worker")

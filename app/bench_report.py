@@ -90,7 +90,8 @@ def main(args) -> int:
     viewer_shape = tuple(getattr(args, "shape", None) or (1024, 1024))
     from .bench import run
 
-    figs = run(backends, quick=args.quick, log=log, viewer_shape=viewer_shape)
+    figs = run(backends, quick=args.quick, log=log, viewer_shape=viewer_shape,
+               only=getattr(args, "only", None))
     if to_stdout_json:
         print(json.dumps(as_json(figs, viewer_shape), indent=2))
         return 0

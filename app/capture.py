@@ -10,7 +10,8 @@ The scheduler calls ``record`` under its lock as each entry is queued, so the
 records are in sequence order whichever thread enqueued them; ``record`` only
 appends a reference (the entry holds private copies of its payload). A writer
 thread formats and writes them, flushing at least every ``FLUSH_S``, so the file
-grows as the program runs and a crash loses little. A sync marker is written
+grows as the program runs and a crash loses little. A ``set_many`` chunk is one ``set_many``
+line (its arrays in base64, docs/trace-format.md). A sync marker is written
 only once it is resolved: a ``{"op": "sync"}`` line for the marker whose swap
 made an epoch visible, nothing for one that timed out, was interrupted, or was
 absorbed into the same swap as its neighbour — so replaying the trace gives
@@ -36,6 +37,7 @@ import numpy as np
 
 from .atomic import OutputPathError, check_output_path
 from .scheduler import SETS, SYNC, Entry
+from .trace_codec import FEATURES, encode_set_many
 from .updates import Set, Shape, Write
 
 FLUSH_S = 0.2
@@ -111,7 +113,8 @@ class Capture:
         self._failed = False
         self._t0 = time.monotonic()
         header = {"format": "bufferscope-trace", "version": 1, "shape": list(self.shape),
-                  "dtype": "float32", "fill": json.loads(_num(float(np.float32(fill))))}
+                  "dtype": "float32", "fill": json.loads(_num(float(np.float32(fill)))),
+                  "features": list(FEATURES)}
         self._write_now(json.dumps(header) + "\n")
         self._thread = threading.Thread(target=self._run, name="bufferscope-trace-writer",
                                         daemon=True)
@@ -191,16 +194,9 @@ class Capture:
     def _format(self, e: Entry, t: float) -> str:
         if e.kind == SYNC:
             return f'{{"op": "sync", "t": {t:.6f}}}\n' if e.outcome else ""
-        if e.kind == SETS:
-            idx = np.unravel_index(e.flat, self.shape)
-            cols = [c.tolist() for c in idx]
-            vals = e.values.astype(np.float64).tolist()
-            name = json.dumps(self._producers.get(e.producer, f"thread-{e.producer}"))
-            tail = f', "producer": {name}, "t": {t:.6f}}}\n'
-            return "".join(
-                f'{{"op": "set", "index": [{", ".join(str(c[k]) for c in cols)}], '
-                f'"value": {_num(vals[k])}, "seq": {e.seq + k}{tail}'
-                for k in range(e.count))
+        if e.kind == SETS:   # one set_many line (base64 arrays): no per-element work
+            return encode_set_many(e.flat, e.values, seq=e.seq, t=t,
+                                   producer=self._producers.get(e.producer, f"thread-{e.producer}"))
         u = e.update
         extra = self._extra(e, e.seq, t)
         if type(u) is Set:

@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="fewer repetitions (a rough, faster run)")
     b.add_argument("--backends", type=parse_backend_list, default=("c", "gl"),
                    help="comma-separated backends to measure (default: c,gl)")
+    b.add_argument("--only", choices=("recording",), default=None,
+                   help="measure only one group of figures: recording = set_many recorded to a "
+                   "trace against the same run unrecorded (each backend)")
     b.add_argument("--shape", type=parse_shape, default=(1024, 1024),
                    help="the viewer's buffer for the viewer figures (default: 1024x1024; the "
                    "viewer is also measured at 4096x4096); needs a display (xvfb-run -a)")

@@ -28,7 +28,6 @@ Qt-free; thread-safe (one lock), so a GUI may open and scrub on worker threads.
 from __future__ import annotations
 
 import bisect
-import json
 import math
 import os
 import threading
@@ -41,8 +40,10 @@ import numpy as np
 from .history import UpdateHistory
 from .manager import Event
 from .reference import ReferenceModel
-from .trace import SyncMarker, TraceError, TraceReader, TraceRecord, open_trace, parse_line
-from .updates import Set, Write
+from .trace import SyncMarker, TraceError, TraceReader, TraceRecord, open_trace
+from .trace_codec import SetRun
+from .trace_rows import Numbering, batch_events, element_seqs, enqueue_event, is_batch, scatter
+from .updates import Set
 
 #: Keyframes (full copies of the front) are kept within this many bytes by default.
 DEFAULT_BUDGET_BYTES = 256 << 20
@@ -138,11 +139,14 @@ class TraceIndex:
         self._ordinal_before.append(ordinal)
         self._seq_before.append(seq)
 
-    def _keep_keyframe(self, epoch: int, front: np.ndarray) -> None:
+    def _keep_keyframe(self, epoch: int, back: np.ndarray) -> None:
+        """A keyframe of the front at ``epoch`` (a copy of ``back`` right after its
+        sync) when ``epoch`` is one to keep; fronts of other epochs are never copied."""
         if epoch % self.keyframe_every:
             return
         if self.max_keyframes < 1:
             return
+        front = back.copy()
         front.setflags(write=False)
         self.keyframes[epoch] = front
         while len(self.keyframes) > self.max_keyframes:
@@ -156,13 +160,11 @@ class TraceIndex:
         events: list[Event] = []
         ev_index = 0
         self._mark_epoch(reader.bytes_read, reader.lineno, 0, -1)
-        ordinal = 0
-        last_seq = -1
-        seqs_ok = True
-        first_seq = None
+        num = Numbering()
         pending_sets: tuple[list, list] = ([], [])
         since_sync = 0
         epoch = 0
+        n_rows = 0
 
         def flush_sets() -> None:
             idx, vals = pending_sets
@@ -171,17 +173,6 @@ class TraceIndex:
                                np.asarray(vals, dtype=np.float32))
                 idx.clear()
                 vals.clear()
-
-        n_rows = 0
-
-        def add_history(rec: TraceRecord, seq: int) -> None:
-            nonlocal ev_index, n_rows
-            if n_rows >= history_rows:
-                self.history_complete = False
-                return
-            events.append(_enqueue_event(ev_index, rec, seq, epoch))
-            ev_index += 1
-            n_rows += 1
 
         last_t = 0
 
@@ -194,33 +185,45 @@ class TraceIndex:
                 history.ingest(events, ev_index)
                 events.clear()
 
-        for k, rec in enumerate(reader):
-            if k % CHECK_EVERY == 0:
+        checked = -CHECK_EVERY
+        for rec in reader.batches():
+            if num.ordinal - checked >= CHECK_EVERY:
+                checked = num.ordinal
                 if cancel is not None and cancel():
                     raise Cancelled(f"opening {self.path} was cancelled")
                 if progress is not None:
                     progress(reader.bytes_read, reader.size)
             item = rec.item
-            if rec.t is not None:
-                last_t = _ns(rec.t)
+            last_t = _last_t(rec, last_t)
             if isinstance(item, SyncMarker):
                 flush_sets()
-                model.synchronize()
-                epoch += 1
+                epoch += 1                  # the front is the back now (copied for keyframes)
                 since_sync = 0
-                visible(last_seq if seqs_ok else ordinal, last_t)
-                self._mark_epoch(reader.bytes_read, reader.lineno, ordinal, last_seq)
-                self._keep_keyframe(epoch, model.front)
+                visible(num.last_seq if num.ok else num.ordinal, last_t)
+                self._mark_epoch(reader.bytes_read, reader.lineno, num.ordinal, num.last_seq)
+                self._keep_keyframe(epoch, model.back)
                 continue
-            ordinal += 1
+            if is_batch(item):
+                seqs = num.batch(rec)
+                since_sync += item.count
+                room = history_rows - n_rows
+                if room < item.count:
+                    self.history_complete = False
+                for ev in batch_events(ev_index, rec, seqs, epoch, self.shape, room):
+                    events.append(ev)
+                    ev_index += 1
+                    n_rows += 1
+                flush_sets()
+                scatter(model, item.flat, item.values)
+                continue
+            seq = num.single(rec.seq)
             since_sync += 1
-            if seqs_ok and (rec.seq is None or rec.seq <= last_seq):
-                seqs_ok = False
-            if seqs_ok:
-                last_seq = rec.seq
-                if ordinal == 1:
-                    first_seq = rec.seq
-            add_history(rec, rec.seq if seqs_ok and rec.seq is not None else ordinal)
+            if n_rows >= history_rows:
+                self.history_complete = False
+            else:
+                events.append(enqueue_event(ev_index, rec, seq, epoch))
+                ev_index += 1
+                n_rows += 1
             if isinstance(item, Set):
                 pending_sets[0].append(item.index)
                 pending_sets[1].append(item.value)
@@ -230,19 +233,21 @@ class TraceIndex:
                 flush_sets()
                 model.apply(item)
         flush_sets()
+        ordinal, last_seq, seqs_ok = num.ordinal, num.last_seq, num.ok
         if since_sync:
-            model.synchronize()
             epoch += 1
             self.implicit_final_sync = True
             visible(last_seq if seqs_ok else ordinal, last_t)
             self._mark_epoch(reader.size, reader.lineno + 1, ordinal, last_seq)
-            self._keep_keyframe(epoch, model.front)
+            self._keep_keyframe(epoch, model.back)
+        model.front = model.back.copy()
+        model.epoch = epoch
         if progress is not None:
             progress(reader.size, reader.size)
         self.n_epochs = epoch
         self.n_updates = ordinal
         if ordinal:
-            self._first_seq = first_seq if seqs_ok else 1
+            self._first_seq = num.first_seq if seqs_ok else 1
         if not seqs_ok:
             self.seq_kind = "ordinal"
             self._seq_before = array("q", self._ordinal_before)
@@ -250,7 +255,7 @@ class TraceIndex:
             # rebuild it consistently (ordinal numbers) when the trace is small.
             events.clear()
             history = self._history_by_ordinal(history_rows)
-            self.history_complete = len(history.rows) == self.n_updates
+            self.history_complete = sum(r.count for r in history.rows) == self.n_updates
         else:
             history.ingest(events, ev_index)
         self.history = history
@@ -331,14 +336,27 @@ class TraceIndex:
             work.back = back = model.back.copy()
             applied = None
             ordinal = int(self._ordinal_before[e])
-            for rec in self._records_from(e, e + 1):
-                if isinstance(rec.item, SyncMarker):
+            for rec in self._records_from(e, e + 1, batches=True):
+                item = rec.item
+                if isinstance(item, SyncMarker):
                     break
+                if is_batch(item):
+                    n = item.count
+                    nums = (np.arange(ordinal + 1, ordinal + n + 1) if self.seq_kind == "ordinal"
+                            else element_seqs(rec).astype(np.int64))
+                    ordinal += n
+                    k = int(np.searchsorted(nums, seq, side="right"))
+                    if k:
+                        scatter(work, item.flat[:k], item.values[:k])
+                        applied = int(nums[k - 1])
+                    if k < n:
+                        break
+                    continue
                 ordinal += 1
                 s = ordinal if self.seq_kind == "ordinal" else int(rec.seq)
                 if s > seq:
                     break
-                work.apply(rec.item)
+                work.apply(item)
                 applied = s
             back.setflags(write=False)
             return SeqState(back, e, applied)
@@ -365,10 +383,10 @@ class TraceIndex:
         epoch = first_epoch
         n_rows = 0
         last_t = 0
-        for rec in self._records_from(first_epoch, last_epoch):
-            if rec.t is not None:
-                last_t = _ns(rec.t)
-            if isinstance(rec.item, SyncMarker):
+        for rec in self._records_from(first_epoch, last_epoch, batches=True):
+            item = rec.item
+            last_t = _last_t(rec, last_t)
+            if isinstance(item, SyncMarker):
                 epoch += 1
                 seq = int(self._seq_before[epoch])
                 for kind in ("swap", "visible"):
@@ -376,11 +394,20 @@ class TraceIndex:
                 if n_rows >= max_rows:
                     break               # full: the rows so far, each with its epoch
                 continue
+            if is_batch(item):
+                n = item.count
+                seqs = (np.arange(ordinal + 1, ordinal + n + 1) if self.seq_kind == "ordinal"
+                        else element_seqs(rec))
+                ordinal += n
+                for ev in batch_events(len(events), rec, seqs, epoch, self.shape, max_rows - n_rows):
+                    events.append(ev)
+                    n_rows += 1
+                continue
             ordinal += 1
             if n_rows >= max_rows:
                 continue
             seq = ordinal if self.seq_kind == "ordinal" else int(rec.seq)
-            events.append(_enqueue_event(len(events), rec, seq, epoch))
+            events.append(enqueue_event(len(events), rec, seq, epoch))
             n_rows += 1
         h.ingest(events, len(events))
         return h
@@ -408,7 +435,7 @@ class TraceIndex:
         idx: list = []
         vals: list = []
         reached = cur.epoch
-        for rec in self._records_from(cur.epoch, epoch):
+        for rec in self._records_from(cur.epoch, epoch, batches=True):
             item = rec.item
             if isinstance(item, Set):
                 idx.append(item.index)
@@ -418,16 +445,21 @@ class TraceIndex:
                 model.set_many(np.asarray(idx, dtype=np.int64), np.asarray(vals, dtype=np.float32))
                 idx, vals = [], []
             if isinstance(item, SyncMarker):
-                model.synchronize()
-                reached += 1
+                reached += 1                # the front is copied once, at the end
+            elif is_batch(item):
+                scatter(model, item.flat, item.values)
             else:
                 model.apply(item)
+        if reached != cur.epoch:
+            model.front = model.back.copy()
         cur.epoch = reached
         model.epoch = reached
 
-    def _records_from(self, epoch: int, until_epoch: int) -> Iterator[TraceRecord]:
+    def _records_from(self, epoch: int, until_epoch: int,
+                      batches: bool = False) -> Iterator[TraceRecord]:
         """The records after the sync of ``epoch`` up to and including the sync line
-        of ``until_epoch`` (a synthesized one for the implicit final sync)."""
+        of ``until_epoch`` (a synthesized one for the implicit final sync); with
+        ``batches``, as ``TraceReader.batches`` gives them."""
         try:
             st = os.stat(self.path)
         except OSError as exc:
@@ -436,52 +468,32 @@ class TraceIndex:
             raise TraceError(f"{self.path}: the file changed since it was opened; open it again")
         if until_epoch <= epoch:
             return
-        lineno = int(self._lines[epoch])
         syncs = 0
         want = until_epoch - epoch
-        with open(self.path, "rb") as fh:
-            fh.seek(int(self._offsets[epoch]))
-            for raw in fh:
-                lineno += 1
-                text = raw.decode("utf-8").strip()
-                if not text:
-                    continue
-                try:
-                    obj = json.loads(text)
-                    item = parse_line(obj, self.shape)
-                except ValueError as exc:   # validated when opened: the file changed
-                    raise TraceError(f"{self.path} line {lineno}: {exc}") from None
-                if isinstance(item, SyncMarker):
-                    yield TraceRecord(item, lineno, t=obj.get("t"))
+        lineno = int(self._lines[epoch])
+        with TraceReader(self.path, check_memory=False) as reader:
+            reader.seek(int(self._offsets[epoch]), lineno)
+            for rec in reader.records(expand=not batches):
+                lineno = rec.line
+                yield rec
+                if isinstance(rec.item, SyncMarker):
                     syncs += 1
                     if syncs >= want:
                         return
-                    continue
-                yield TraceRecord(item, lineno, seq=obj.get("seq"), producer=obj.get("producer"),
-                                  t=obj.get("t"))
         if syncs < want and self.implicit_final_sync:
             yield TraceRecord(SyncMarker(), lineno + 1)
+
+
+def _last_t(rec: TraceRecord, last_t: int) -> int:
+    """The last time (ns) the trace gave, up to and including ``rec``."""
+    if isinstance(rec.item, SetRun):
+        return _ns(float(rec.item.ts[-1]))
+    return last_t if rec.t is None else _ns(rec.t)
 
 
 def _ns(t: float) -> int:
     """A trace's ``t`` (seconds) in nanoseconds, as the history keeps times."""
     return int(t * 1e9)
-
-
-def _enqueue_event(index: int, rec: TraceRecord, seq: int, epoch: int) -> Event:
-    """A history ``enqueue`` event for one trace update (what ``UpdateHistory`` reads)."""
-    u = rec.item
-    t_ns = _ns(rec.t) if rec.t is not None else 0
-    producer = rec.producer or ""
-    if isinstance(u, Set):
-        region = tuple((int(i), int(i) + 1) for i in u.index)
-        return Event(index, t_ns, "enqueue", seq, 1, epoch, producer, 0, "set", region, float(u.value))
-    if isinstance(u, Write):
-        data = np.asarray(u.data, dtype=np.float32)
-        return Event(index, t_ns, "enqueue", seq, 1, epoch, producer, 0, "write", tuple(u.region),
-                     None, None, data)
-    return Event(index, t_ns, "enqueue", seq, 1, epoch, producer, 0, u.op, tuple(u.region),
-                 float(u.value))
 
 
 __all__ = ["TraceIndex", "SeqState", "Cancelled", "DEFAULT_BUDGET_BYTES"]

@@ -8,8 +8,9 @@ written it reads everything else from the session's ``app.history.UpdateHistory`
 1. a ``write`` of the whole buffer with the keyframe (seq: the last seq it shows,
    producer ``keyframe``), then a ``sync`` — trace epoch 1 is the start epoch;
 2. every update row made visible after the start epoch, in seq order (a
-   ``set_many`` chunk as one ``set`` line per element, seq by seq), with its seq,
-   producer and enqueue time (``t``, seconds on the monotonic clock);
+   ``set_many`` chunk as one ``set_many`` line: its elements take the seqs from
+   its seq on), with its seq, producer and enqueue time (``t``, seconds on the
+   monotonic clock);
 3. a ``sync`` line at each epoch boundary (each ``visible`` mark), with its time.
 
 So trace epoch ``k`` replays to the session's front at epoch ``start_epoch + k - 1``,
@@ -30,6 +31,7 @@ import numpy as np
 
 from .history import SyncMark, UpdateHistory, UpdateRow
 from .trace import SyncMarker, TraceRecord, TraceWriter
+from .trace_codec import SetMany
 from .updates import Add, Fill, Scale, Set, Update, Write
 
 KEYFRAME_PRODUCER = "keyframe"
@@ -44,7 +46,7 @@ class RecordingError(ValueError):
 class RecordingSummary:
     path: str
     epochs: int          # sync lines written (the keyframe's included)
-    updates: int         # update lines written (the keyframe's included)
+    updates: int         # updates written (the keyframe's included; a set_many line counts n)
     first_epoch: int     # session-wide epoch of trace epoch 1
     last_epoch: int      # session-wide epoch of the last sync line
 
@@ -140,7 +142,7 @@ class Recording:
         row = next(rows, None)
         for mark in marks:
             while row is not None and row.last_seq <= mark.seq:
-                yield from _row_records(row)
+                yield from _row_records(row, self.shape)
                 row = next(rows, None)
             yield TraceRecord(SyncMarker(), 0, t=mark.t_ns / 1e9)
 
@@ -158,18 +160,19 @@ class Recording:
                     epochs += 1
                 else:
                     w.add(rec.item, **extra)
-                    updates += 1
+                    updates += rec.item.count if isinstance(rec.item, SetMany) else 1
         return RecordingSummary(str(path), epochs, updates, self.start_epoch,
                                 self.start_epoch + epochs - 1)
 
 
-def _row_records(row: UpdateRow) -> Iterator[TraceRecord]:
+def _row_records(row: UpdateRow, row_shape: tuple[int, ...]) -> Iterator[TraceRecord]:
     t = row.t_enqueue_ns / 1e9 if row.t_enqueue_ns else None
     producer = row.producer or None
     if row.indices is not None:
-        for k in range(row.count):
-            u = Set(tuple(int(i) for i in row.indices[k]), float(row.values[k]))
-            yield TraceRecord(u, 0, seq=row.seq + k, producer=producer, t=t)
+        idx = np.asarray(row.indices, dtype=np.int64).reshape(row.count, -1)
+        flat = np.ravel_multi_index(tuple(idx.T), row_shape)
+        yield TraceRecord(SetMany(flat, np.asarray(row.values, dtype=np.float32)), 0, seq=row.seq,
+                          producer=producer, t=t)
         return
     yield TraceRecord(_row_update(row), 0, seq=row.seq, producer=producer, t=t)
 

@@ -5,54 +5,38 @@ then one validated record at a time, so a trace of any length is read in
 constant memory and a malformed line is reported, with its number, when it is
 reached. ``read_trace`` collects a (small) trace into a list. ``TraceWriter``
 writes one atomically (to a temporary file renamed on close). ``replay`` runs a
-trace on a manager, streaming. The format is documented in docs/trace-format.md.
+trace on a manager, streaming. The line grammar is ``app.trace_parse``, the
+``set_many`` record and the fast path for ``set`` lines ``app.trace_codec``; the
+format is documented in docs/trace-format.md.
 """
 
 from __future__ import annotations
 
+import base64
 import json
-import math
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import sysmem
+from . import trace_parse
 from .atomic import AtomicFile
-from .updates import (
-    UPDATE_TYPES,
-    Set,
-    Shape,
-    Update,
-    Write,
-    as_value,
-    validate,
-    validate_shape,
+from .trace_codec import SetMany, SetRun, encode_set_many, fast_set, parse_set_run
+from .trace_lines import LineReader
+from .trace_parse import (
+    FORMAT,
+    MAX_LINE_BYTES,
+    VERSION,
+    SyncMarker,
+    TraceError,
+    decode_json,
+    encode_value,
+    extras,
+    parse_header,
+    parse_line,
 )
-
-FORMAT = "bufferscope-trace"
-VERSION = 1
-_SPECIAL = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
-
-
-#: The longest line a reader accepts (a ``write`` of about 10 M elements).
-MAX_LINE_BYTES = 256 << 20
-#: The largest size of one dimension (the C library's int64).
-MAX_SIZE = (1 << 63) - 1
-#: Integers with more digits than this are refused before Python converts them.
-MAX_INT_DIGITS = 4000
-
-
-class TraceError(ValueError):
-    """A malformed trace; the message starts with ``FILE line N:``."""
-
-
-@dataclass
-class SyncMarker:
-    """A ``{"op": "sync"}`` line."""
-
-    op: str = "sync"
+from .updates import Set, Shape, Update, Write, validate, validate_set_many, validate_shape
 
 
 @dataclass
@@ -76,130 +60,20 @@ class Trace:
         return (r.item for r in self.records)
 
 
-def _value(x: object) -> float:
-    if isinstance(x, str) and x in _SPECIAL:
-        return _SPECIAL[x]
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        raise ValueError(f"value must be a number or one of 'nan', 'inf', '-inf', got {x!r}")
-    return as_value(x)
+
+_SET_PREFIX = '{"op": "set", '
+#: At most this many consecutive ``set`` lines are parsed together.
+RUN_LINES = 4096
 
 
-def encode_value(v: float) -> float | str:
-    """A value as the trace writes it: a JSON number, or "nan"/"inf"/"-inf"."""
-    if math.isnan(v):
-        return "nan"
-    if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
-    return v
+def _run_records(run: SetRun, shape: Shape) -> Iterator[TraceRecord]:
+    seqs = run.seqs.tolist()
+    ts = run.ts.tolist()
+    for k, u in enumerate(run.sets(shape)):
+        yield TraceRecord(u, run.lines[k], seqs[k], run.producers[k], ts[k])
 
 
-def _decode_data(x: object) -> object:
-    if isinstance(x, list):
-        return [_decode_data(y) for y in x]
-    return _value(x)
-
-
-def _parse_header(obj: object) -> tuple[Shape, float]:
-    if not isinstance(obj, dict):
-        raise ValueError("the header must be a JSON object")
-    if obj.get("format") != FORMAT:
-        raise ValueError(f'the header must have "format": "{FORMAT}", got {obj.get("format")!r}')
-    if obj.get("version") != VERSION:
-        raise ValueError(f"unsupported trace version {obj.get('version')!r} (this reads {VERSION})")
-    if obj.get("dtype", "float32") != "float32":
-        raise ValueError(f"unsupported dtype {obj.get('dtype')!r} (only float32)")
-    if "shape" not in obj:
-        raise ValueError('the header has no "shape"')
-    shape = validate_shape(obj["shape"])
-    for d, n in enumerate(shape):
-        if n > MAX_SIZE:
-            raise ValueError(f"shape[{d}] = {n} is larger than the limit of 2**63 - 1")
-    return shape, _value(obj.get("fill", 0.0))
-
-
-def _parse_float(text: str) -> float:
-    x = float(text)
-    if math.isinf(x):
-        raise ValueError(f'the number {text} is beyond the float range; write "inf" or "-inf"')
-    return x
-
-
-def _parse_int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_INT_DIGITS:
-        raise ValueError(f"an integer of {len(text.lstrip('-'))} digits is too large")
-    return int(text)
-
-
-def _refuse_constant(name: str) -> float:
-    raise ValueError(f'{name} is not JSON; write the strings "nan", "inf" or "-inf"')
-
-
-_DECODER = json.JSONDecoder(parse_float=_parse_float, parse_int=_parse_int,
-                            parse_constant=_refuse_constant)
-
-
-def _decode_json(text: str) -> object:
-    """One line's JSON value; ValueError naming the column in that line."""
-    try:
-        return _DECODER.decode(text)
-    except json.JSONDecodeError as exc:
-        where = "at the end of the line" if exc.pos >= len(text) else f"at column {exc.pos + 1}"
-        raise ValueError(f"bad JSON: {exc.msg} {where}") from None
-    except RecursionError:
-        raise ValueError("bad JSON: nested too deeply") from None
-
-
-def _check_memory(shape: Shape, buffers: int) -> None:
-    try:
-        sysmem.check_buffers_fit(shape, count=buffers, what="buffers")
-    except MemoryError as exc:
-        raise ValueError(f"the trace's buffer is too large for this machine: {exc}") from None
-
-
-def _extras(obj: dict) -> tuple[int | None, str | None, float | None]:
-    """The optional ``seq``, ``producer`` and ``t`` keys, checked."""
-    seq, producer, t = obj.get("seq"), obj.get("producer"), obj.get("t")
-    if seq is not None:
-        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 1 << 64:
-            raise ValueError(f"seq must be an integer from 0 to 2**64-1, got {seq!r}")
-    if producer is not None and not isinstance(producer, str):
-        raise ValueError(f"producer must be a string, got {producer!r}")
-    if t is not None:
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
-            raise ValueError(f"t must be a finite number of seconds, got {t!r}")
-        t = float(t)
-    return seq, producer, t
-
-
-_KNOWN_KEYS = {"op", "index", "region", "value", "data", "seq", "producer", "t"}
-
-
-def parse_line(obj: object, shape: Shape) -> Update | SyncMarker:
-    """One trace object as a validated update (or sync marker)."""
-    if not isinstance(obj, dict):
-        raise ValueError("each line must be a JSON object")
-    op = obj.get("op")
-    if op == "sync":
-        return SyncMarker()
-    if not isinstance(op, str) or op not in UPDATE_TYPES:
-        shown = repr(op) if len(repr(op)) <= 40 else repr(op)[:40] + "..."
-        raise ValueError(f"unknown op {shown}; expected one of sync, {', '.join(UPDATE_TYPES)}")
-    unknown = set(obj) - _KNOWN_KEYS
-    if unknown:
-        raise ValueError(f"unknown keys {sorted(unknown)} for op {op!r}")
-    try:
-        if op == "set":
-            u: Update = Set(obj["index"], _value(obj["value"]))
-        elif op == "write":
-            u = Write(obj["region"], _decode_data(obj["data"]))
-        else:
-            u = UPDATE_TYPES[op](obj["region"], _value(obj["value"]))
-    except KeyError as exc:
-        raise ValueError(f"op {op!r} needs the key {exc.args[0]!r}") from None
-    return validate(u, shape)
-
-
-class TraceReader:
+class TraceReader(LineReader):
     """A trace read as a stream (SPEC §5): the header when opened, then one record
     at a time as it is iterated, each validated against the header's shape.
 
@@ -221,11 +95,12 @@ class TraceReader:
         try:
             self.size = os.fstat(self._fh.fileno()).st_size
             self.lineno = 0
+            self._pos = 0
             self._lines = self._read_lines()
             for _lineno, text in self._lines:
-                self.shape, self.fill = _parse_header(_decode_json(text))
+                self.shape, self.fill = parse_header(decode_json(text))
                 if check_memory:
-                    _check_memory(self.shape, buffers)
+                    trace_parse.check_memory(self.shape, buffers)
                 break
             else:
                 raise TraceError(f"{self.path} line 1: empty file, expected the bufferscope-trace header")
@@ -238,52 +113,84 @@ class TraceReader:
             self.close()
             raise
 
-    @property
-    def bytes_read(self) -> int:
-        """How far into the file reading has gone (for progress reports)."""
-        return 0 if self._fh.closed else self._fh.tell()
-
-    def _read_lines(self) -> Iterator[tuple[int, str]]:
-        """(line number, text without its line ending) of every non-blank line."""
-        readline = self._fh.readline
-        while True:
-            raw = readline(MAX_LINE_BYTES + 1)
-            if not raw:
-                return
-            self.lineno += 1
-            if len(raw) > MAX_LINE_BYTES:
-                raise TraceError(f"{self.path} line {self.lineno}: longer than the limit of "
-                                 f"{MAX_LINE_BYTES >> 20} MiB per line")
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise TraceError(f"{self.path} line {self.lineno}: not UTF-8 ({exc.reason} "
-                                 f"at byte {exc.start + 1} of the line)") from None
-            if self.lineno == 1 and text.startswith("\ufeff"):
-                text = text[1:]  # a UTF-8 byte order mark
-            text = text.rstrip("\r\n")
-            if text.strip():
-                yield self.lineno, text
-
     def __iter__(self) -> Iterator[TraceRecord]:
+        """Every record, a ``set_many`` line expanded to its ``n`` ``Set`` records
+        (seqs ``seq``, ``seq+1``, …; all with that line's number)."""
+        return self.records(expand=True)
+
+    def batches(self) -> Iterator[TraceRecord]:
+        """Every record, a ``set_many`` line as one record whose item is an
+        ``app.trace_codec.SetMany`` (``rec.seq``: its first seq) — for readers that
+        apply batches (``replay``, the player's keyframes)."""
+        return self.records(expand=False)
+
+    def records(self, expand: bool = True) -> Iterator[TraceRecord]:
+        """Every record; ``expand=False`` is ``batches``."""
         shape = self.shape
+        lines = iter(self._lines)
+        where = self.lineno
+        held: tuple[int, str] | None = None
         try:
-            for lineno, text in self._lines:
-                obj = _decode_json(text)
+            while True:
+                if held is None:
+                    held = next(lines, None)
+                    if held is None:
+                        return
+                lineno, text = held
+                held = None
+                where = lineno
+                if text.startswith(_SET_PREFIX):
+                    # A run of set lines: parsed together when they all have the
+                    # writers' layout, else one by one (a bad one is named).
+                    run_texts, run_lines = [text], [lineno]
+                    for held in lines:
+                        if not held[1].startswith(_SET_PREFIX) or len(run_texts) >= RUN_LINES:
+                            break
+                        run_lines.append(held[0])
+                        run_texts.append(held[1])
+                    else:
+                        held = None
+                    run = parse_set_run(run_texts, run_lines, shape) if len(run_texts) > 1 else None
+                    if run is not None:
+                        if expand:
+                            yield from _run_records(run, shape)
+                        else:
+                            yield TraceRecord(run, run_lines[0], int(run.seqs[0]))
+                        continue
+                    for where, text in zip(run_lines, run_texts):
+                        rec = self._record(text, shape)
+                        rec.line = where
+                        yield rec
+                    continue
+                obj = decode_json(text)
                 item = parse_line(obj, shape)
-                seq, producer, t = _extras(obj)
+                seq, producer, t = extras(obj)
+                if expand and type(item) is SetMany:
+                    for k, u in enumerate(item.sets(shape)):
+                        yield TraceRecord(u, lineno, None if seq is None else seq + k, producer, t)
+                    continue
                 yield TraceRecord(item, lineno, seq=seq, producer=producer, t=t)
         except TraceError:
             raise
         except ValueError as exc:
-            raise TraceError(f"{self.path} line {self.lineno}: {exc}") from None
+            raise TraceError(f"{self.path} line {where}: {exc}") from None
         except RecursionError:
-            raise TraceError(f"{self.path} line {self.lineno}: nested too deeply") from None
+            raise TraceError(f"{self.path} line {where}: nested too deeply") from None
         except MemoryError:
-            raise TraceError(f"{self.path} line {self.lineno}: too large to read into the "
+            raise TraceError(f"{self.path} line {where}: too large to read into the "
                              "memory available") from None
         finally:
             self.close()
+
+    def _record(self, text: str, shape: Shape) -> TraceRecord:
+        """One ``set`` line's record (the line number is set by the caller)."""
+        fast = fast_set(text, shape)
+        if fast is not None:
+            return TraceRecord(fast[0], 0, fast[1], fast[2], fast[3])
+        obj = decode_json(text)
+        item = parse_line(obj, shape)
+        seq, producer, t = extras(obj)
+        return TraceRecord(item, 0, seq=seq, producer=producer, t=t)
 
     def close(self) -> None:
         self._fh.close()
@@ -312,6 +219,10 @@ def encode_update(u: Update | SyncMarker, **extra: object) -> dict:
     """The trace object of one (validated) update or sync."""
     if isinstance(u, SyncMarker):
         obj: dict = {"op": "sync"}
+    elif isinstance(u, SetMany):   # one record, however long (TraceWriter splits long ones)
+        obj = {"op": "set_many", "n": u.count,
+               "flat": base64.b64encode(u.flat.astype("<i8").tobytes()).decode("ascii"),
+               "values": base64.b64encode(u.values.astype("<f4").tobytes()).decode("ascii")}
     elif isinstance(u, Set):
         obj = {"op": "set", "index": [int(i) for i in u.index], "value": encode_value(float(u.value))}
     elif isinstance(u, Write):
@@ -335,14 +246,27 @@ class TraceWriter:
         self._file = AtomicFile(self.path, "w")
         self._fh = self._file.fh
         self._write({"format": FORMAT, "version": VERSION, "shape": list(self.shape),
-                     "dtype": "float32", "fill": encode_value(float(fill))})
+                     "dtype": "float32", "fill": encode_value(float(fill)),
+                     "features": ["set_many"]})
 
     def _write(self, obj: dict) -> None:
         self._fh.write(json.dumps(obj, allow_nan=False) + "\n")
 
-    def add(self, u: Update | SyncMarker, **extra: object) -> None:
+    def add(self, u: Update | SyncMarker | SetMany, **extra: object) -> None:
+        if isinstance(u, SetMany):
+            self.set_many(u.indices(self.shape), u.values, **extra)
+            return
         item = u if isinstance(u, SyncMarker) else validate(u, self.shape)
         self._write(encode_update(item, **extra))
+
+    def set_many(self, indices, values, seq: int | None = None, producer: str | None = None,
+                 t: float | None = None) -> None:
+        """``set_many`` lines for vectorized sets (``(n, ndim)`` indices, ``(n,)`` values,
+        as ``Manager.set_many`` takes them); seqs ``seq``, ``seq+1``, … when given."""
+        idx, vals = validate_set_many(indices, values, self.shape)
+        if len(vals):
+            flat = np.ravel_multi_index(tuple(idx.T), self.shape)
+            self._fh.write(encode_set_many(flat, vals, seq=seq, producer=producer, t=t))
 
     def sync(self, **extra: object) -> None:
         self._write(encode_update(SyncMarker(), **extra))
@@ -372,11 +296,18 @@ def replay(trace: Trace | Iterable[TraceRecord], manager, timeout: float | None 
     ``TraceReader`` (then the trace streams: a TraceError may come from any line,
     after earlier lines were applied). ``progress(records_done)`` is called now
     and then."""
-    records = trace.records if isinstance(trace, Trace) else trace
+    records = (trace.records if isinstance(trace, Trace)
+               else trace.batches() if isinstance(trace, TraceReader) else trace)
     batch: list[Update] = []
     n = 0
     for k, rec in enumerate(records):
-        if isinstance(rec.item, SyncMarker):
+        if type(rec.item) is SetMany:
+            if batch:
+                manager.enqueue_many(batch)
+                batch = []
+            manager.set_many(rec.item.indices(manager.shape), rec.item.values)
+            n += rec.item.count
+        elif isinstance(rec.item, SyncMarker):
             if batch:
                 manager.enqueue_many(batch)
                 batch = []
@@ -396,4 +327,5 @@ def replay(trace: Trace | Iterable[TraceRecord], manager, timeout: float | None 
 
 
 __all__ = ["MAX_LINE_BYTES", "TraceError", "Trace", "TraceReader", "TraceRecord", "SyncMarker",
-           "TraceWriter", "open_trace", "read_trace", "replay", "encode_update", "parse_line"]
+           "SetMany", "TraceWriter", "open_trace", "read_trace", "replay", "encode_update",
+           "parse_line", "encode_value"]

@@ -73,3 +73,13 @@ def test_bench_quick_json(tmp_path, capsys):
     assert len(log) == 1 and log[0]["unit"] == "rows/s" and log[0]["value"] > 0, log
     attach = figs[("live attach: set_many + sync with a viewer reading everything", "c")]
     assert attach["unit"] == "x slower" and "published, no viewer" in attach["note"], attach
+
+
+def test_bench_only_recording(tmp_path, capsys):
+    out = tmp_path / "rec.json"
+    assert cli_main(["bench", "--quick", "--backends", "c", "--only", "recording", "--json", str(out)]) == 0
+    figs = json.loads(out.read_text())["figures"]
+    assert [(f["name"], f["backend"]) for f in figs] == [
+        ("recording a trace: set_many until the trace is complete", "c")]
+    assert math.isfinite(figs[0]["value"]) and figs[0]["value"] > 0 and isinstance(figs[0]["ok"], bool)
+    assert "recording a trace" in capsys.readouterr().out

@@ -132,7 +132,7 @@ def test_example_races_and_its_trace_replays_bit_for_bit(lib, tmp_path):
 
     lines = trace_path.read_text().splitlines()
     assert json.loads(lines[0]) == {"format": "bufferscope-trace", "version": 1, "shape": [64, 64],
-                                    "dtype": "float32", "fill": 0.0}
+                                    "dtype": "float32", "fill": 0.0, "features": ["set_many"]}
     trace, fronts, _ = replay_epochs(trace_path, final_sync=True)
     updates = [rec for rec in trace.records if not isinstance(rec.item, SyncMarker)]
     assert [rec.seq for rec in updates] == list(range(1, len(updates) + 1)), "not in sequence order"
@@ -245,7 +245,7 @@ def test_every_op_and_value_replays_bit_for_bit(lib, tmp_path, shape):
     assert '"value": "nan"' in text and '"inf"' in text and '"-inf"' in text and "e-45" in text
     header = json.loads(trace_path.read_text().splitlines()[0])
     assert header["shape"] == list(shape) and header["fill"] == 0.0
-    assert trace_path.read_text().splitlines()[0].endswith('"fill": -0.0}')
+    assert trace_path.read_text().splitlines()[0].endswith('"fill": -0.0, "features": ["set_many"]}')
     _, fronts, _ = replay_epochs(trace_path, final_sync=True)
     assert len(fronts) == 4
     assert_same_floats(fronts[-1], seen)
@@ -346,3 +346,93 @@ def test_tracing_under_sanitizer(tmp_path, sanitizer, small):
         assert marker not in report, report[-6000:]
     _, fronts, _ = replay_epochs(trace_path, final_sync=True)
     np.testing.assert_array_equal(bits(fronts[-1]), bits(np.load(tmp_path / "front.npy")))
+
+
+SYNC_STRESS_PROGRAM = r"""
+#define _POSIX_C_SOURCE 200809L
+#include <bufferscope.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+static bs_manager *mgr;
+static volatile int stop_now;
+static void *producer(void *arg)
+{
+    uint64_t id = (uint64_t)(size_t)arg;
+    int64_t idx[2 * 64];
+    float val[64];
+    for (int r = 0; r < 300 && !stop_now; r++) {
+        for (int k = 0; k < 64; k++) {
+            idx[2 * k] = (r * 7 + k * (int)id) % 32;
+            idx[2 * k + 1] = (r * 3 + k) % 32;
+            val[k] = (float)(r * 64 + k) * (id == 1 ? 1.0f : -1.0f);
+        }
+        if (bs_set_many(mgr, idx, val, 64, id, 1, NULL, NULL)) return (void *)1;
+        if (bs_enqueue_set(mgr, r % 32, (r * 5) % 32, 0, (double)r, id, 1, NULL)) return (void *)1;
+    }
+    return NULL;
+}
+int main(int argc, char **argv)
+{
+    (void)argc;
+    bs_config cfg = {0};
+    cfg.ndim = 2; cfg.shape[0] = 32; cfg.shape[1] = 32; cfg.max_pending = 512;
+    if (bs_create(&cfg, &mgr)) return 1;
+    pthread_t a, b;
+    pthread_create(&a, NULL, producer, (void *)(size_t)1);
+    pthread_create(&b, NULL, producer, (void *)(size_t)2);
+    int timeouts = 0;
+    for (int i = 0; i < 400; i++) {
+        if (i % 7 == 0) bs_set_paused(mgr, 1);
+        if (i % 7 == 3) bs_set_paused(mgr, 0);
+        int rc = bs_synchronize(mgr, i % 3 == 0 ? 0.0 : 0.0005, NULL);
+        if (rc == BS_ETIMEDOUT) timeouts++;
+        else if (rc) return 2;
+    }
+    bs_set_paused(mgr, 0);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    uint64_t epoch;
+    if (bs_synchronize(mgr, -1.0, &epoch)) return 3;
+    const float *front;
+    bs_front(mgr, &front, NULL);
+    FILE *f = fopen(argv[1], "wb");
+    fwrite(front, sizeof(float), 32 * 32, f);
+    fclose(f);
+    printf("%llu %d\n", (unsigned long long)epoch, timeouts);
+    bs_destroy(mgr);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("small", [False, True], ids=["", "tiny-backlog"])
+@pytest.mark.parametrize("sanitizer", list(SANITIZERS))
+def test_sync_lines_are_swaps_under_timeouts_and_pauses(tmp_path, sanitizer, small):
+    """Racing set_many producers, synchronize calls that time out while paused or busy,
+    under a sanitizer: the trace has one sync line per epoch the program made, and
+    replays to its front."""
+    src = tmp_path / "stress.c"
+    src.write_text(SYNC_STRESS_PROGRAM)
+    exe = tmp_path / "stress"
+    sizes = ["-DTW_BACKLOG_MAX=6000", "-DTW_BLOCK_BYTES=1024"] if small else []
+    r = run([CC, "-std=c11", "-g", "-O1", "-Wall", "-Wextra", "-Werror", "-pthread",
+             *SANITIZERS[sanitizer], *sizes, f"-I{SRC}", str(src), str(SRC / "bufferscope.c"),
+             "-o", str(exe)])
+    assert r.returncode == 0, r.stderr
+    trace_path = tmp_path / "run.jsonl"
+    env = {**os.environ, "BUFFERSCOPE_TRACE": str(trace_path),
+           "ASAN_OPTIONS": "detect_leaks=1:halt_on_error=1", "TSAN_OPTIONS": "halt_on_error=1"}
+    r = run([str(exe), str(tmp_path / "front.f32")], env=env, timeout=300)
+    report = r.stdout + r.stderr
+    assert r.returncode == 0, report[-6000:]
+    for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "WARNING: ThreadSanitizer"):
+        assert marker not in report, report[-6000:]
+    epoch, timeouts = map(int, r.stdout.split())
+    assert timeouts > 0, "no synchronize timed out: the test did not test that"
+    trace, fronts, trailing = replay_epochs(trace_path)
+    assert sum(isinstance(rec.item, SyncMarker) for rec in trace.records) == epoch == len(fronts)
+    assert trailing == 0
+    seen = np.fromfile(tmp_path / "front.f32", dtype=np.float32).reshape(32, 32)
+    np.testing.assert_array_equal(bits(fronts[-1]), bits(seen))

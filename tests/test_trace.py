@@ -64,7 +64,7 @@ def test_write_then_read_round_trip(tmp_path):
         for k, u in enumerate(ups):
             w.add(u, seq=k + 1, producer="main")
     header = json.loads(path.read_text().splitlines()[0])
-    assert header == HEADER
+    assert header == {**HEADER, "features": ["set_many"]}
     assert '"nan"' in path.read_text() and '"-inf"' in path.read_text()
     trace = read_trace(path)
     assert trace.shape == (6, 5) and trace.fill == 0.5

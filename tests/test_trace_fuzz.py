@@ -11,9 +11,11 @@ The default run is short (a few seconds). For a long run:
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
+import struct
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -48,12 +50,19 @@ VALUE = (st.integers(-5, 5) | ODD_FLOATS | st.sampled_from(["nan", "inf", "-inf"
          | JSON_VALUES)
 DATA = st.lists(st.lists(st.floats(allow_nan=False) | st.sampled_from(["nan", "inf"]), max_size=5),
                 max_size=6) | JSON_VALUES
-OPS = st.sampled_from(["set", "fill", "add", "scale", "write", "sync", "bogus", ""]) | JSON_VALUES
+OPS = st.sampled_from(["set", "fill", "add", "scale", "write", "sync", "set_many", "bogus", ""]) | JSON_VALUES
+# set_many arrays: base64 of a few int64 offsets / float32 values, valid or not.
+B64 = (st.lists(st.integers(-2, 40), max_size=4).map(lambda a: base64.b64encode(
+    b"".join(int(x).to_bytes(8, "little", signed=True) for x in a)).decode())
+    | st.lists(ODD_FLOATS, max_size=4).map(lambda a: base64.b64encode(
+        b"".join(struct.pack("<f", x) if abs(x) < 3e38 or x != x else b"\0\0\x80\x7f" for x in a)).decode())
+    | st.sampled_from(["", "====", "AAAA!", "AAAAAAA", "\u00e9AAA"]) | JSON_VALUES)
 UPDATE = st.fixed_dictionaries(
     {"op": OPS},
     optional={"index": INDEX, "region": REGION, "value": VALUE, "data": DATA,
               "seq": st.integers(-1, 2**65) | JSON_VALUES, "producer": ODD_TEXT | JSON_VALUES,
-              "t": ODD_FLOATS | JSON_VALUES, "extra": JSON_VALUES},
+              "t": ODD_FLOATS | JSON_VALUES, "extra": JSON_VALUES,
+              "n": st.integers(-1, 5) | JSON_VALUES, "flat": B64, "values": B64},
 )
 GOOD_HEADER = {"format": "bufferscope-trace", "version": 1, "shape": [6, 5], "dtype": "float32",
                "fill": 0.0}
@@ -109,7 +118,7 @@ def check_read(tmp_path, content: bytes) -> None:
         assert 1 <= int(m.group(1)) <= n_lines, f"line {m.group(1)} of {n_lines}: {exc}"
         assert "\n" not in str(exc), "the message is not one line"
     else:
-        assert len(trace.records) <= n_lines
+        assert len({r.line for r in trace.records}) <= n_lines
 
 
 @FUZZ

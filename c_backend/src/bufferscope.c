@@ -878,6 +878,7 @@ static void swap_buffers(bs_manager *m, uint64_t ticket)
     m->epoch++;
     m->visible_seq = m->applied_seq;
     if (ticket > m->tickets_done) m->tickets_done = ticket;
+    if (m->trace) tw_swapped(m->trace, m->visible_seq);   /* one sync line per swap */
     ev_record(m, BS_EV_SWAP, m->visible_seq, 0, 0, m->front_slot, -1);
     ev_record(m, BS_EV_VISIBLE, m->visible_seq, 0, 0, m->front_slot, -1);
     if (m->batch_len == 0 && !m->batch_overflow)   /* nothing written since the last swap */
@@ -1095,6 +1096,7 @@ static void *worker_main(void *arg)
                 else batch_keep(m, &w->e);
             }
         }
+        if (m->trace) tw_progress(m->trace, m->applied_seq);
         if (brk_at != NO_HIT)   /* after the applies before it, so the log reads in order */
             ev_record_entry(m, now_ns(), BS_EV_BREAK, brk.seq + brk_at, 1, back_slot, &brk, brk_at);
         if (m->back_waiters) pthread_cond_broadcast(&m->sync_cv);   /* bs_back waits for a still worker */
@@ -1397,6 +1399,7 @@ static int try_direct_write(bs_manager *m, entry *e, const float *data, uint64_t
     pthread_mutex_lock(&m->mu);
     m->direct_busy = 0;
     m->applied_seq = e->seq;
+    if (m->trace) tw_progress(m->trace, m->applied_seq);
     e->pl = pl;   /* for the events only: the entry never owned the caller's data */
     ev_record_entry(m, now_ns(), BS_EV_APPLY, e->seq, 1, back_slot, e, 0);
     ev_attach(m, enq_index, pl);
@@ -1694,7 +1697,7 @@ int bs_sync_begin(bs_manager *m, uint64_t *ticket_out)
     /* From here mu is held until the marker is placed: the event and the trace's
      * sync line sit after exactly the updates this call covers. */
     ev_record(m, BS_EV_SYNC_BEGIN, m->last_seq, 0, 0, m->front_slot, -1);
-    if (m->trace) tw_sync(m->trace);
+    if (m->trace) tw_sync(m->trace, m->last_seq);
     if (all_applied(m)) {
         uint64_t ticket = ++m->tickets_issued;
         swap_buffers(m, ticket);

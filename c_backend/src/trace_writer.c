@@ -25,12 +25,27 @@
  * tw_close stops the writer after it has written everything, then closes the
  * file: the trace is complete when bs_trace_stop / bs_close / bs_destroy return.
  *
- * Format: the header line, one line per element update in sequence order with
+ * Format: the header line, one line per update in sequence order with
  * "seq", "producer" ("thread-<producer id>") and "t" (CLOCK_MONOTONIC seconds,
- * the clock of Python's time.monotonic), and {"op": "sync", "t": ...} at each
- * synchronize call, where its marker enters the queue. Floats are printed with
+ * the clock of Python's time.monotonic) — a bs_set_many chunk as "set_many"
+ * lines (its flat offsets and values in base64, at most TW_SET_MANY_LINE
+ * elements a line) — and {"op": "sync", "t": ...} at each
+ * synchronize call that made an epoch visible, where its marker entered the
+ * queue (see "Sync lines" below). Floats are printed with
  * 9 significant digits (enough for any float32 to read back as itself); NaN and
  * ±Inf as "nan", "inf", "-inf"; -0.0 keeps its sign.
+ *
+ * Sync lines: a sync line stands for a swap (a visible epoch), as the Python
+ * backends write them, so a replay gives exactly the program's epochs. A
+ * synchronize call is recorded where it happens (TW_SYNC, with its position: the
+ * last seq queued before it); the manager reports each swap (tw_swapped, the
+ * position it made visible) and how far the worker has applied (tw_progress).
+ * The writer formats in sequence order and, at a recorded call, writes a sync
+ * line when a swap at that position is still unmatched, none once the worker
+ * has applied past that position (the call timed out, or shared its swap with
+ * another call) or the trace is closing — and until then waits there. While it
+ * waits, recorders are not held to the backlog bound (the records behind the
+ * call are queued updates, bounded by the manager's own queue bound).
  *
  * Errors never abort and never stop the program: a trace that cannot be written
  * reports one line on stderr, drops what it holds and records nothing more.
@@ -90,7 +105,16 @@ typedef struct tw {
     int writer_started;
     pthread_t writer;
 
+    /* Which synchronize calls made an epoch visible (see "Sync lines" above). */
+    uint64_t *swaps;             /* the positions (visible seq) of the swaps not yet matched */
+    size_t swaps_head, swaps_len, swaps_cap;
+    uint64_t applied;            /* the manager's applied seq, as tw_progress last said */
+    int holding;                 /* the writer waits at a sync call not yet resolved */
+    int resolve_kick;            /* a swap or progress since: the writer looks again */
+
     /* writer-private */
+    tw_block *held, *held_tail;  /* records taken from the list, not yet formatted */
+    size_t held_at;              /* where in the first held block formatting resumes */
     char *out;
     size_t out_len, out_cap;
 } tw;
@@ -221,6 +245,74 @@ static char *tw_f32(char *p, float f)
     return p;
 }
 
+/* ---------------------------------------------------------------- base64 */
+
+/* A set_many line carries at most this many elements (readers take up to 2^23). */
+#define TW_SET_MANY_LINE ((uint64_t)1 << 20)
+
+static const char tw_b64_chars[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static uint16_t tw_b64_pairs[4096];   /* 12 bits -> two characters */
+static pthread_once_t tw_b64_once = PTHREAD_ONCE_INIT;
+
+static void tw_b64_init(void)
+{
+    for (unsigned v = 0; v < 4096; v++) {
+        unsigned char two[2] = {(unsigned char)tw_b64_chars[v >> 6],
+                                (unsigned char)tw_b64_chars[v & 63]};
+        memcpy(&tw_b64_pairs[v], two, 2);
+    }
+}
+
+static size_t tw_b64_len(uint64_t bytes) { return (size_t)(4 * ((bytes + 2) / 3)); }
+
+/* Standard base64 (with padding) of `len` bytes. */
+static char *tw_b64(char *p, const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+    for (; i + 3 <= len; i += 3) {
+        uint32_t v = ((uint32_t)s[i] << 16) | ((uint32_t)s[i + 1] << 8) | s[i + 2];
+        memcpy(p, &tw_b64_pairs[v >> 12], 2);
+        memcpy(p + 2, &tw_b64_pairs[v & 4095], 2);
+        p += 4;
+    }
+    if (len - i == 1) {
+        uint32_t v = (uint32_t)s[i] << 16;
+        p[0] = tw_b64_chars[v >> 18];
+        p[1] = tw_b64_chars[(v >> 12) & 63];
+        p[2] = p[3] = '=';
+        p += 4;
+    } else if (len - i == 2) {
+        uint32_t v = ((uint32_t)s[i] << 16) | ((uint32_t)s[i + 1] << 8);
+        p[0] = tw_b64_chars[v >> 18];
+        p[1] = tw_b64_chars[(v >> 12) & 63];
+        p[2] = tw_b64_chars[(v >> 6) & 63];
+        p[3] = '=';
+        p += 4;
+    }
+    return p;
+}
+
+/* base64 of n items of `size` bytes (4 or 8) as little-endian, whatever the host. */
+static char *tw_b64_le(char *p, const void *items, uint64_t n, size_t size)
+{
+    pthread_once(&tw_b64_once, tw_b64_init);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    unsigned char tmp[768 * 8];   /* 768 items: a multiple of 3 bytes per piece */
+    const unsigned char *src = items;
+    for (uint64_t a = 0; a < n; a += 768) {
+        uint64_t k = n - a < 768 ? n - a : 768;
+        for (uint64_t j = 0; j < k; j++)
+            for (size_t b = 0; b < size; b++)
+                tmp[j * size + b] = src[(a + j) * size + size - 1 - b];
+        p = tw_b64(p, tmp, (size_t)(k * size));
+    }
+    return p;
+#else
+    return tw_b64(p, items, (size_t)(n * size));
+#endif
+}
+
 /* ---------------------------------------------------------------- writer */
 
 /* Writer, no lock held: write the text buffer out. Returns errno or 0. */
@@ -324,27 +416,23 @@ static int tw_format(tw *t, const tw_rec *r)
         t->out_len = (size_t)(p - t->out);
         return 0;
     }
-    if (r->kind == TW_SETS) {
+    if (r->kind == TW_SETS) {   /* set_many lines: the arrays in base64, no per-element text */
         const uint64_t *off = (const uint64_t *)(r + 1);
         const float *val = (const float *)(off + r->count);
-        const uint64_t s1 = (uint64_t)t->shape3[1], s2 = (uint64_t)t->shape3[2];
         char mid[TW_MID_MAX];
         size_t mid_len = tw_mid(mid, r->producer, r->t_ns);
-        for (uint64_t j = 0; j < r->count; j++) {
-            if ((err = tw_reserve_out(t, TW_LINE_MAX))) return err;
+        for (uint64_t j = 0; j < r->count; j += TW_SET_MANY_LINE) {
+            uint64_t n = r->count - j < TW_SET_MANY_LINE ? r->count - j : TW_SET_MANY_LINE;
+            if ((err = tw_reserve_out(t, TW_LINE_MAX + tw_b64_len(n * 8) + tw_b64_len(n * 4))))
+                return err;
             p = t->out + t->out_len;
-            uint64_t o = off[j], ix[3];
-            ix[2] = o % s2;
-            o /= s2;
-            ix[1] = o % s1;
-            ix[0] = o / s1;
-            p = TW_LIT(p, "{\"op\": \"set\", \"index\": [");
-            for (int d = pad; d < 3; d++) {
-                if (d > pad) p = TW_LIT(p, ", ");
-                p = tw_u64(p, ix[d]);
-            }
-            p = TW_LIT(p, "], \"value\": ");
-            p = tw_f32(p, val[j]);
+            p = TW_LIT(p, "{\"op\": \"set_many\", \"n\": ");
+            p = tw_u64(p, n);
+            p = TW_LIT(p, ", \"flat\": \"");
+            p = tw_b64_le(p, off + j, n, sizeof *off);
+            p = TW_LIT(p, "\", \"values\": \"");
+            p = tw_b64_le(p, val + j, n, sizeof *val);
+            *p++ = '"';
             p = tw_end_line(p, mid, mid_len, r->seq + j);
             t->out_len = (size_t)(p - t->out);
         }
@@ -426,26 +514,59 @@ static void tw_free_blocks(tw_block *b)
     }
 }
 
-/* Writer, no lock held: format and write a list of blocks (the caller frees them). */
-static int tw_write_blocks(tw *t, tw_block *b)
+/* t->mu held: the sync line of a synchronize call recorded at position pos:
+ * 1 write one (a swap at pos is unmatched), 0 none, -1 not known yet. */
+static int tw_sync_outcome(tw *t, uint64_t pos, int final)
+{
+    while (t->swaps_len > t->swaps_head && t->swaps[t->swaps_head] < pos) t->swaps_head++;
+    if (t->swaps_len > t->swaps_head && t->swaps[t->swaps_head] == pos) {
+        t->swaps_head++;
+        return 1;
+    }
+    return (final || t->applied > pos) ? 0 : -1;
+}
+
+/* Writer, no lock held: format the held records in order, up to a synchronize
+ * call whose outcome is not known yet (*blocked; never when final). Blocks done
+ * with go to *done (their bytes added to *freed). Returns errno or 0. */
+static int tw_format_held(tw *t, int final, int *blocked, tw_block **done, uint64_t *freed)
 {
     int err = 0;
-    for (; b && !err; b = b->next) {
-        size_t at = 0;
-        while (at < b->len && !err) {
-            const tw_rec *r = (const tw_rec *)(b->bytes + at);
-            err = tw_format(t, r);
-            at += sizeof *r + r->payload;
+    tw_block **done_tail = done;
+    while (t->held) {
+        tw_block *b = t->held;
+        while (t->held_at < b->len) {
+            const tw_rec *r = (const tw_rec *)(b->bytes + t->held_at);
+            if (r->kind == TW_SYNC) {
+                pthread_mutex_lock(&t->mu);
+                int out = tw_sync_outcome(t, r->seq, final);
+                pthread_mutex_unlock(&t->mu);
+                if (out < 0) {
+                    *blocked = 1;
+                    return 0;
+                }
+                if (out > 0) err = tw_format(t, r);
+            } else {
+                err = tw_format(t, r);
+            }
+            if (err) return err;
+            t->held_at += sizeof *r + r->payload;
         }
+        t->held = b->next;
+        if (!t->held) t->held_tail = NULL;
+        t->held_at = 0;
+        b->next = NULL;
+        *done_tail = b;
+        done_tail = &b->next;
+        *freed += b->len;
     }
-    if (!err) err = tw_write_out(t);
-    return err;
+    return 0;
 }
 
 /* Writer, t->mu held: anything to do before the next periodic flush? */
 static int tw_writer_has_work(const tw *t)
 {
-    return t->stop || t->full_blocks || (t->room_waiters && t->head);
+    return t->stop || t->full_blocks || (t->room_waiters && t->head) || t->resolve_kick;
 }
 
 static void *tw_writer_main(void *arg)
@@ -462,19 +583,37 @@ static void *tw_writer_main(void *arg)
             while (!tw_writer_has_work(t) &&
                    pthread_cond_timedwait(&t->work_cv, &t->mu, &ts) != ETIMEDOUT) {}
         }
-        tw_block *list = t->head;
+        if (t->head) {   /* the new records go behind those held back */
+            if (t->held_tail) t->held_tail->next = t->head;
+            else t->held = t->head;
+            t->held_tail = t->tail;
+        }
         t->head = t->tail = NULL;
         t->full_blocks = 0;
+        t->resolve_kick = 0;
         int stopping = t->stop, failed = t->failed;
         pthread_mutex_unlock(&t->mu);
 
-        int err = 0;
-        if (list && !failed) err = tw_write_blocks(t, list);
+        int err = 0, blocked = 0;
+        tw_block *list = NULL;
         uint64_t taken = 0;
-        for (tw_block *b = list; b; b = b->next) taken += b->len;
+        if (!failed) {
+            err = tw_format_held(t, stopping, &blocked, &list, &taken);
+            if (!err) err = tw_write_out(t);
+        }
+        if (failed || err) {   /* drop what is held: nothing more is written */
+            tw_block **end = &list;
+            while (*end) end = &(*end)->next;
+            *end = t->held;
+            for (tw_block *b = t->held; b; b = b->next) taken += b->len;
+            t->held = t->held_tail = NULL;
+            t->held_at = 0;
+            blocked = 0;
+        }
 
         pthread_mutex_lock(&t->mu);
         t->backlog -= taken;
+        t->holding = blocked;
         while (list) {   /* keep a few standard blocks for reuse, free the rest */
             tw_block *b = list;
             list = b->next;
@@ -510,7 +649,7 @@ static tw_rec *tw_begin(tw *t, int kind, uint64_t payload)
     payload = (payload + 7) & ~(uint64_t)7;
     uint64_t size = sizeof(tw_rec) + payload;
     pthread_mutex_lock(&t->mu);
-    while (!t->failed && t->backlog > 0 && t->backlog + size > TW_BACKLOG_MAX) {
+    while (!t->failed && !t->holding && t->backlog > 0 && t->backlog + size > TW_BACKLOG_MAX) {
         t->room_waiters++;
         pthread_cond_signal(&t->work_cv);
         pthread_cond_wait(&t->room_cv, &t->mu);
@@ -604,11 +743,55 @@ static void tw_sets(tw *t, const uint64_t *offsets, const float *values, uint64_
     tw_end(t);
 }
 
-/* Caller holds the manager's lock: a synchronize call's marker. */
-static void tw_sync(tw *t)
+/* Caller holds the manager's lock: a synchronize call, after the updates up to
+ * seq `pos` (its sync line is written if a swap at pos matches it). */
+static void tw_sync(tw *t, uint64_t pos)
 {
     tw_rec *r = tw_begin(t, TW_SYNC, 0);
-    if (r) tw_end(t);
+    if (!r) return;
+    r->seq = pos;
+    tw_end(t);
+}
+
+/* Caller holds the manager's lock: a swap made everything up to seq pos visible. */
+static void tw_swapped(tw *t, uint64_t pos)
+{
+    pthread_mutex_lock(&t->mu);
+    if (!t->failed && t->swaps_len == t->swaps_cap) {
+        if (t->swaps_head) {   /* reuse the matched front of the array */
+            memmove(t->swaps, t->swaps + t->swaps_head,
+                    (t->swaps_len - t->swaps_head) * sizeof *t->swaps);
+            t->swaps_len -= t->swaps_head;
+            t->swaps_head = 0;
+        } else {
+            size_t cap = t->swaps_cap ? 2 * t->swaps_cap : 64;
+            uint64_t *s = realloc(t->swaps, cap * sizeof *s);
+            if (!s) {
+                t->failed = 1;
+                fprintf(stderr, "bufferscope: out of memory recording the trace %s; tracing "
+                        "stopped\n", t->path);
+            } else {
+                t->swaps = s;
+                t->swaps_cap = cap;
+            }
+        }
+    }
+    if (!t->failed) t->swaps[t->swaps_len++] = pos;
+    t->resolve_kick = 1;
+    if (t->holding) pthread_cond_signal(&t->work_cv);
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* Caller holds the manager's lock: the worker has applied every update up to seq applied. */
+static void tw_progress(tw *t, uint64_t applied)
+{
+    pthread_mutex_lock(&t->mu);
+    t->applied = applied;
+    if (t->holding) {
+        t->resolve_kick = 1;
+        pthread_cond_signal(&t->work_cv);
+    }
+    pthread_mutex_unlock(&t->mu);
 }
 
 /* ---------------------------------------------------------------- open/close */
@@ -660,7 +843,7 @@ static int tw_open(tw **out, const char *path, int ndim, const int64_t *shape, f
     }
     q = TW_LIT(q, "], \"dtype\": \"float32\", \"fill\": ");
     q = tw_f32(q, fill);
-    q = TW_LIT(q, "}\n");
+    q = TW_LIT(q, ", \"features\": [\"set_many\"]}\n");
     t->out_len = (size_t)(q - t->out);
     int err = tw_write_out(t);
 
@@ -702,7 +885,9 @@ static int tw_close(tw *t)
     int err = t->failed ? EIO : 0;
     if (close(t->fd) != 0 && !err) err = errno;
     tw_free_blocks(t->head);
+    tw_free_blocks(t->held);
     tw_free_blocks(t->spare);
+    free(t->swaps);
     pthread_mutex_destroy(&t->mu);
     pthread_cond_destroy(&t->work_cv);
     pthread_cond_destroy(&t->room_cv);
