@@ -28,33 +28,40 @@ SHAPE = (16, 20)
 
 def record_race(path, epochs: int = 6) -> None:
     """Three producer threads race on overlapping squares of a C manager (cffi releases
-    the GIL: they race in C) while this thread synchronizes; the C library writes the trace."""
+    the GIL: they race in C) while this thread synchronizes; the C library writes the trace.
+    Every epoch holds a round of all three (a barrier per round): a producer that ran all
+    its updates in one time slice would otherwise leave epochs without a race."""
     require_backend("c")
+    per_round = 60 // epochs
     with app.open_manager("c", SHAPE, fill=0.5, trace=str(path)) as m:
-        start = threading.Barrier(4)
+        go, done = threading.Barrier(4), threading.Barrier(4)
 
         def produce(k: int) -> None:
             rng = np.random.default_rng(k)
-            start.wait()
-            for i in range(60):
-                r, c = (int(x) for x in rng.integers(0, 12, 2))
-                kind = (Fill, Add, Scale)[i % 3]
-                m.enqueue(kind(((r, r + 5), (c, c + 6)), float(k + 1) * (0.5 if kind is Scale else 1)))
-                if i % 20 == 0:
-                    m.set_many(rng.integers(0, 16, (6, 2)), rng.standard_normal(6))
-                if i == 30:
-                    m.enqueue(Write(((0, 2), (0, 3)), np.array([[np.nan, np.inf, -0.0], [1e-3, k, -k]])))
+            for rnd in range(epochs):
+                go.wait(timeout=30)
+                for i in range(rnd * per_round, (rnd + 1) * per_round):
+                    r, c = (int(x) for x in rng.integers(0, 12, 2))
+                    kind = (Fill, Add, Scale)[i % 3]
+                    m.enqueue(kind(((r, r + 5), (c, c + 6)),
+                                   float(k + 1) * (0.5 if kind is Scale else 1)))
+                    if i % 20 == 0:
+                        m.set_many(rng.integers(0, 16, (6, 2)), rng.standard_normal(6))
+                    if i == 30:
+                        m.enqueue(Write(((0, 2), (0, 3)),
+                                        np.array([[np.nan, np.inf, -0.0], [1e-3, k, -k]])))
+                done.wait(timeout=30)
 
         threads = [threading.Thread(target=produce, args=(k,), name=f"producer-{k}") for k in range(3)]
         for t in threads:
             t.start()
-        start.wait()
         for _ in range(epochs):
+            go.wait(timeout=30)
+            done.wait(timeout=30)
             m.synchronize(timeout=30)
         for t in threads:
             t.join(timeout=60)
             assert not t.is_alive()
-        m.synchronize(timeout=30)
 
 
 @pytest.fixture(scope="module")
