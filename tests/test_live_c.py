@@ -42,8 +42,8 @@ from test_live import (
 from app.attach import AttachError, Client, RemoteManager, read_token
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUN = ["--syncs", "60", "--delay-ms", "50", "--events", "65536"]   # about 3 s, 60 epochs
-LONG_RUN = ["--syncs", "150", "--delay-ms", "40"]   # about 6 s: room for several steps on a busy machine
+RUN = ["--syncs", "120", "--delay-ms", "50", "--events", "65536"]   # about 6 s, 120 epochs
+LONG_RUN = ["--syncs", "300", "--delay-ms", "40"]   # about 12 s: room for several steps on a busy machine
 
 # A program that waits for files to appear, so a test can drive it step by step:
 # "go" makes it enqueue one set (not synchronized), "stop" makes it destroy the manager.

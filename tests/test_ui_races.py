@@ -99,8 +99,10 @@ def test_a_large_epoch_is_worked_out_off_the_gui_thread(window, qtbot, monkeypat
     qtbot.waitUntil(lambda: hd.races.epoch == epoch, timeout=WAIT_MS)
     assert hd.races.text() == f"races at epoch {epoch}: being worked out (3 updates)…"
     assert hd.races.races == [] and w.view.overlays.boxes("races") == ()
+    assert w.history_feed.hold == 1, "nothing is let go of while the race thread reads"
     gate.set()
     qtbot.waitUntil(lambda: len(hd.races.races) == 1, timeout=WAIT_MS)
+    assert w.history_feed.hold == 0
     assert hd.races.text().startswith(f"1 race at epoch {epoch}")
     assert w.view.overlays.boxes("races") == (((2, 4), (2, 4)),)
 

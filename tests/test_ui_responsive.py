@@ -60,9 +60,9 @@ def test_gui_keeps_painting_while_a_synchronize_waits_on_a_paused_worker(
         try:
             t0 = time.monotonic()
             p.sync_button.click()                    # Synchronize, while paused
-            # A GUI thread that waited would be held for the sync timeout (1 s): half of it
-            # is a bound a loaded machine still meets.
-            assert time.monotonic() - t0 < 0.5, "pressing Synchronize returns at once"
+            # A GUI thread that waited would be held for the whole sync timeout (1 s, the
+            # worker is paused): returning well before it is what shows it did not wait.
+            assert time.monotonic() - t0 < 0.9, "pressing Synchronize returns at once"
             assert s.syncing
             frames0 = v.frame_count()
             qtbot.wait(500)

@@ -93,6 +93,7 @@ class RaceFlag(QObject):
         self.pending = 0         # > 0: the epoch's races (of this many updates) are being worked out
         self._key = None
         self._finder = None      # a RaceFinder, made for the first large epoch
+        self._holding = False    # the feed holds its history while the race thread reads it
         feed.sigHistoryChanged.connect(lambda _n: self.refresh())
         feed.sigReset.connect(self.refresh)
 
@@ -106,7 +107,16 @@ class RaceFlag(QObject):
                 return h.races(epoch)
             self._finder = RaceFinder(self)
             self._finder.sigKnown.connect(self._on_known)
-        return self._finder.races_now(h, epoch)
+        races = self._finder.races_now(h, epoch)
+        self._hold(races is None)
+        return races
+
+    def _hold(self, on: bool) -> None:
+        """While the race thread reads the history's rows, the feed lets go of nothing
+        (letting go of a row's payload under it would break its computation)."""
+        if on != self._holding:
+            self._holding = on
+            self.feed.hold += 1 if on else -1
 
     def _on_known(self, epoch: int) -> None:
         if epoch == self.epoch:

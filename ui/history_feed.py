@@ -115,6 +115,7 @@ class StaticHistoryFeed(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.history = UpdateHistory(fill=0.0)
+        self.hold = 0        # (as HistoryFeed's; nothing is let go of here anyway)
         self.covers = lambda epoch, seq=None: True
 
     def set_history(self, history: UpdateHistory) -> None:

@@ -43,7 +43,7 @@ class TraceActions(QObject):
         self.feed = feed
         self.feed.sigReset.connect(self._on_history_reset)
         # A recording reads the history at stop: nothing of it is let go of meanwhile.
-        self.sigRecordingChanged.connect(lambda on: setattr(self.feed, "hold", int(bool(on))))
+        self.sigRecordingChanged.connect(self._hold_history)
         self.recording: Recording | None = None
         self.record_path: str | None = None
         self.last_summary: RecordingSummary | None = None
@@ -112,6 +112,9 @@ class TraceActions(QObject):
         self.sigMessage.emit(f"recorded epochs {s.first_epoch}–{s.last_epoch} ({s.epochs} epochs, "
                              f"{s.updates} updates) to {path}")
         return s
+
+    def _hold_history(self, recording: bool) -> None:
+        self.feed.hold = max(0, self.feed.hold + (1 if recording else -1))
 
     def _on_history_reset(self) -> None:
         if self.recording is not None:

@@ -270,6 +270,7 @@ struct bs_manager {
     int worker_started;
     int closed;
     int close_done;               /* bs_close finished: the worker is joined, the queue freed */
+    int close_started;            /* a bs_close is under way (the publisher stops first) */
     struct lp *pub;               /* live attach (live_publisher.c): NULL when not publishing */
 
     entry *ring;
@@ -1199,14 +1200,18 @@ int bs_close(bs_manager *m)
 {
     if (m && forked_away(m)) return BS_OK;   /* closed in this process; bs_destroy frees it */
     CHECK_M(m);
-    lp_stop(m);   /* live attach: the viewer gets the last epoch and bye while m still works */
     pthread_mutex_lock(&m->mu);
-    if (m->closed) {
-        /* Closed, or being closed by another thread: return once that is done. */
+    if (m->close_started) {
+        /* Closed, or being closed by another thread (perhaps still stopping the
+         * publisher, which reads m): return once that close is done. */
         while (!m->close_done) pthread_cond_wait(&m->sync_cv, &m->mu);
         pthread_mutex_unlock(&m->mu);
         return BS_OK;
     }
+    m->close_started = 1;
+    pthread_mutex_unlock(&m->mu);
+    lp_stop(m);   /* live attach: the viewer gets the last epoch and bye while m still works */
+    pthread_mutex_lock(&m->mu);
     m->closed = 1;
     m->urgent++;
     pthread_cond_broadcast(&m->work_cv);
@@ -1319,11 +1324,17 @@ static int push_entry(bs_manager *m, entry *e)
 /* Caller holds mu: may a producer apply an update itself, right now? Only when
  * that cannot change the order: nothing queued or half applied, the worker idle,
  * the back caught up, nothing paused, no other direct write. */
-static int direct_write_allowed(const bs_manager *m)
+/* Caller holds mu: a direct write could go ahead but for a pending catch-up. */
+static int direct_write_allowed_but_catch_up(const bs_manager *m)
 {
     return !m->closed && m->ring_len == 0 && !m->has_cur && !m->worker_busy &&
-           !m->catchup_pending && !m->paused && !m->direct_busy && !m->watch_on &&
+           !m->paused && !m->direct_busy && !m->watch_on &&
            m->applied_seq == m->last_seq && m->fault_countdown == 0;
+}
+
+static int direct_write_allowed(const bs_manager *m)
+{
+    return direct_write_allowed_but_catch_up(m) && !m->catchup_pending;
 }
 
 /* A block of its own holding a copy of n elements of data (NULL: no memory). */
@@ -1366,7 +1377,10 @@ static int try_direct_write(bs_manager *m, entry *e, const float *data, uint64_t
     /* The worker only catching up after a swap, nothing queued: waiting for it
      * is cheaper than a payload copy the worker would copy again. */
     while (!m->closed && m->ring_len == 0 && !m->has_cur && !m->paused && m->catchup_pending) {
-        if (!m->worker_busy && covers_catch_up(m, e)) {   /* this write overwrites it all */
+        /* This write overwrites it all, and nothing else stops the direct write (a
+         * catch-up skipped for a write that then went through the queue would leave
+         * the back stale until that write is applied: a swap could show it). */
+        if (direct_write_allowed_but_catch_up(m) && covers_catch_up(m, e)) {
             skip_catch_up(m);
             break;
         }
