@@ -51,6 +51,21 @@ def rss_mib() -> float:
         return int(fh.read().split()[1]) * PAGE / MIB
 
 
+def settled_rss_mib() -> float:
+    """RSS after a full collection and glibc's ``malloc_trim``: what is still held, not
+    the allocator's high-water mark of freed 64 MiB buffers (which swung the samples
+    by 30-90 MiB from cycle to cycle without any trend)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    return rss_mib()
+
+
 class StepTimeout(Exception):
     """A step's wait ran past its bound: the app (or the soak) is stuck."""
 
@@ -283,7 +298,7 @@ class Soak:
 
     def sample(self, when: str) -> None:
         self.pump(0.5)      # let finished threads be joined, queued results land
-        self.samples[f"rss_{when}_mib"] = round(rss_mib(), 1)
+        self.samples[f"rss_{when}_mib"] = round(settled_rss_mib(), 1)
         self.samples[f"threads_{when}"] = threading.active_count()
         self.samples[f"enumerate_{when}"] = len(threading.enumerate())
         self.samples[f"thread_names_{when}"] = sorted(t.name for t in threading.enumerate())
@@ -319,8 +334,11 @@ class Soak:
         self.cycle()                          # warm-up: every code path once
         self.sample("start")
         deadline = self.t0 + self.args.seconds
+        per_cycle = self.samples.setdefault("rss_per_cycle_mib", [])
         while True:
             self.cycle()
+            per_cycle.append(round(settled_rss_mib(), 1))   # a trend tells a leak from noise
+            print(f"soak: cycle {self.cycles}: RSS {per_cycle[-1]} MiB", file=sys.stderr, flush=True)
             if time.monotonic() >= deadline:
                 break
         self.sample("end")
