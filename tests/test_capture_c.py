@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import replay_epochs, require_backend
+from conftest import replay_epochs, require_backend, wait_until
 
 from app import Add, Fill, Scale, Set, Write, open_manager
 from app.trace import SyncMarker
@@ -128,14 +128,16 @@ def test_unwritable_trace_raises_naming_the_path_and_leaves_nothing_open(tmp_pat
     threads = _library_threads()
     with pytest.raises(OSError, match=f"cannot write the trace {bad}: No such file or directory"):
         open_manager("c", SHAPE, trace=bad)
-    assert _library_threads() <= threads, "a worker or writer thread was left running"
+    # pthread_join returns when the worker has exited, a moment before the kernel drops
+    # its /proc entry: wait (bounded) for the entry to go rather than read it at once.
+    wait_until(lambda: _library_threads() <= threads, 10, "the worker or writer thread to end")
     with pytest.raises(OSError, match="not a regular file"):
         open_manager("c", SHAPE, trace="/dev/null")
     with pytest.raises(ValueError, match="trace path is NULL or empty"):
         open_manager("c", SHAPE, trace="")
     with pytest.raises(TypeError):
         open_manager("c", SHAPE, trace=3)
-    assert _library_threads() <= threads
+    wait_until(lambda: _library_threads() <= threads, 10, "the worker or writer thread to end")
 
 
 SCRIPT = """
