@@ -6,6 +6,7 @@ Where none can be made they are skipped locally but FAIL when CI=true.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -135,3 +136,15 @@ def no_thread_left_behind():
             break
         time.sleep(0.01)
     assert not extra, f"test left threads running: {[t.name for t in extra]}"
+
+
+@contextlib.contextmanager
+def reaped(p):
+    """A running child process (``subprocess.Popen``); killed, never left behind, if the
+    test fails, and always waited for."""
+    try:
+        yield p
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.communicate(timeout=30)

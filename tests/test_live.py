@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import require_backend, wait_until
+from conftest import reaped, require_backend, wait_until
 
 import app
 from app import live, live_socket
@@ -128,16 +128,24 @@ def spawn(address: str, outdir: str = "-", seconds: float = 3.0, period: float =
                             text=True)
 
 
-@contextlib.contextmanager
 def child(address: str, **kw):
     """A running child; killed (never left behind) if the test fails."""
-    p = spawn(address, **kw)
-    try:
-        yield p
-    finally:
-        if p.poll() is None:
-            p.kill()
-        p.communicate(timeout=30)
+    return reaped(spawn(address, **kw))
+
+
+def garbage_answer(target: str, data: bytes, timeout: float = 10) -> bytes:
+    """Send ``data`` to the publisher at ``target``; everything it answers until it closes."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(target)
+    with contextlib.suppress(OSError):
+        s.sendall(data)
+    got = b""
+    with contextlib.suppress(OSError):
+        while chunk := s.recv(1 << 16):        # until the publisher closes it
+            got += chunk
+    s.close()
+    return got
 
 
 def finish(p: subprocess.Popen, timeout: float = 60) -> tuple[float, str, str]:
@@ -500,19 +508,7 @@ def _hostile_sessions(path: str) -> list[str]:
         frame_bytes({"type": "control", "id": -1, "action": "pause"}),
         struct.pack(">II", 12, 100) + b"12345678",                    # header longer than frame
     ]
-    answers = []
-    for g in garbage:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(10)
-        s.connect(path)
-        with contextlib.suppress(OSError):
-            s.sendall(g)
-        data = b""
-        with contextlib.suppress(OSError):
-            while chunk := s.recv(1 << 16):        # until the publisher closes it
-                data += chunk
-        s.close()
-        answers.append("dropped" if b"dropped" in data else "closed")
+    answers = ["dropped" if b"dropped" in garbage_answer(path, g) else "closed" for g in garbage]
     # Control requests without, with a wrong, token on a read-only program: refused, kept.
     c = Client(path)
     try:

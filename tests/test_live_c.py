@@ -19,7 +19,7 @@ import tempfile
 
 import numpy as np
 import pytest
-from conftest import replay_epochs, wait_until
+from conftest import reaped, replay_epochs, wait_until
 from test_libbufferscope import (  # noqa: F401  (lib is a fixture)
     CC,
     EXAMPLE,
@@ -118,16 +118,9 @@ def spawn(exe, address: str, *args: str, control: bool = False, trace: str | Non
                             stderr=subprocess.PIPE, text=True)
 
 
-@contextlib.contextmanager
 def child(exe, address: str, *args: str, **kw):
     """A running C program; killed (never left behind) if the test fails."""
-    p = spawn(exe, address, *args, **kw)
-    try:
-        yield p
-    finally:
-        if p.poll() is None:
-            p.kill()
-        p.communicate(timeout=30)
+    return reaped(spawn(exe, address, *args, **kw))
 
 
 def finish(p: subprocess.Popen, timeout: float = 120) -> tuple[int, str, str]:

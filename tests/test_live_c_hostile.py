@@ -7,7 +7,6 @@ tests/test_live_c.py's. Every wait has a timeout; no timing assertions."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import socket
@@ -19,7 +18,7 @@ import pytest
 import test_live_c
 from conftest import replay_epochs, wait_until
 from test_libbufferscope import CC, EXAMPLE, SANITIZERS, SRC, lib  # noqa: F401  (lib: a fixture)
-from test_live import _attach_ok, _reply, updates_until_end, wait_socket
+from test_live import _attach_ok, _reply, garbage_answer, updates_until_end, wait_socket
 from test_live_c import ROOT, child, finish
 
 from app.attach import Client
@@ -58,27 +57,13 @@ GARBAGE = [
 ]
 
 
-def _garbage_answer(target: str, data: bytes) -> bytes:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(20)
-    s.connect(target)
-    with contextlib.suppress(OSError):
-        s.sendall(data)
-    got = b""
-    with contextlib.suppress(OSError):
-        while chunk := s.recv(1 << 16):        # until the publisher closes it
-            got += chunk
-    s.close()
-    return got
-
-
 def test_hostile_and_lazy_viewers_leave_the_program_running_unchanged(programs, sockdir, tmp_path):
     path = os.path.join(sockdir, "s")
     trace, npy = str(tmp_path / "run.jsonl"), str(tmp_path / "front.npy")
     with child(programs["example"], path, "--syncs", "150", "--delay-ms", "40", "--events", "4096",
                npy, trace=trace) as p:
         wait_socket(path)
-        answers = [_garbage_answer(path, g) for g in GARBAGE]
+        answers = [garbage_answer(path, g, timeout=20) for g in GARBAGE]
         assert p.poll() is None, "the program died"
         # Control requests on a read-only program: refused, the program unchanged.
         c = Client(path)
@@ -165,7 +150,7 @@ def test_publisher_under_sanitizer(tmp_path, sockdir, sanitizer):
     with child(exe, path, "--syncs", "200", "--delay-ms", "40", "--events", "4096",
                env_extra=env) as p:
         wait_socket(path, 60)
-        answers = [_garbage_answer(path, g) for g in GARBAGE]
+        answers = [garbage_answer(path, g, timeout=20) for g in GARBAGE]
         c = Client(path, timeout=30)
         try:
             updates, ended = updates_until_end(c, timeout=300)
