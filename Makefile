@@ -10,9 +10,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.stamps
-# The C library's sources (bufferscope.c #includes trace_writer.c and
-# live_publisher.c, which #includes live_proto.c, live_session.c and live_update.c).
-LIB_SOURCES := c_backend/src/bufferscope.c c_backend/src/trace_writer.c \
+# The C library's sources (bufferscope.c #includes trace_writer.c, payload_pool.c
+# and live_publisher.c, which #includes live_proto.c, live_session.c and live_update.c).
+LIB_SOURCES := c_backend/src/bufferscope.c c_backend/src/trace_writer.c c_backend/src/payload_pool.c \
 	c_backend/src/live_publisher.c c_backend/src/live_proto.c c_backend/src/live_session.c \
 	c_backend/src/live_update.c c_backend/src/bufferscope.h
 

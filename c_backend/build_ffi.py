@@ -36,12 +36,12 @@ ffibuilder.set_source(
     "c_backend._bufferscope_c",
     '#include "bufferscope.h"',
     sources=[str((SRC / "bufferscope.c").relative_to(HERE.parent))],
-    # bufferscope.c #includes trace_writer.c and live_publisher.c (which #includes
-    # live_proto.c, live_session.c and live_update.c): one translation unit, rebuilt
-    # on any of them.
+    # bufferscope.c #includes trace_writer.c, payload_pool.c and live_publisher.c
+    # (which #includes live_proto.c, live_session.c and live_update.c): one
+    # translation unit, rebuilt on any of them.
     depends=[str((SRC / name).relative_to(HERE.parent))
-             for name in ("trace_writer.c", "live_publisher.c", "live_proto.c", "live_session.c",
-                          "live_update.c")],
+             for name in ("trace_writer.c", "payload_pool.c", "live_publisher.c", "live_proto.c",
+                          "live_session.c", "live_update.c")],
     include_dirs=[str(SRC.relative_to(HERE.parent))],
     extra_compile_args=["-std=c11", "-O2", "-ffp-contract=off", "-Wall", "-Wextra"],
     libraries=["pthread"],

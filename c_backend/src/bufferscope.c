@@ -75,11 +75,12 @@
  * fixed-size details (ev_rec): an update's op, region (a set's index as a
  * one-element box) and value are copied into it, so the per-call path
  * (bs_enqueue_set) only writes a few more words under mu. Payloads (a write's
- * data, a set chunk's offsets and values) are referenced, not copied: when
- * events are kept, a queued entry's payload lives in a refcounted block that
- * its enqueue, apply and break events share with the entry (refs is atomic:
- * the catch-up frees entries with the lock dropped; ev_refs, under mu, counts
- * the events). The events may keep at most pay_budget payload elements alive
+ * data, a set chunk's offsets and values) are referenced, not copied: a queued
+ * entry's payload is one refcounted block (header, values, offsets) that its
+ * enqueue, apply and break events share with the entry (refs is atomic: the
+ * catch-up frees entries with the lock dropped; ev_refs, under mu, counts the
+ * events). Blocks are carved from reused 2 MiB pieces (payload_pool.c): fresh
+ * pages cost a fault each, as much as the rest of a set_many call. The events may keep at most pay_budget payload elements alive
  * (each block counted once, default 4 M elements); beyond that the oldest
  * events let go of theirs (payload_dropped, op and region kept) until they
  * hold at most half, so dropped events are always a prefix. A direct write
@@ -171,13 +172,19 @@ static int fi_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*f)(v
 {
     return __atomic_load_n(&g_thread_fail, __ATOMIC_SEQ_CST) ? EAGAIN : pthread_create(t, a, f, arg);
 }
+static int fi_posix_memalign(void **p, size_t align, size_t n)
+{
+    return alloc_fails() ? ENOMEM : posix_memalign(p, align, n);
+}
 #define malloc fi_malloc
+#define posix_memalign fi_posix_memalign
 #define calloc fi_calloc
 #define realloc fi_realloc
 #define pthread_create fi_pthread_create
 #endif
 
 #include "trace_writer.c"   /* capture (SPEC §5): static tw_* functions, this unit only */
+#include "payload_pool.c"   /* payload blocks carved from reused pieces: static pl_* functions */
 
 #define WORK_CHUNK 64
 /* The worker sleeps until GATHER_MIN units are queued (or something urgent, or
@@ -195,27 +202,46 @@ enum { WAIT_NONE = 0, WAIT_IDLE = 1, WAIT_GATHER = 2, WAIT_CATCHUP = 3 };
 #define ENTRY_COST ((sizeof(entry) + sizeof(float) - 1) / sizeof(float))
 /* What catching up one scattered element costs, in elements of a row copy. */
 #define SCATTER_COST 4
+/* How far ahead of its scattered stores the worker prefetches. */
+#ifndef SCATTER_AHEAD
+#define SCATTER_AHEAD 32
+#endif
 #define SETS_CHUNK 65536
 
 enum { ENTRY_UPDATE = 0, ENTRY_SETS = 1, ENTRY_SYNC = 2 };
 
 /* A write's data or a set chunk's offsets and values, shared by its queue entry
- * and the events that describe it (SPEC §4: referenced, not copied). */
+ * and the events that describe it (SPEC §4: referenced, not copied). One block:
+ * this header, the values, then the offsets (payload_new). */
 typedef struct payload {
     uint64_t refs;      /* atomic: the entry (until it is freed) + each event holding it */
     uint64_t ev_refs;   /* under mu: events holding it (it counts against the budget while > 0) */
     uint64_t n;         /* elements */
     float *values;
     uint64_t *offsets;  /* a set chunk's flat offsets; NULL for a write */
+    pl_piece *piece;    /* the pool piece it was carved from; NULL: allocated on its own */
 } payload;
 
 static void payload_unref(payload *p)
 {
-    if (p && __atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL) == 0) {
-        free(p->values);
-        free(p->offsets);
-        free(p);
-    }
+    if (p && __atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL) == 0) pl_free(p, p->piece);
+}
+
+/* A block for n values (and n flat offsets when `sets`), one reference held by
+ * the caller; NULL when there is no memory. */
+static payload *payload_new(pl_pool *pool, uint64_t n, int sets)
+{
+    size_t vbytes = ((size_t)n * sizeof(float) + 7) & ~(size_t)7;
+    pl_piece *pc;
+    payload *p = pl_alloc(pool, sizeof *p + vbytes + (sets ? (size_t)n * sizeof(uint64_t) : 0), &pc);
+    if (!p) return NULL;
+    p->refs = 1;
+    p->ev_refs = 0;
+    p->n = n;
+    p->values = (float *)(p + 1);
+    p->offsets = sets ? (uint64_t *)((char *)(p + 1) + vbytes) : NULL;
+    p->piece = pc;
+    return p;
 }
 
 /* What an enqueue/apply/break event's updates wrote (parallel to the event ring). */
@@ -245,9 +271,9 @@ typedef struct entry {
     int64_t start[3], stop[3];  /* region, normalized to 3-d */
     uint64_t offset;    /* BS_OP_SET: flat element offset */
     float value;
-    float *data;        /* BS_OP_WRITE payload, or ENTRY_SETS values (owned) */
-    uint64_t *offsets;  /* ENTRY_SETS flat offsets (owned) */
-    payload *pl;        /* when events may describe it: owns data and offsets */
+    float *data;        /* BS_OP_WRITE payload, or ENTRY_SETS values (in pl) */
+    uint64_t *offsets;  /* ENTRY_SETS flat offsets (in pl) */
+    payload *pl;        /* owns data and offsets; shared with the events describing it */
 } entry;
 
 typedef struct work_item {
@@ -324,6 +350,7 @@ struct bs_manager {
     uint64_t back_waiters;        /* bs_back calls waiting for the worker to be still */
     uint64_t fork_generation;     /* g_fork_generation when created */
 
+    pl_pool pool;                 /* payload blocks (payload_pool.c) */
     float fill;                   /* the initial value, for a trace's header */
     tw *trace;                    /* capture: NULL when not tracing; set and read under mu */
 };
@@ -487,32 +514,9 @@ static void ev_record_entry(bs_manager *m, int64_t t, int kind, uint64_t seq, ui
                      src->kind == ENTRY_SETS ? BS_OP_SET : src->op, src, from);
 }
 
-/* Caller holds mu: give e a shared payload block, so that its events can keep
- * its data (a write's elements, a set chunk's offsets and values). Without one
- * (no events kept, no budget, or no memory for the small block) its events
- * report the payload dropped. */
-static void entry_share_payload(bs_manager *m, entry *e)
-{
-    if (e->pl || !m->ev_cap || !m->pay_budget) return;
-    if (!(e->kind == ENTRY_SETS || (e->op == BS_OP_WRITE && e->touched > 0))) return;
-    payload *p = malloc(sizeof *p);
-    if (!p) return;
-    p->refs = 1;
-    p->ev_refs = 0;
-    p->n = e->kind == ENTRY_SETS ? e->count : e->touched;
-    p->values = e->data;
-    p->offsets = e->offsets;
-    e->pl = p;
-}
-
 static void entry_free(entry *e)
 {
-    if (e->pl) {
-        payload_unref(e->pl);   /* events may still hold it */
-    } else {
-        free(e->data);       /* write payload, or the values of element sets */
-        free(e->offsets);    /* offsets of element sets (NULL otherwise) */
-    }
+    payload_unref(e->pl);   /* events may still hold it */
     e->pl = NULL;
     e->data = NULL;
     e->offsets = NULL;
@@ -654,13 +658,14 @@ static int validate_update(const bs_manager *m, const bs_update *u, entry *e)
 }
 
 /* Copies a write payload into e (after validate_update). */
-static int copy_payload(entry *e, const bs_update *u)
+static int copy_payload(bs_manager *m, entry *e, const bs_update *u)
 {
     if (e->op != BS_OP_WRITE || e->touched == 0) return BS_OK;
-    e->data = malloc(e->touched * sizeof(float));
-    if (!e->data)
+    e->pl = payload_new(&m->pool, e->touched, 0);
+    if (!e->pl)
         return fail(BS_ENOMEM, "write: cannot copy %llu elements",
                     (unsigned long long)e->touched);
+    e->data = e->pl->values;
     memcpy(e->data, u->data, e->touched * sizeof(float));
     return BS_OK;
 }
@@ -702,7 +707,15 @@ static void apply_entry(const bs_manager *m, float *b, const entry *e, uint64_t 
     if (e->kind == ENTRY_SETS) {
         const uint64_t *off = e->offsets;
         const float *val = e->data;
-        for (uint64_t j = from; j < from + n; j++) b[off[j]] = val[j];
+        /* Scattered stores miss the cache: prefetch for writing SCATTER_AHEAD
+         * elements ahead, so that several misses are in flight at once. */
+        const uint64_t end = from + n;
+        uint64_t j = from;
+        for (; j + SCATTER_AHEAD < end; j++) {
+            __builtin_prefetch(b + off[j + SCATTER_AHEAD], 1, 3);
+            b[off[j]] = val[j];
+        }
+        for (; j < end; j++) b[off[j]] = val[j];
     } else if (e->op == BS_OP_SET) {
         b[e->offset] = e->value;
     } else {
@@ -778,18 +791,10 @@ static int worker_has_work(const bs_manager *m)
  * Its payload is no longer needed: the catch-up copies from the front. */
 static void batch_keep(bs_manager *m, entry *e)
 {
-    /* No payload is needed any more: the catch-up copies from the front. A
-     * shared payload stays while events (or a bs_event_payload copying it, which
-     * holds a reference) have it; when only the entry has it, the entry takes its
-     * offsets back and the values go now, as they would without events. */
-    if (e->pl && e->pl->ev_refs == 0 && __atomic_load_n(&e->pl->refs, __ATOMIC_ACQUIRE) == 1) {
-        payload *p = e->pl;
-        e->pl = NULL;
-        e->data = p->values;
-        e->offsets = p->offsets;
-        free(p);
-    }
-    if (!e->pl) free(e->data);
+    /* No data is needed any more: the catch-up copies from the front. A write
+     * lets go of its block now (events, or a bs_event_payload copying it, may
+     * still hold it); a set chunk keeps its block for the offsets. */
+    if (e->kind != ENTRY_SETS) entry_free(e);
     e->data = NULL;
     if (e->touched == 0 || m->batch_overflow) {   /* nothing to copy, or a full copy anyway */
         entry_free(e);
@@ -1179,6 +1184,7 @@ int bs_create(const bs_config *c, bs_manager **out)
 #endif
     pthread_mutex_init(&m->mu, &ma);
     pthread_mutexattr_destroy(&ma);
+    pl_init(&m->pool);
     pthread_cond_init(&m->work_cv, &ca);    /* timed waits too (gather) */
     pthread_cond_init(&m->space_cv, &ca);   /* timed waits too (bs_wait_room) */
     pthread_cond_init(&m->sync_cv, &ca);
@@ -1273,6 +1279,7 @@ int bs_destroy(bs_manager *m)
     free(m->evd);
     free(m->watch_elems);
     free(m->watch_prod);
+    pl_destroy(&m->pool);   /* bs_close released every block */
     free(m->buf[0]);
     free(m->buf[1]);
     free(m);
@@ -1310,7 +1317,6 @@ static int push_entry(bs_manager *m, entry *e)
 {
     e->seq = m->last_seq + 1;
     e->ticket = m->tickets_issued;   /* keeps tickets sorted along the ring (set before the copy) */
-    entry_share_payload(m, e);
     int rc = ring_push(m, e);
     if (rc) return rc;
     m->last_seq += e->count;
@@ -1338,20 +1344,10 @@ static int direct_write_allowed(const bs_manager *m)
 }
 
 /* A block of its own holding a copy of n elements of data (NULL: no memory). */
-static payload *payload_copy(const float *data, uint64_t n)
+static payload *payload_copy(bs_manager *m, const float *data, uint64_t n)
 {
-    payload *p = malloc(sizeof *p);
-    float *v = p ? malloc(n * sizeof *v) : NULL;
-    if (!v) {
-        free(p);
-        return NULL;
-    }
-    memcpy(v, data, n * sizeof *v);
-    p->refs = 1;
-    p->ev_refs = 0;
-    p->n = n;
-    p->values = v;
-    p->offsets = NULL;
+    payload *p = payload_new(&m->pool, n, 0);
+    if (p) memcpy(p->values, data, n * sizeof(float));
     return p;
 }
 
@@ -1408,7 +1404,7 @@ static int try_direct_write(bs_manager *m, entry *e, const float *data, uint64_t
     e->data = (float *)data;   /* borrowed for the copy, never freed here */
     apply_region(m, back, e);
     e->data = NULL;
-    payload *pl = keep ? payload_copy(data, e->touched) : NULL;
+    payload *pl = keep ? payload_copy(m, data, e->touched) : NULL;
 
     pthread_mutex_lock(&m->mu);
     m->direct_busy = 0;
@@ -1443,7 +1439,7 @@ int bs_enqueue(bs_manager *m, const bs_update *u, uint64_t producer, int block, 
         pthread_mutex_unlock(&m->mu);
         if (rc) return rc;
     }
-    if ((rc = copy_payload(&e, u))) return rc;
+    if ((rc = copy_payload(m, &e, u))) return rc;
     pthread_mutex_lock(&m->mu);
     rc = wait_for_room(m, e.cost, block);
     if (!rc) rc = push_entry(m, &e);
@@ -1491,7 +1487,7 @@ int bs_enqueue_batch(bs_manager *m, const bs_update *u, size_t n, uint64_t produ
     }
     if (!rc) {
         for (i = 0; i < n; i++)
-            if ((rc = copy_payload(&es[i], &u[i]))) break;
+            if ((rc = copy_payload(m, &es[i], &u[i]))) break;
         if (rc) {
             for (size_t j = 0; j < i; j++) entry_free(&es[j]);
         }
@@ -1571,7 +1567,9 @@ int bs_set_many(bs_manager *m, const int64_t *indices, const float *values, size
     uint64_t chunk = m->max_pending < SETS_CHUNK ? m->max_pending : SETS_CHUNK;
     if (n > SIZE_MAX / 16) return fail(BS_EINVAL, "set_many: %zu elements is too many", n);
     size_t nchunks = (n + chunk - 1) / chunk;
-    entry *es = calloc(nchunks, sizeof *es);
+    entry one;   /* the common case, one chunk: no allocation */
+    memset(&one, 0, sizeof one);
+    entry *es = nchunks == 1 ? &one : calloc(nchunks, sizeof *es);
     if (!es) return fail(BS_ENOMEM, "cannot allocate %zu chunks", nchunks);
     int rc = BS_OK;
     size_t c;
@@ -1585,12 +1583,13 @@ int bs_set_many(bs_manager *m, const int64_t *indices, const float *values, size
         e->cost = cnt;
         e->touched = cnt;
         e->producer = producer;
-        e->offsets = malloc(cnt * sizeof(uint64_t));
-        e->data = malloc(cnt * sizeof(float));
-        if (!e->offsets || !e->data) {
+        e->pl = payload_new(&m->pool, cnt, 1);
+        if (!e->pl) {
             rc = fail(BS_ENOMEM, "cannot copy %zu element sets", cnt);
             break;
         }
+        e->data = e->pl->values;
+        e->offsets = e->pl->offsets;
         const int64_t *ix = indices + lo * nd;
         /* Fast pass without branches (a negative index wraps to a huge unsigned
          * one); only when it finds a bad index does the checked pass name it. */
@@ -1624,15 +1623,16 @@ int bs_set_many(bs_manager *m, const int64_t *indices, const float *values, size
             uint64_t want = (whole && pushed == 0) ? total : es[pushed].count;
             if (!whole && (rc = wait_for_room(m, want, block))) break;
             if ((rc = push_entry(m, &es[pushed]))) break;
-            if (seqs_out) {
-                uint64_t *so = seqs_out + pushed * chunk;
-                for (uint64_t j = 0; j < es[pushed].count; j++) so[j] = es[pushed].seq + j;
-            }
         }
         pthread_mutex_unlock(&m->mu);
     }
+    for (size_t c2 = 0; seqs_out && c2 < pushed; c2++) {   /* (es keeps each pushed chunk's seq) */
+        uint64_t *so = seqs_out + c2 * chunk;
+        const uint64_t first = es[c2].seq, cnt = es[c2].count;
+        for (uint64_t j = 0; j < cnt; j++) so[j] = first + j;
+    }
     for (size_t j = pushed; j < nchunks; j++) entry_free(&es[j]);
-    free(es);
+    if (es != &one) free(es);
     return rc;
 }
 

@@ -1,0 +1,121 @@
+/*
+ * payload_pool.c — memory for payload blocks, #included by bufferscope.c
+ * (static functions, one translation unit).
+ *
+ * A payload block (bufferscope.c's struct payload: a write's data, a set
+ * chunk's values and flat offsets) is one allocation: its header, then the
+ * data. The events keep blocks alive within the payload budget, so a stream of
+ * set_many calls keeps asking for memory it has never touched, and a fresh
+ * 4 KiB page costs a fault (about 2 us on the development VM: as much as the
+ * rest of a 4096-element set_many call, measured with perf). So blocks of up to
+ * PL_BLOCK_MAX bytes are carved one after another from PL_PIECE pieces:
+ *   - a piece is 2 MiB-aligned and advised MADV_HUGEPAGE, so where the kernel
+ *     grants it one fault maps the whole piece (about 4x cheaper per byte here);
+ *   - a piece lives while a block carved from it does (live counts them, plus
+ *     one while it is the piece being carved); the last piece to empty is kept
+ *     as the spare and carved again, so memory freed by the catch-up or by events
+ *     letting go is reused already faulted in, not returned and faulted anew.
+ * Blocks are released about in the order they were made (entries are applied
+ * in order, events let go oldest first), so pieces empty soon after their
+ * blocks; the memory held beyond the blocks is the piece being carved, the
+ * spare and pieces a long-lived block keeps (at most one piece per such block).
+ * Larger blocks are allocated on their own, as before. If a piece cannot be
+ * allocated, the block is allocated on its own too (NULL only when that fails).
+ *
+ * Carving takes pool.mu (a producer copies its payload before it takes the
+ * manager's lock, and several producers may at once); releasing is atomic
+ * (the catch-up frees entries with no lock held).
+ */
+#include <sys/mman.h>
+
+#define PL_PIECE ((size_t)2 << 20)
+#define PL_BLOCK_MAX (PL_PIECE / 4)
+#define PL_ALIGN 64   /* blocks start on a cache line: a producer filling one does not share it with the worker */
+
+typedef struct pl_piece {
+    uint64_t live;            /* atomic: blocks carved from it + 1 while it is pool.cur */
+    struct pl_pool *pool;
+} pl_piece;
+
+typedef struct pl_pool {
+    pthread_mutex_t mu;
+    pl_piece *cur;            /* under mu: the piece blocks are carved from, or NULL */
+    size_t used;              /* under mu: bytes of cur handed out (its header included) */
+    pl_piece *spare;          /* atomic: an emptied piece kept for reuse, or NULL */
+} pl_pool;
+
+#define PL_HEADER ((sizeof(pl_piece) + PL_ALIGN - 1) & ~(size_t)(PL_ALIGN - 1))
+
+static void pl_init(pl_pool *pool)
+{
+    memset(pool, 0, sizeof *pool);
+    pthread_mutex_init(&pool->mu, NULL);
+}
+
+/* A piece's last block (or its carving) is done: keep it as the spare, freeing
+ * the spare it replaces. */
+static void pl_piece_release(pl_piece *pc)
+{
+    if (__atomic_sub_fetch(&pc->live, 1, __ATOMIC_ACQ_REL) != 0) return;
+    pl_piece *old = __atomic_exchange_n(&pc->pool->spare, pc, __ATOMIC_ACQ_REL);
+    free(old);
+}
+
+/* Caller holds pool->mu: a piece to carve from (the spare, or a new one), or NULL. */
+static pl_piece *pl_piece_get(pl_pool *pool)
+{
+    pl_piece *pc = __atomic_exchange_n(&pool->spare, NULL, __ATOMIC_ACQ_REL);
+    if (!pc) {
+        void *mem = NULL;
+        if (posix_memalign(&mem, PL_PIECE, PL_PIECE) != 0) return NULL;
+#ifdef MADV_HUGEPAGE
+        madvise(mem, PL_PIECE, MADV_HUGEPAGE);   /* advice only: 4 KiB pages when refused */
+#endif
+        pc = mem;
+    }
+    pc->pool = pool;
+    __atomic_store_n(&pc->live, 1, __ATOMIC_RELAXED);
+    return pc;
+}
+
+/* `size` bytes for a block; *piece_out gets the piece it was carved from (NULL:
+ * allocated on its own, free() it). NULL when there is no memory. */
+static void *pl_alloc(pl_pool *pool, size_t size, pl_piece **piece_out)
+{
+    *piece_out = NULL;
+    if (size > PL_BLOCK_MAX) return malloc(size);
+    size = (size + PL_ALIGN - 1) & ~(size_t)(PL_ALIGN - 1);
+    pthread_mutex_lock(&pool->mu);
+    if (!pool->cur || pool->used + size > PL_PIECE) {
+        if (pool->cur) pl_piece_release(pool->cur);   /* carved out: it lives on with its blocks */
+        pool->cur = pl_piece_get(pool);
+        pool->used = PL_HEADER;
+    }
+    pl_piece *pc = pool->cur;
+    if (!pc) {
+        pthread_mutex_unlock(&pool->mu);
+        return malloc(size);
+    }
+    char *block = (char *)pc + pool->used;
+    pool->used += size;
+    __atomic_add_fetch(&pc->live, 1, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&pool->mu);
+    *piece_out = pc;
+    return block;
+}
+
+/* A block from pl_alloc is no longer used. */
+static void pl_free(void *block, pl_piece *pc)
+{
+    if (pc) pl_piece_release(pc);
+    else free(block);
+}
+
+/* Every block was released (bs_destroy): free the pieces. */
+static void pl_destroy(pl_pool *pool)
+{
+    if (pool->cur) pl_piece_release(pool->cur);   /* lands in spare once empty */
+    pool->cur = NULL;
+    free(__atomic_exchange_n(&pool->spare, NULL, __ATOMIC_ACQ_REL));
+    pthread_mutex_destroy(&pool->mu);
+}
