@@ -1,7 +1,8 @@
 """The C library from C alone: tests/c/test_bufferscope.c (several producer and
 synchronizer threads, every bad argument, pause/timeout/full/fault, close while
 waiting, 200 create/destroy cycles), built and run under AddressSanitizer +
-UndefinedBehaviorSanitizer (leaks included) and again under ThreadSanitizer."""
+UndefinedBehaviorSanitizer (leaks included), again with 8-byte set offsets and
+again under ThreadSanitizer."""
 
 from __future__ import annotations
 
@@ -24,6 +25,11 @@ SANITIZERS = {
                     "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1"}),
     "tsan": (["-fsanitize=thread"], {"TSAN_OPTIONS": "halt_on_error=1:second_deadlock_stack=1"}),
 }
+# The library keeps set chunks' flat offsets in 4 bytes for buffers of at most
+# 2^32 elements and in 8 bytes beyond: this build takes the 8-byte path on the
+# test's small buffers, so both widths are checked.
+SANITIZERS["asan-ubsan-8-byte-offsets"] = (SANITIZERS["asan-ubsan"][0] + ["-DBS_OFF32_MAX=0"],
+                                           SANITIZERS["asan-ubsan"][1])
 
 
 def _build(tmp_path, flags, name):

@@ -207,6 +207,12 @@ enum { WAIT_NONE = 0, WAIT_IDLE = 1, WAIT_GATHER = 2, WAIT_CATCHUP = 3 };
 #define SCATTER_AHEAD 32
 #endif
 #define SETS_CHUNK 65536
+/* Buffers of at most this many elements keep a set chunk's flat offsets in 4
+ * bytes, not 8: a third less memory to fill and read per element (tests build
+ * with -DBS_OFF32_MAX=0 to run the 8-byte path on small buffers too). */
+#ifndef BS_OFF32_MAX
+#define BS_OFF32_MAX ((uint64_t)1 << 32)
+#endif
 
 enum { ENTRY_UPDATE = 0, ENTRY_SETS = 1, ENTRY_SYNC = 2 };
 
@@ -218,7 +224,7 @@ typedef struct payload {
     uint64_t ev_refs;   /* under mu: events holding it (it counts against the budget while > 0) */
     uint64_t n;         /* elements */
     float *values;
-    uint64_t *offsets;  /* a set chunk's flat offsets; NULL for a write */
+    void *offsets;      /* a set chunk's flat offsets (offset_t: see off32); NULL for a write */
     pl_piece *piece;    /* the pool piece it was carved from; NULL: allocated on its own */
 } payload;
 
@@ -227,19 +233,19 @@ static void payload_unref(payload *p)
     if (p && __atomic_sub_fetch(&p->refs, 1, __ATOMIC_ACQ_REL) == 0) pl_free(p, p->piece);
 }
 
-/* A block for n values (and n flat offsets when `sets`), one reference held by
- * the caller; NULL when there is no memory. */
-static payload *payload_new(pl_pool *pool, uint64_t n, int sets)
+/* A block for n values (and n flat offsets of off_size bytes each, 0 for none),
+ * one reference held by the caller; NULL when there is no memory. */
+static payload *payload_new(pl_pool *pool, uint64_t n, size_t off_size)
 {
     size_t vbytes = ((size_t)n * sizeof(float) + 7) & ~(size_t)7;
     pl_piece *pc;
-    payload *p = pl_alloc(pool, sizeof *p + vbytes + (sets ? (size_t)n * sizeof(uint64_t) : 0), &pc);
+    payload *p = pl_alloc(pool, sizeof *p + vbytes + (size_t)n * off_size, &pc);
     if (!p) return NULL;
     p->refs = 1;
     p->ev_refs = 0;
     p->n = n;
     p->values = (float *)(p + 1);
-    p->offsets = sets ? (uint64_t *)((char *)(p + 1) + vbytes) : NULL;
+    p->offsets = off_size ? (char *)(p + 1) + vbytes : NULL;
     p->piece = pc;
     return p;
 }
@@ -272,7 +278,7 @@ typedef struct entry {
     uint64_t offset;    /* BS_OP_SET: flat element offset */
     float value;
     float *data;        /* BS_OP_WRITE payload, or ENTRY_SETS values (in pl) */
-    uint64_t *offsets;  /* ENTRY_SETS flat offsets (in pl) */
+    void *offsets;      /* ENTRY_SETS flat offsets (in pl; uint32_t or uint64_t: off32) */
     payload *pl;        /* owns data and offsets; shared with the events describing it */
 } entry;
 
@@ -287,6 +293,8 @@ struct bs_manager {
     int64_t shape[BS_MAX_NDIM];   /* as given */
     int64_t shape3[3];            /* padded to 3-d with leading 1s */
     size_t nelem;
+    int off32;                    /* set chunks keep flat offsets as uint32_t (else uint64_t):
+                                   * nelem <= BS_OFF32_MAX (2^32; a test build lowers it) */
     float *buf[2];
     int front_slot;
 
@@ -672,6 +680,12 @@ static int copy_payload(bs_manager *m, entry *e, const bs_update *u)
 
 /* ---------------------------------------------------------------- apply */
 
+/* Flat offset j of a set chunk's offsets (their width: m->off32). */
+static inline uint64_t offset_at(const bs_manager *m, const void *offsets, uint64_t j)
+{
+    return m->off32 ? ((const uint32_t *)offsets)[j] : ((const uint64_t *)offsets)[j];
+}
+
 static void apply_region(const bs_manager *m, float *b, const entry *e)
 {
     const int64_t s1 = m->shape3[1], s2 = m->shape3[2];
@@ -705,17 +719,22 @@ static void apply_region(const bs_manager *m, float *b, const entry *e)
 static void apply_entry(const bs_manager *m, float *b, const entry *e, uint64_t from, uint64_t n)
 {
     if (e->kind == ENTRY_SETS) {
-        const uint64_t *off = e->offsets;
         const float *val = e->data;
         /* Scattered stores miss the cache: prefetch for writing SCATTER_AHEAD
          * elements ahead, so that several misses are in flight at once. */
         const uint64_t end = from + n;
-        uint64_t j = from;
-        for (; j + SCATTER_AHEAD < end; j++) {
-            __builtin_prefetch(b + off[j + SCATTER_AHEAD], 1, 3);
-            b[off[j]] = val[j];
-        }
-        for (; j < end; j++) b[off[j]] = val[j];
+#define SCATTER(T) do { \
+            const T *off = e->offsets; \
+            uint64_t j = from; \
+            for (; j + SCATTER_AHEAD < end; j++) { \
+                __builtin_prefetch(b + off[j + SCATTER_AHEAD], 1, 3); \
+                b[off[j]] = val[j]; \
+            } \
+            for (; j < end; j++) b[off[j]] = val[j]; \
+        } while (0)
+        if (m->off32) SCATTER(uint32_t);
+        else SCATTER(uint64_t);
+#undef SCATTER
     } else if (e->op == BS_OP_SET) {
         b[e->offset] = e->value;
     } else {
@@ -766,7 +785,7 @@ static uint64_t watch_hit(const bs_manager *m, const entry *e, uint64_t frm)
     if (!m->watch_n) return NO_HIT;
     if (e->kind == ENTRY_SETS) {
         for (uint64_t j = frm; j < e->count; j++)
-            if (j != passed && watched(m, e->offsets[j])) return j;
+            if (j != passed && watched(m, offset_at(m, e->offsets, j))) return j;
         return NO_HIT;
     }
     if (frm == 0 && passed != 0 && writes_watched(m, e)) return 0;
@@ -833,7 +852,13 @@ static void batch_keep(bs_manager *m, entry *e)
 static void copy_written(const bs_manager *m, float *dst, const float *src, const entry *e)
 {
     if (e->kind == ENTRY_SETS) {
-        for (uint64_t j = 0; j < e->count; j++) dst[e->offsets[j]] = src[e->offsets[j]];
+#define COPY_SETS(T) do { \
+            const T *off = e->offsets; \
+            for (uint64_t j = 0; j < e->count; j++) dst[off[j]] = src[off[j]]; \
+        } while (0)
+        if (m->off32) COPY_SETS(uint32_t);
+        else COPY_SETS(uint64_t);
+#undef COPY_SETS
         return;
     }
     if (e->op == BS_OP_SET) {
@@ -1145,6 +1170,7 @@ int bs_create(const bs_config *c, bs_manager **out)
         m->shape3[3 - c->ndim + d] = c->shape[d];
     }
     m->nelem = (size_t)nelem;
+    m->off32 = nelem <= BS_OFF32_MAX;
     m->max_pending = c->max_pending;
     m->fill = c->fill;
     m->buf[0] = malloc(m->nelem * sizeof(float));
@@ -1527,33 +1553,41 @@ int bs_enqueue_batch(bs_manager *m, const bs_update *u, size_t n, uint64_t produ
     return rc;
 }
 
-/* Flat offsets of cnt n-d indices; returns 0 when any is out of bounds. */
-static int flat_offsets(const bs_manager *m, const int64_t *ix, size_t cnt, uint64_t *out)
+/* Flat offsets of cnt n-d indices into out (m->off32 wide each); returns 0
+ * when any is out of bounds. One pass without branches (a negative index wraps
+ * to a huge unsigned one); a bad index leaves garbage that is never used. */
+static int flat_offsets(const bs_manager *m, const int64_t *ix, size_t cnt, void *out)
 {
     const int nd = m->ndim;
     const uint64_t s0 = (uint64_t)m->shape[0];
     const uint64_t s1 = nd > 1 ? (uint64_t)m->shape[1] : 1;
     const uint64_t s2 = nd > 2 ? (uint64_t)m->shape[2] : 1;
     uint64_t bad = 0;
-    if (nd == 1) {
-        for (size_t j = 0; j < cnt; j++) {
-            uint64_t a = (uint64_t)ix[j];
-            bad |= a >= s0;
-            out[j] = a;
-        }
-    } else if (nd == 2) {
-        for (size_t j = 0; j < cnt; j++) {
-            uint64_t a = (uint64_t)ix[2 * j], b = (uint64_t)ix[2 * j + 1];
-            bad |= (a >= s0) | (b >= s1);
-            out[j] = a * s1 + b;
-        }
-    } else {
-        for (size_t j = 0; j < cnt; j++) {
-            uint64_t a = (uint64_t)ix[3 * j], b = (uint64_t)ix[3 * j + 1], c = (uint64_t)ix[3 * j + 2];
-            bad |= (a >= s0) | (b >= s1) | (c >= s2);
-            out[j] = (a * s1 + b) * s2 + c;
-        }
-    }
+#define FLAT(T) do { \
+        T *o = out; \
+        if (nd == 1) { \
+            for (size_t j = 0; j < cnt; j++) { \
+                uint64_t a = (uint64_t)ix[j]; \
+                bad |= a >= s0; \
+                o[j] = (T)a; \
+            } \
+        } else if (nd == 2) { \
+            for (size_t j = 0; j < cnt; j++) { \
+                uint64_t a = (uint64_t)ix[2 * j], b = (uint64_t)ix[2 * j + 1]; \
+                bad |= (a >= s0) | (b >= s1); \
+                o[j] = (T)(a * s1 + b); \
+            } \
+        } else { \
+            for (size_t j = 0; j < cnt; j++) { \
+                uint64_t a = (uint64_t)ix[3 * j], b = (uint64_t)ix[3 * j + 1], c = (uint64_t)ix[3 * j + 2]; \
+                bad |= (a >= s0) | (b >= s1) | (c >= s2); \
+                o[j] = (T)((a * s1 + b) * s2 + c); \
+            } \
+        } \
+    } while (0)
+    if (m->off32) FLAT(uint32_t);
+    else FLAT(uint64_t);
+#undef FLAT
     return !bad;
 }
 
@@ -1583,7 +1617,7 @@ int bs_set_many(bs_manager *m, const int64_t *indices, const float *values, size
         e->cost = cnt;
         e->touched = cnt;
         e->producer = producer;
-        e->pl = payload_new(&m->pool, cnt, 1);
+        e->pl = payload_new(&m->pool, cnt, m->off32 ? sizeof(uint32_t) : sizeof(uint64_t));
         if (!e->pl) {
             rc = fail(BS_ENOMEM, "cannot copy %zu element sets", cnt);
             break;
@@ -2050,7 +2084,7 @@ int bs_event_payload(bs_manager *m, uint64_t event_index, int64_t *indices_out,
     if (indices_out && p->offsets) {
         const int nd = m->ndim;
         for (uint64_t j = 0; j < n; j++) {
-            uint64_t off = p->offsets[from + j];
+            uint64_t off = offset_at(m, p->offsets, from + j);
             for (int k = nd - 1; k >= 0; k--) {
                 indices_out[j * nd + k] = (int64_t)(off % (uint64_t)m->shape[k]);
                 off /= (uint64_t)m->shape[k];
@@ -2189,7 +2223,7 @@ int bs_inject_worker_fault(bs_manager *m, uint64_t after)
 static void trace_entry(bs_manager *m, const entry *e, const float *data)
 {
     if (e->kind == ENTRY_SETS)
-        tw_sets(m->trace, e->offsets, e->data, e->count, e->seq, e->producer);
+        tw_sets(m->trace, e->offsets, m->off32, e->data, e->count, e->seq, e->producer);
     else
         tw_update(m->trace, e->op, e->start, e->stop, e->value, data, e->seq, e->producer);
 }

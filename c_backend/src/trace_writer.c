@@ -727,8 +727,9 @@ static void tw_update(tw *t, int op, const int64_t *start, const int64_t *stop, 
     tw_end(t);
 }
 
-/* Caller holds the manager's lock: n element sets seq..seq+n-1 (flat offsets). */
-static void tw_sets(tw *t, const uint64_t *offsets, const float *values, uint64_t n,
+/* Caller holds the manager's lock: n element sets seq..seq+n-1 (flat offsets,
+ * uint32_t when off32, else uint64_t; recorded as uint64_t either way). */
+static void tw_sets(tw *t, const void *offsets, int off32, const float *values, uint64_t n,
                     uint64_t seq, uint64_t producer)
 {
     tw_rec *r = tw_begin(t, TW_SETS, n * (sizeof(uint64_t) + sizeof(float)));
@@ -738,7 +739,12 @@ static void tw_sets(tw *t, const uint64_t *offsets, const float *values, uint64_
     r->count = n;
     r->producer = producer;
     uint64_t *off = (uint64_t *)(r + 1);
-    memcpy(off, offsets, n * sizeof(uint64_t));
+    if (off32) {
+        const uint32_t *o32 = offsets;
+        for (uint64_t j = 0; j < n; j++) off[j] = o32[j];
+    } else {
+        memcpy(off, offsets, n * sizeof(uint64_t));
+    }
     memcpy(off + n, values, n * sizeof(float));
     tw_end(t);
 }
