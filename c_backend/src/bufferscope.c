@@ -49,7 +49,7 @@
  * instead (and stops remembering, so memory stays bounded). Both buffers are
  * equal after every catch-up, so the back is never stale. A swap after an
  * empty batch is caught up at once. With nothing queued the worker waits up to
- * CATCHUP_DELAY_NS before it catches up (anything queued, a sync, bs_back or
+ * CATCHUP_DELAY_NS before it catches up, once per swap (anything queued, a sync, bs_back or
  * close ends the wait): a large write that overwrites everything the catch-up
  * would copy (covers_catch_up) makes it unnecessary, so a stream of whole-frame
  * writes costs one copy each, not two.
@@ -980,13 +980,17 @@ static void *worker_main(void *arg)
 {
     bs_manager *m = arg;
     work_item work[WORK_CHUNK];
-    int gathered = 0, delayed = 0;
+    int gathered = 0;
+    /* The epoch whose catch-up the worker waited for already (it waits once per
+     * swap): not a flag, since a wakeup that ends the wait may come after the
+     * next swap (a direct write's wake_worker_now, then a synchronize that swaps
+     * before the worker runs), whose catch-up must wait too. */
+    uint64_t delayed_epoch = UINT64_MAX;
     pthread_setname_np(pthread_self(), "bs-worker");   /* named for debuggers and tests */
 
     pthread_mutex_lock(&m->mu);
     for (;;) {
         while (!m->closed && !worker_has_work(m)) {
-            delayed = 0;   /* a catch-up after a later swap waits again */
             m->worker_waiting = WAIT_IDLE;
             pthread_cond_wait(&m->work_cv, &m->mu);
             m->worker_waiting = WAIT_NONE;
@@ -994,12 +998,11 @@ static void *worker_main(void *arg)
         if (m->closed) break;
 
         if (m->catchup_pending) {
-            if (!delayed && m->ring_len == 0 && !m->has_cur && !m->back_waiters) {
+            if (delayed_epoch != m->epoch && m->ring_len == 0 && !m->has_cur && !m->back_waiters) {
+                delayed_epoch = m->epoch;
                 delay_catch_up(m);
-                delayed = 1;
                 continue;
             }
-            delayed = 0;
             m->worker_busy = 1;
             pthread_mutex_unlock(&m->mu);
             uint64_t pieces;
