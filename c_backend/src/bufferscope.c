@@ -1100,6 +1100,7 @@ static void *worker_main(void *arg)
 
         for (size_t i = 0; i < k; i++)
             if (!work[i].failed) apply_entry(m, back, &work[i].e, work[i].from, work[i].n);
+        pl_prepare(&m->pool);   /* the next payload piece, faulted in here, not by a producer */
 
         int64_t t_applied = now_ns();
         pthread_mutex_lock(&m->mu);

@@ -15,6 +15,11 @@
  *     one while it is the piece being carved); the last piece to empty is kept
  *     as the spare and carved again, so memory freed by the catch-up or by events
  *     letting go is reused already faulted in, not returned and faulted anew.
+ * The worker touches the next piece in advance (pl_prepare, with no lock held,
+ * after it applied a chunk): once the piece being carved is half used and no
+ * spare is ready, it makes the spare and faults it in, so the page faults run
+ * on the worker, beside the producer, not in the producer's set_many call.
+ *
  * Blocks are released about in the order they were made (entries are applied
  * in order, events let go oldest first), so pieces empty soon after their
  * blocks; the memory held beyond the blocks is the piece being carved, the
@@ -40,7 +45,8 @@ typedef struct pl_piece {
 typedef struct pl_pool {
     pthread_mutex_t mu;
     pl_piece *cur;            /* under mu: the piece blocks are carved from, or NULL */
-    size_t used;              /* under mu: bytes of cur handed out (its header included) */
+    size_t used;              /* under mu: bytes of cur handed out (its header included);
+                               * read without mu by pl_prepare as a hint (atomic) */
     pl_piece *spare;          /* atomic: an emptied piece kept for reuse, or NULL */
 } pl_pool;
 
@@ -89,7 +95,7 @@ static void *pl_alloc(pl_pool *pool, size_t size, pl_piece **piece_out)
     if (!pool->cur || pool->used + size > PL_PIECE) {
         if (pool->cur) pl_piece_release(pool->cur);   /* carved out: it lives on with its blocks */
         pool->cur = pl_piece_get(pool);
-        pool->used = PL_HEADER;
+        __atomic_store_n(&pool->used, PL_HEADER, __ATOMIC_RELAXED);
     }
     pl_piece *pc = pool->cur;
     if (!pc) {
@@ -97,11 +103,31 @@ static void *pl_alloc(pl_pool *pool, size_t size, pl_piece **piece_out)
         return malloc(size);
     }
     char *block = (char *)pc + pool->used;
-    pool->used += size;
+    __atomic_store_n(&pool->used, pool->used + size, __ATOMIC_RELAXED);
     __atomic_add_fetch(&pc->live, 1, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&pool->mu);
     *piece_out = pc;
     return block;
+}
+
+/* The worker, no lock held: when the piece being carved is half used and no
+ * spare is ready, make one and fault it in (one write per 4 KiB page), so the
+ * producer that needs the next piece finds it ready. Nothing when memory is short. */
+static void pl_prepare(pl_pool *pool)
+{
+    if (__atomic_load_n(&pool->spare, __ATOMIC_ACQUIRE) ||
+        __atomic_load_n(&pool->used, __ATOMIC_RELAXED) < PL_PIECE / 2)
+        return;
+    void *mem = NULL;
+    if (posix_memalign(&mem, PL_PIECE, PL_PIECE) != 0) return;
+#ifdef MADV_HUGEPAGE
+    madvise(mem, PL_PIECE, MADV_HUGEPAGE);
+#endif
+    for (size_t at = 0; at < PL_PIECE; at += 4096) ((volatile char *)mem)[at] = 0;
+    pl_piece *none = NULL;
+    if (!__atomic_compare_exchange_n(&pool->spare, &none, (pl_piece *)mem, 0, __ATOMIC_ACQ_REL,
+                                     __ATOMIC_ACQUIRE))
+        free(mem);   /* a piece emptied meanwhile became the spare */
 }
 
 /* A block from pl_alloc is no longer used. */
