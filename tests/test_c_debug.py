@@ -1,7 +1,8 @@
 """C-backend debugging specifics (SPEC §4, §7) beyond the shared scheduler tests:
-payloads shared with the queue and kept within the library's budget, a large
-write copied straight into the back still described, watches on producers that
-start while the worker is stopped, and back() on a closed manager."""
+payloads shared with the queue and kept within the library's budget (exact while
+their memory is reused), a large write copied straight into the back still
+described, watches on producers that start while the worker is stopped, and
+back() on a closed manager."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from conftest import wait_until
 
 import app
 from app import Fill, Set, Write
+from app.reference import ReferenceModel, first_difference, same_bits
 
 WAIT = 10.0
 
@@ -57,6 +59,44 @@ def test_wrapped_ring_lets_go_of_payloads():
         evs = m.events()[0]
         assert len(evs) <= 8
         assert all(e.indices is not None for e in evs if e.kind == "apply")
+
+
+@pytest.mark.parametrize("shape", [(3000,), (96, 80), (12, 10, 9)])
+def test_set_many_payloads_stay_exact_while_their_memory_is_reused(shape):
+    """About 10 MB of set_many payloads under a 600,000-element budget: the events
+    let go of the oldest payloads, and the library carves later calls' payloads from
+    the 2 MiB pieces they held, while the payloads the events keep span several
+    pieces. Every event that still has its payload gives exactly what its call wrote
+    (a piece reused too early overwrites some), and every front equals the reference
+    bit for bit."""
+    rng = np.random.default_rng(7)
+    ref = ReferenceModel(shape)
+    calls = []   # (first seq, indices, values) as the call passed them
+    with app.open_manager("c", shape) as m:
+        m._set_payload_budget(600_000)
+        for k in range(240):
+            n = int(rng.integers(1, 10_000))
+            idx = np.stack([rng.integers(0, s, n) for s in shape], axis=1)
+            vals = rng.standard_normal(n).astype(np.float32)
+            seqs = m.set_many(idx, vals)
+            ref.set_many(idx, vals)
+            calls.append((int(seqs[0]), idx.copy(), vals.copy()))
+            idx[:] = 0                     # the caller may change its arrays at once
+            vals[:] = np.nan
+            if k % 20 == 19:
+                m.synchronize(timeout=WAIT)
+                ref.synchronize()
+                assert same_bits(m.front(), ref.front), first_difference(m.front(), ref.front)
+        runs = [e for e in m.events()[0] if e.op == "set" and e.kind in ("enqueue", "apply")]
+        kept = [e for e in runs if not e.payload_dropped]
+        assert kept and len(kept) < len(runs), "the budget let go of some payloads, not all"
+        firsts = [c[0] for c in calls]
+        for e in kept:
+            first, idx, vals = calls[int(np.searchsorted(firsts, e.seq, side="right")) - 1]
+            j = e.seq - first
+            assert np.array_equal(e.indices, idx[j:j + e.count]), f"event {e.index} indices"
+            assert np.array_equal(e.values.view(np.uint32), vals[j:j + e.count].view(np.uint32)), \
+                f"event {e.index} values"
 
 
 def test_a_producer_that_starts_while_stopped_at_a_break_does_not_stop_it_again():
