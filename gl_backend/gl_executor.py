@@ -59,8 +59,8 @@ def float_bits(value: float) -> int:
 
 
 class _Enc:
-    """What the GL executor needs of one entry: ``pairs`` ((n, 2) uint32 offsets and
-    bits for set_many, an ``(offset, bits)`` tuple for one Set); ``start``/``stop``
+    """What the GL executor needs of one entry: ``pairs`` (``(offsets, bits)``: int64
+    and uint32 arrays for set_many, two ints for one Set); ``start``/``stop``
     (padded to 3-d), ``bits`` and ``data`` (a Write's uint32 block) for regions."""
 
     __slots__ = ("pairs", "start", "stop", "bits", "data", "touched")
@@ -160,10 +160,8 @@ class GlExecutor:
     def encode(self, e: Entry) -> None:
         enc = _Enc()
         if e.kind == SETS:
-            pairs = np.empty((e.count, 2), dtype=np.uint32)
-            pairs[:, 0] = e.flat
-            pairs[:, 1] = e.values.view(np.uint32)
-            enc.pairs = pairs
+            # No copy: the chunk's own offsets and values (as bits) are read by the worker.
+            enc.pairs = (np.ascontiguousarray(e.flat, dtype=np.int64), e.values.view(np.uint32))
             enc.touched = e.count
             e.enc = enc
             return
@@ -279,6 +277,7 @@ class GlExecutor:
             else:
                 for op in self.batch_ops:
                     op.apply(self.gpu, back)
+                self.gpu.check("replaying the batch onto the new back")
                 replayed = self.batch_entries
             self.gpu.wait()
             return replayed
@@ -295,7 +294,7 @@ class GlExecutor:
         self.batch_entries = 0
         self.batch_touched = 0
         self.batch_overflow = False
-        self.gpu.delete_buffers(names)
+        self.gpu.release_buffers(names)
 
     def _keep(self, ops, entries: int, failed: bool) -> None:
         """Remember applied operations for the catch-up replay."""
@@ -315,7 +314,8 @@ class GlExecutor:
     # -- applying ------------------------------------------------------------------------
     def apply(self, items: list[Item], slot: int) -> Exception | None:
         """Issue the GL work of ``items`` on texture ``slot``, merged."""
-        from ._gpu import SCATTER_MAX, BoxesOp, RectsOp, SetsOp, last_writes
+        from ._gpu import BoxesOp, RectsOp
+        from ._sets import SCATTER_MAX, SetsOp, concat_sets, last_writes
 
         gpu = self.gpu
         ops: list = []
@@ -326,25 +326,18 @@ class GlExecutor:
 
         def flush_sets() -> None:
             if sets:
-                parts, singles = [], []
-                for p in sets:
-                    if type(p) is tuple:
-                        singles.append(p)
-                        continue
-                    if singles:
-                        parts.append(np.array(singles, dtype=np.uint32))
-                        singles = []
-                    parts.append(p)
-                if singles:
-                    parts.append(np.array(singles, dtype=np.uint32))
-                pairs = parts[0] if len(parts) == 1 else np.concatenate(parts)
+                flat, bits = concat_sets(sets)
                 sets.clear()
                 # Slices are dispatched in order, so a later slice wins over an earlier one.
-                for lo in range(0, len(pairs), SCATTER_MAX):
-                    part = last_writes(pairs[lo: lo + SCATTER_MAX], gpu.stamps)
-                    op = SetsOp(gpu, part)
-                    ops.append((op, len(part)))
+                for lo in range(0, len(flat), SCATTER_MAX):
+                    f, b = flat[lo: lo + SCATTER_MAX], bits[lo: lo + SCATTER_MAX]
+                    keep = last_writes(f, gpu.stamps)
+                    if keep is not None:
+                        f, b = f[keep], b[keep]
+                    op = SetsOp(gpu, f, b)
+                    ops.append((op, len(f)))
                     op.apply(gpu, slot)
+                gpu.check("applying element sets")
 
         def flush_group() -> None:
             if group.k:
@@ -362,7 +355,8 @@ class GlExecutor:
                 enc = e.enc
                 if enc.pairs is not None:
                     flush_group()
-                    sets.append(enc.pairs if n == e.count else enc.pairs[frm: frm + n])
+                    p = enc.pairs
+                    sets.append(p if n == e.count else (p[0][frm: frm + n], p[1][frm: frm + n]))
                     continue
                 flush_sets()
                 volume = enc.touched
@@ -380,6 +374,7 @@ class GlExecutor:
                 group.add(e.op, enc, volume)
             flush_sets()
             flush_group()
+            gpu.check("applying updates")
             err = None
         except Exception as exc:
             err = exc

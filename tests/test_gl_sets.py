@@ -1,0 +1,148 @@
+"""The GL backend's element-set path: de-duplication without sorting (``_sets``),
+the hashed stamps of large buffers, pooled buffers, and GL errors of the
+unchecked hot-path calls (``_glfast``) still reaching the caller.
+
+The sets are compared with the numpy reference bit for bit; the pure-numpy
+parts run without a GL context.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app import BackendError, ReferenceModel, Set
+from app.reference import first_difference, same_bits
+from gl_backend._sets import SCATTER_MAX, STAMP_SLOTS, _exact, concat_sets, last_writes, stamps_for
+from tests.test_gl_backend import gl  # noqa: F401 - the fixture
+
+
+def _expected(flat: np.ndarray) -> np.ndarray:
+    """The last occurrence of each offset, by a plain loop."""
+    last = {}
+    for pos, off in enumerate(flat.tolist()):
+        last[off] = pos
+    keep = np.zeros(len(flat), dtype=bool)
+    keep[list(last.values())] = True
+    return keep
+
+
+@pytest.mark.parametrize("n, span", [(1, 10), (7, 3), (4096, 1 << 20), (SCATTER_MAX, 5000),
+                                     (SCATTER_MAX, 1 << 20)])
+def test_last_writes_keeps_exactly_the_last_write_of_each_offset(n, span):
+    rng = np.random.default_rng(n + span)
+    flat = rng.integers(0, span, n).astype(np.int64)
+    stamps = stamps_for(span)
+    keep = last_writes(flat, stamps)
+    want = _expected(flat)
+    if want.all():
+        assert keep is None
+    else:
+        assert keep is not None and np.array_equal(keep, want)
+    distinct = rng.permutation(span)[: min(n, span)].astype(np.int64)
+    assert last_writes(distinct, stamps) is None
+
+
+def test_last_writes_on_hashed_stamps_tells_collisions_from_repeats():
+    """A buffer larger than STAMP_SLOTS shares stamp slots between offsets: an offset
+    that lost its slot to a *different* offset must still be kept."""
+    big = 4 * STAMP_SLOTS
+    stamps = stamps_for(big)
+    assert len(stamps) == STAMP_SLOTS
+    rng = np.random.default_rng(5)
+    base = rng.integers(0, STAMP_SLOTS, 3000)
+    # Each base offset, the same slot in three other places, and a few true repeats.
+    flat = np.concatenate([base, base + STAMP_SLOTS, base + 3 * STAMP_SLOTS, base[:500],
+                           rng.integers(0, big, 20_000)]).astype(np.int64)
+    flat = flat[rng.permutation(len(flat))]
+    keep = last_writes(flat, stamps)
+    assert keep is not None and np.array_equal(keep, _expected(flat))
+    assert np.array_equal(_exact(flat), _expected(flat))
+    # Colliding but distinct offsets only: nothing dropped.
+    only = np.concatenate([base, base + STAMP_SLOTS]).astype(np.int64)
+    got = last_writes(only, stamps)
+    assert got is None or got.all()
+
+
+def test_concat_sets_keeps_the_order_of_chunks_and_single_sets():
+    parts = [(5, 50), (np.array([1, 2], dtype=np.int64), np.array([10, 20], dtype=np.uint32)),
+             (3, 30), (4, 40), (np.array([9], dtype=np.int64), np.array([90], dtype=np.uint32)),
+             (6, 60)]
+    flat, bits = concat_sets(parts)
+    assert flat.tolist() == [5, 1, 2, 3, 4, 9, 6] and flat.dtype == np.int64
+    assert bits.tolist() == [50, 10, 20, 30, 40, 90, 60] and bits.dtype == np.uint32
+
+
+def _sync_and_check(m, ref):
+    m.synchronize(timeout=60)
+    ref.synchronize()
+    got = m.front()
+    assert same_bits(got, ref.front, flush_subnormals=False), first_difference(got, ref.front)
+
+
+def test_sets_on_a_buffer_larger_than_the_stamps_match_numpy(gl):  # noqa: F811
+    shape = (2048, 2048)          # 4 M elements: offsets share stamp slots
+    m, ref = gl(shape), ReferenceModel(shape)
+    rng = np.random.default_rng(11)
+    rows = rng.integers(0, 1024, 30_000)
+    cols = rng.integers(0, 2048, 30_000)
+    # (r, c) and (r + 1024, c) share a slot (1024 rows of 2048 = STAMP_SLOTS apart).
+    idx = np.concatenate([np.stack([rows, cols], 1), np.stack([rows + 1024, cols], 1),
+                          np.stack([rows[:4000], cols[:4000]], 1)])
+    idx = idx[rng.permutation(len(idx))]
+    vals = rng.standard_normal(len(idx)).astype(np.float32)
+    m.set_many(idx, vals)
+    ref.set_many(idx, vals)
+    m.enqueue(Set((0, 0), -2.5))
+    ref.apply(Set((0, 0), -2.5))
+    _sync_and_check(m, ref)
+    # The next epoch builds on the replayed back.
+    m.set_many(idx[::-1], vals)
+    ref.set_many(idx[::-1], vals)
+    _sync_and_check(m, ref)
+
+
+def test_many_small_set_batches_reuse_buffers_and_match_numpy(gl):  # noqa: F811
+    shape = (64, 96)
+    m, ref = gl(shape), ReferenceModel(shape)
+    rng = np.random.default_rng(2)
+    for epoch in range(6):
+        for _ in range(40):
+            k = int(rng.integers(1, 300))
+            idx = np.stack([rng.integers(0, 64, k), rng.integers(0, 96, k)], 1)
+            vals = rng.standard_normal(k).astype(np.float32)
+            m.set_many(idx, vals)
+            ref.set_many(idx, vals)
+            if k % 3 == 0:
+                s = Set((int(idx[0, 0]), int(idx[0, 1])), float(epoch))
+                m.enqueue(s)
+                ref.apply(s)
+        _sync_and_check(m, ref)
+    names = m.gl_objects()
+    assert names["buffers_live"][0] < 64, "operation buffers are pooled or freed, not leaked"
+
+
+def test_a_gl_error_in_the_unchecked_scatter_reaches_the_caller(gl, monkeypatch):  # noqa: F811
+    from OpenGL import GL
+
+    from gl_backend import _gpu
+
+    m, ref = gl((32, 32)), ReferenceModel((32, 32))
+    m.set_many([[1, 1]], [1.0])
+    ref.set_many([[1, 1]], [1.0])
+    _sync_and_check(m, ref)
+    real = _gpu.Gpu.scatter
+
+    def broken(self, slot, data, n):
+        # An unchecked call that fails: no exception here, only the error flag.
+        self.fast.glBindImageTexture(0, 0xDEAD, 0, GL.GL_FALSE, 0, GL.GL_READ_WRITE, GL.GL_R32UI)
+
+    monkeypatch.setattr(_gpu.Gpu, "scatter", broken)
+    m.set_many([[2, 2]], [2.0])
+    with pytest.raises(BackendError, match="applying element sets: OpenGL error 0x0501"):
+        m.synchronize(timeout=30)
+    monkeypatch.setattr(_gpu.Gpu, "scatter", real)
+    # The front was copied onto the back; the manager keeps working.
+    m.set_many([[3, 3]], [3.0])
+    ref.set_many([[3, 3]], [3.0])
+    _sync_and_check(m, ref)
