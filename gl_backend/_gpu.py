@@ -14,8 +14,8 @@ When the buffer's last dimension and the product of the others both fit
 texture itself (row r, column c is texel (c, r)) and a 3-D one stacks its slices
 vertically; otherwise rows of ``GL_MAX_TEXTURE_SIZE`` elements wrap.
 
-Three kinds of replayable operation (``_sets.SetsOp``, ``BoxesOp``, ``RectsOp``)
-are built from queue entries by the worker and kept until the catch-up after the
+Three kinds of replayable operation (``_sets.SetsOp``, ``_ops.BoxesOp``,
+``_ops.RectsOp``) are built from queue entries by the worker and kept until the catch-up after the
 next swap replays them onto the other texture. The calls made per batch go
 through ``_glfast`` (unchecked, so ``check`` follows each group of them); the
 buffers of operations are pooled (``pooled_buffer``/``release_buffers``).
@@ -294,10 +294,13 @@ class Gpu:
                           GL.GL_UNSIGNED_INT, bits.ctypes.data)
         f.glBindTexture(GL.GL_TEXTURE_2D, 0)
 
-    def copy(self, src: int, dst: int) -> None:
-        GL.glCopyImageSubData(self.textures[src], GL.GL_TEXTURE_2D, 0, 0, 0, 0,
-                              self.textures[dst], GL.GL_TEXTURE_2D, 0, 0, 0, 0,
-                              self.width, self.height, 1)
+    def copy(self, src: int, dst: int, rows: list[tuple[int, int]] | None = None) -> None:
+        """Texture ``src`` onto ``dst``: whole, or only the texture rows ``y0..y1`` of
+        ``rows`` when the two already agree everywhere else."""
+        for y0, y1 in rows if rows is not None else [(0, self.height)]:
+            GL.glCopyImageSubData(self.textures[src], GL.GL_TEXTURE_2D, 0, 0, y0, 0,
+                                  self.textures[dst], GL.GL_TEXTURE_2D, 0, 0, y0, 0,
+                                  self.width, y1 - y0, 1)
         GL.glMemoryBarrier(GL.GL_ALL_BARRIER_BITS)
         self.bands.copy(src, dst)
 
@@ -363,58 +366,3 @@ def range_from_keys(lo_key: int, hi_key: int) -> tuple[float, float] | None:
     bits = np.where(keys & np.uint32(0x80000000), keys & np.uint32(0x7FFFFFFF), ~keys)
     lo, hi = bits.astype(np.uint32).view(np.float32)
     return float(lo), float(hi)
-
-
-# ------------------------------------------------------------------ replayable operations
-
-
-class BoxesOp:
-    """A group of disjoint Fill/Add/Scale/Write boxes as one compute dispatch."""
-
-    __slots__ = ("boxes", "payload", "n_boxes", "total", "bands")
-
-    def __init__(self, gpu: Gpu, boxes: np.ndarray, payload: list[np.ndarray], total: int) -> None:
-        self.boxes = gpu.pooled_buffer(boxes)
-        self.payload = gpu.pooled_buffer(np.concatenate(payload)) if payload else 0
-        self.n_boxes = len(boxes)
-        self.total = total
-        # records: (first element, z0, r0, c0, rows, cols, op, arg); a box's depth
-        # is its volume (the next box's first element minus its own) over rows * cols.
-        b = boxes.astype(np.int64)
-        vol = np.diff(np.append(b[:, 0], total))
-        z0, r0, c0, h, w = b[:, 1], b[:, 2], b[:, 3], b[:, 4], b[:, 5]
-        depth = vol // np.maximum(h * w, 1)
-        rows, cols = gpu.shape3[1], gpu.shape3[2]
-        first = (z0 * rows + r0) * cols + c0
-        last = ((z0 + depth - 1) * rows + r0 + h - 1) * cols + c0 + w - 1
-        self.bands = gpu.bands.of_spans(first, last)
-
-    def apply(self, gpu: Gpu, slot: int) -> None:
-        gpu.run_boxes(slot, self.boxes, self.payload, self.n_boxes, self.total)
-        gpu.bands.mark(slot, self.bands)
-
-    def buffers(self) -> list[int]:
-        return [b for b in (self.boxes, self.payload) if b]
-
-
-class RectsOp:
-    """A Write uploaded as texture rectangles: ``[(x, y, w, h, bits), ...]``."""
-
-    __slots__ = ("rects", "bands")
-
-    def __init__(self, rects: list[tuple[int, int, int, int, np.ndarray]]) -> None:
-        self.rects = rects
-        self.bands = None
-
-    def apply(self, gpu: Gpu, slot: int) -> None:
-        if self.bands is None:
-            wd = gpu.width
-            self.bands = gpu.bands.of_spans(
-                np.array([y * wd + x for x, y, _w, _h, _b in self.rects]),
-                np.array([(y + h - 1) * wd + x + w - 1 for x, y, w, h, _b in self.rects]))
-        for x, y, w, h, bits in self.rects:
-            gpu.write_rect(slot, x, y, w, h, bits)
-        gpu.bands.mark(slot, self.bands)
-
-    def buffers(self) -> list[int]:
-        return []

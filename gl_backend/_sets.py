@@ -95,6 +95,7 @@ class SetsOp:
     """Element sets as one scatter dispatch: ``flat`` (int64) and ``bits`` (uint32)
     with no repeated offset (see ``last_writes``)."""
 
+    COST = 32   # llvmpipe: a scattered set costs about as much as copying 32 elements
     __slots__ = ("buf", "n", "bands")
 
     def __init__(self, gpu, flat: np.ndarray, bits: np.ndarray) -> None:

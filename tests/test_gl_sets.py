@@ -146,3 +146,30 @@ def test_a_gl_error_in_the_unchecked_scatter_reaches_the_caller(gl, monkeypatch)
     m.set_many([[3, 3]], [3.0])
     ref.set_many([[3, 3]], [3.0])
     _sync_and_check(m, ref)
+
+
+def test_catch_up_copies_the_rows_of_dense_sets_instead_of_replaying_them(gl):  # noqa: F811
+    from app import Add, Fill
+
+    shape = (256, 256)     # 4 bands of 16384 elements (64 rows each)
+    m, ref = gl(shape), ReferenceModel(shape)
+    m.enqueue(Fill(((0, 256), (0, 256)), 1.0))
+    ref.apply(Fill(((0, 256), (0, 256)), 1.0))
+    _sync_and_check(m, ref)
+    rng = np.random.default_rng(8)
+    for epoch, (r0, r1) in enumerate([(0, 64), (64, 192), (200, 256)]):
+        since = m.events()[1]
+        idx = np.stack([rng.integers(r0, r1, 6000), rng.integers(0, 256, 6000)], 1)
+        vals = rng.standard_normal(6000).astype(np.float32)
+        m.set_many(idx, vals)       # 6000 scattered sets cost more than copying their bands
+        ref.set_many(idx, vals)
+        _sync_and_check(m, ref)
+        catch = [e for e in m.events(since)[0] if e.kind == "catch-up"]
+        assert [e.count for e in catch] == [0], "the written rows were copied, not replayed"
+        # The next epoch builds on the new back everywhere: copied rows and the rest.
+        m.enqueue(Add(((0, 256), (0, 256)), float(epoch) + 0.5))
+        ref.apply(Add(((0, 256), (0, 256)), float(epoch) + 0.5))
+        m.set_many([[r0, 0]], [9.0])   # a small batch is still replayed
+        ref.set_many([[r0, 0]], [9.0])
+        _sync_and_check(m, ref)
+        assert m.front_range()[:2] == (float(ref.front.min()), float(ref.front.max()))
