@@ -68,24 +68,41 @@ def _exact(flat: np.ndarray) -> np.ndarray:
     return keep
 
 
-def concat_sets(parts: list) -> tuple[np.ndarray, np.ndarray]:
-    """One (int64 offsets, uint32 bits) pair of arrays from a run of ``parts``: each an
-    ``(offsets, bits)`` pair of arrays (a set_many chunk) or of ints (one Set)."""
-    offs, bits, single_o, single_b = [], [], [], []
+def set_slices(parts: list, limit: int = SCATTER_MAX):
+    """A run of ``parts`` as (int64 offsets, uint32 bits) pairs of arrays of at most
+    ``limit`` sets each, in order. A part is an ``(offsets, bits)`` pair of arrays (a
+    set_many chunk) or of ints (one Set). Each slice is joined on its own, while it
+    is small enough to stay in cache, not the whole run at once; a slice within one
+    chunk is a view of it."""
+    pieces, one_o, one_b = [], [], []
     for o, b in parts:
         if type(o) is int:
-            single_o.append(o)
-            single_b.append(b)
+            one_o.append(o)
+            one_b.append(b)
             continue
-        if single_o:
-            offs.append(np.array(single_o, dtype=np.int64))
-            bits.append(np.array(single_b, dtype=np.uint32))
-            single_o, single_b = [], []
-        offs.append(o)
-        bits.append(b)
-    if single_o:
-        offs.append(np.array(single_o, dtype=np.int64))
-        bits.append(np.array(single_b, dtype=np.uint32))
+        if one_o:
+            pieces.append((np.array(one_o, dtype=np.int64), np.array(one_b, dtype=np.uint32)))
+            one_o, one_b = [], []
+        pieces.append((o, b))
+    if one_o:
+        pieces.append((np.array(one_o, dtype=np.int64), np.array(one_b, dtype=np.uint32)))
+    got_o, got_b, size = [], [], 0
+    for o, b in pieces:
+        start = 0
+        while start < len(o):
+            take = min(limit - size, len(o) - start)
+            got_o.append(o[start: start + take])
+            got_b.append(b[start: start + take])
+            size += take
+            start += take
+            if size == limit:
+                yield _join(got_o, got_b)
+                got_o, got_b, size = [], [], 0
+    if size:
+        yield _join(got_o, got_b)
+
+
+def _join(offs: list, bits: list) -> tuple[np.ndarray, np.ndarray]:
     if len(offs) == 1:
         return offs[0], bits[0]
     return np.concatenate(offs), np.concatenate(bits)

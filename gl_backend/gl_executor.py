@@ -287,7 +287,7 @@ class GlExecutor:
     def apply(self, items: list[Item], slot: int) -> Exception | None:
         """Issue the GL work of ``items`` on texture ``slot``, merged."""
         from ._ops import BoxesOp, RectsOp
-        from ._sets import SCATTER_MAX, SetsOp, concat_sets, last_writes
+        from ._sets import SetsOp, last_writes, set_slices
 
         gpu = self.gpu
         ops: list = []
@@ -298,17 +298,15 @@ class GlExecutor:
 
         def flush_sets() -> None:
             if sets:
-                flat, bits = concat_sets(sets)
-                sets.clear()
                 # Slices are dispatched in order, so a later slice wins over an earlier one.
-                for lo in range(0, len(flat), SCATTER_MAX):
-                    f, b = flat[lo: lo + SCATTER_MAX], bits[lo: lo + SCATTER_MAX]
+                for f, b in set_slices(sets):
                     keep = last_writes(f, gpu.stamps)
                     if keep is not None:
                         f, b = f[keep], b[keep]
                     op = SetsOp(gpu, f, b)
                     ops.append((op, len(f)))
                     op.apply(gpu, slot)
+                sets.clear()
                 gpu.check("applying element sets")
 
         def flush_group() -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from app import BackendError, ReferenceModel, Set
 from app.reference import first_difference, same_bits
-from gl_backend._sets import SCATTER_MAX, STAMP_SLOTS, _exact, concat_sets, last_writes, stamps_for
+from gl_backend._sets import SCATTER_MAX, STAMP_SLOTS, _exact, last_writes, set_slices, stamps_for
 from tests.test_gl_backend import gl  # noqa: F401 - the fixture
 
 
@@ -64,13 +64,23 @@ def test_last_writes_on_hashed_stamps_tells_collisions_from_repeats():
     assert got is None or got.all()
 
 
-def test_concat_sets_keeps_the_order_of_chunks_and_single_sets():
+def test_set_slices_keep_the_order_of_chunks_and_single_sets_within_the_limit():
     parts = [(5, 50), (np.array([1, 2], dtype=np.int64), np.array([10, 20], dtype=np.uint32)),
              (3, 30), (4, 40), (np.array([9], dtype=np.int64), np.array([90], dtype=np.uint32)),
              (6, 60)]
-    flat, bits = concat_sets(parts)
+    whole = list(set_slices(parts))
+    assert len(whole) == 1
+    flat, bits = whole[0]
     assert flat.tolist() == [5, 1, 2, 3, 4, 9, 6] and flat.dtype == np.int64
     assert bits.tolist() == [50, 10, 20, 30, 40, 90, 60] and bits.dtype == np.uint32
+    for limit in (1, 2, 3, 7):
+        got = list(set_slices(parts, limit))
+        assert all(0 < len(f) <= limit and len(f) == len(b) for f, b in got)
+        assert np.concatenate([f for f, _ in got]).tolist() == flat.tolist()
+        assert np.concatenate([b for _, b in got]).tolist() == bits.tolist()
+    chunk = (np.arange(10, dtype=np.int64), np.arange(10, dtype=np.uint32))
+    (f, _), = set_slices([chunk])
+    assert np.shares_memory(f, chunk[0]), "a slice within one chunk is a view, not a copy"
 
 
 def _sync_and_check(m, ref):
