@@ -10,7 +10,8 @@ PyOpenGL's platform (``glXGetProcAddress`` / ``eglGetProcAddress``) with the
 worker's context current. They check nothing: the worker calls ``check(what)``
 (one ``glGetError``) after each group of calls, so an error such as
 ``GL_OUT_OF_MEMORY`` is still raised, naming the work that failed. When a
-pointer cannot be resolved the PyOpenGL function is used instead.
+pointer cannot be resolved the PyOpenGL function is used instead (so callers pass
+pointers as ``ctypes.c_void_p`` and name arrays as ctypes arrays, which both take).
 """
 
 from __future__ import annotations
@@ -40,20 +41,24 @@ SIGNATURES = {
 }
 
 
+def address(name: str) -> int | None:
+    """The entry point ``name`` of the current context's GL, or None."""
+    from OpenGL import platform
+
+    try:
+        return platform.PLATFORM.getExtensionProcedure(name.encode()) or None
+    except Exception:  # noqa: BLE001 - any failure: use PyOpenGL's function
+        return None
+
+
 class FastGL:
     """The functions of ``SIGNATURES`` as attributes, for the context current now."""
 
     def __init__(self) -> None:
         import importlib
 
-        from OpenGL import platform
-
         for name, (module, restype, *argtypes) in SIGNATURES.items():
-            addr = None
-            try:
-                addr = platform.PLATFORM.getExtensionProcedure(name.encode())
-            except Exception:  # noqa: BLE001 - any failure: use PyOpenGL's function
-                addr = None
+            addr = address(name)
             if addr:
                 fn = ctypes.CFUNCTYPE(restype, *argtypes)(addr)
             else:
@@ -61,9 +66,9 @@ class FastGL:
             setattr(self, name, fn)
 
     def gen_buffer(self) -> int:
-        name = _u(0)
-        self.glGenBuffers(1, ctypes.byref(name))
-        return int(name.value)
+        name = (_u * 1)()
+        self.glGenBuffers(1, name)
+        return int(name[0])
 
     def delete_buffers(self, names: list[int]) -> None:
         arr = (_u * len(names))(*names)

@@ -214,7 +214,8 @@ class Gpu:
         f = self.fast
         data = np.ascontiguousarray(data)
         f.glBindBuffer(GL.GL_COPY_WRITE_BUFFER, buf)
-        f.glBufferData(GL.GL_COPY_WRITE_BUFFER, data.nbytes, data.ctypes.data, GL.GL_STATIC_DRAW)
+        f.glBufferData(GL.GL_COPY_WRITE_BUFFER, data.nbytes, ctypes.c_void_p(data.ctypes.data),
+                       GL.GL_STATIC_DRAW)
         f.glBindBuffer(GL.GL_COPY_WRITE_BUFFER, 0)
 
     def delete_buffers(self, names: list[int]) -> None:
@@ -291,7 +292,7 @@ class Gpu:
         bits = np.ascontiguousarray(bits, dtype=np.uint32)
         f.glBindTexture(GL.GL_TEXTURE_2D, self.textures[slot])
         f.glTexSubImage2D(GL.GL_TEXTURE_2D, 0, x, y, w, h, GL.GL_RED_INTEGER,
-                          GL.GL_UNSIGNED_INT, bits.ctypes.data)
+                          GL.GL_UNSIGNED_INT, ctypes.c_void_p(bits.ctypes.data))
         f.glBindTexture(GL.GL_TEXTURE_2D, 0)
 
     def copy(self, src: int, dst: int, rows: list[tuple[int, int]] | None = None) -> None:

@@ -183,3 +183,26 @@ def test_catch_up_copies_the_rows_of_dense_sets_instead_of_replaying_them(gl):  
         ref.set_many([[r0, 0]], [9.0])
         _sync_and_check(m, ref)
         assert m.front_range()[:2] == (float(ref.front.min()), float(ref.front.max()))
+
+
+def test_without_resolved_entry_points_pyopengl_functions_do_the_same_work(gl, monkeypatch):  # noqa: F811
+    """Where a GL entry point cannot be resolved, ``_glfast`` uses PyOpenGL's raw
+    function: the same arguments must work there (pointers as c_void_p)."""
+    from app import Fill, Write
+    from gl_backend import _glfast
+
+    monkeypatch.setattr(_glfast, "address", lambda name: None)
+    shape = (300, 200)
+    m, ref = gl(shape), ReferenceModel(shape)
+    assert type(m._executor.gpu.fast.glTexSubImage2D).__module__.startswith("OpenGL")
+    rng = np.random.default_rng(4)
+    for _ in range(3):
+        idx = np.stack([rng.integers(0, 300, 5000), rng.integers(0, 200, 5000)], 1)
+        vals = rng.standard_normal(5000).astype(np.float32)
+        block = rng.standard_normal((40, 200)).astype(np.float32)
+        for u in (Write(((10, 50), (0, 200)), block), Fill(((0, 5), (0, 5)), 2.0)):
+            m.enqueue(u)
+            ref.apply(u)
+        m.set_many(idx, vals)
+        ref.set_many(idx, vals)
+        _sync_and_check(m, ref)
