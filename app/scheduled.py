@@ -66,9 +66,11 @@ class ScheduledManager(BufferManager):
         self._strides = np.array(strides if math.prod(self.shape) < 1 << 62 else [0] * self.ndim,
                                  dtype=np.int64)
         self._executor = executor
+        self._flat_of = _flat_offset_fn(self.shape)
         self._sched = Scheduler(executor, self.shape, self.fill, self.max_pending,
                                 event_capacity, thread_name)
         self._sched.producers = self._producers
+        self._push_set = self._sched.push_set
         self._finalizer = weakref.finalize(self, self._sched.close)
         from_env = trace is None
         if from_env:
@@ -84,6 +86,26 @@ class ScheduledManager(BufferManager):
             except BaseException:
                 self.close()
                 raise
+
+    # -- the per-call fast path -----------------------------------------------------------
+    def enqueue(self, update: Update, block: bool = True) -> int:
+        """A Set of a tuple of in-bounds plain ints and a float joins its producer's
+        open run of Sets (``Scheduler.push_set``): no Entry, no event and no
+        encoding per call. Anything else, and any Set the fast path cannot take
+        (no room, closed, a watch set, recording), takes the general path, with
+        its errors and messages. Each line here costs every per-call producer:
+        measure (``bufferscope bench``) before adding one."""
+        if type(update) is Set and type(update.value) is float:
+            off = self._flat_of(update.index)
+            if off >= 0:
+                try:
+                    pid = self._producer_tls.pid
+                except AttributeError:
+                    pid = self._producer_id()
+                seq = self._push_set(off, update.value, pid)
+                if seq:
+                    return seq
+        return super().enqueue(update, block)
 
     # -- building entries ---------------------------------------------------------------
     def _entry(self, u: Update, producer: int) -> Entry:
@@ -151,7 +173,9 @@ class ScheduledManager(BufferManager):
         names = self._producers
         for (i, t, k, sq, c, ep, p, sl, op, entry, frm) in raw:
             who = names.get(p) or name(p)
-            if entry is None:
+            if entry is not None and entry.run is not None:
+                self._run_events(out, (i, t, k, sq, c, ep, who, sl, op), entry, frm)
+            elif entry is None:
                 out.append(Event(i, t, k, sq, c, ep, who, sl, op))
             elif type(entry) is Entry and entry.kind == UPDATE and type(entry.update) is not Write:
                 u = entry.update   # the common case, without building a dict
@@ -160,6 +184,22 @@ class ScheduledManager(BufferManager):
             else:
                 out.append(Event(i, t, k, sq, c, ep, who, sl, op, **self._detail(entry, frm, c)))
         return out, nxt
+
+    def _run_events(self, out: list, head: tuple, e, frm: int) -> None:
+        """The events of a run of per-call Sets (one ring record, ``Scheduler.push_set``):
+        one per Set, as each would have had alone (its time of enqueue, its index, the
+        value written, as the C library reports it); an apply keeps its own time."""
+        i, t, k, sq, c, ep, who, sl, op = head
+        if isinstance(e, StrippedEntry):
+            out.extend(Event(i, t, k, sq + j, 1, ep, who, sl, op, payload_dropped=True)
+                       for j in range(c))
+            return
+        idx = np.stack(np.unravel_index(e.flat[frm: frm + c], self.shape), axis=1).tolist()
+        vals = e.values[frm: frm + c].tolist()
+        ts = e.run[frm: frm + c].tolist() if k == "enqueue" else [t] * c
+        for j in range(c):
+            out.append(Event(i, ts[j], k, sq + j, 1, ep, who, sl, op,
+                             tuple((x, x + 1) for x in idx[j]), vals[j]))
 
     def _detail(self, e, frm: int, n: int) -> dict:
         """What elements ``frm..frm+n-1`` of queue entry ``e`` wrote (Event fields)."""
@@ -199,3 +239,36 @@ class ScheduledManager(BufferManager):
         self._closed = True
         self._finalizer()     # the first call closes the scheduler; later ones do nothing
         self._sched.close()   # returns once it is closed, whoever closed it
+
+
+def _flat_offset_fn(shape: Shape):
+    """``flat(index)``: the flat offset of a tuple of in-bounds plain ints, else -1."""
+    if len(shape) == 1:
+        (n0,) = shape
+
+        def flat(index) -> int:
+            if type(index) is tuple and len(index) == 1:
+                i = index[0]
+                if type(i) is int and 0 <= i < n0:
+                    return i
+            return -1
+    elif len(shape) == 2:
+        n0, n1 = shape
+
+        def flat(index) -> int:
+            if type(index) is tuple and len(index) == 2:
+                i, j = index
+                if type(i) is int and type(j) is int and 0 <= i < n0 and 0 <= j < n1:
+                    return i * n1 + j
+            return -1
+    else:
+        n0, n1, n2 = shape
+
+        def flat(index) -> int:
+            if type(index) is tuple and len(index) == 3:
+                i, j, k = index
+                if (type(i) is int and type(j) is int and type(k) is int
+                        and 0 <= i < n0 and 0 <= j < n1 and 0 <= k < n2):
+                    return (i * n1 + j) * n2 + k
+            return -1
+    return flat

@@ -28,6 +28,16 @@ out or interrupted) is cancelled: no swap happens for it. A cancelled marker at
 the tail is dropped at once and a new marker replaces a cancelled tail, so
 cancelled markers never outnumber the update entries between them.
 
+Per-call Sets (``push_set``, the fast path of ``ScheduledManager.enqueue``): a
+producer's consecutive Sets join one open *run* at the tail of the queue, a
+SETS entry growing by a list append under the lock (no Entry, event or encoding
+per call), each with its own sequence number and enqueue time. The run is
+sealed (arrays, encoding, its one ring record) before anything else is recorded,
+before the worker takes it and before anyone reads the events; the manager's
+``events()`` gives one event per Set of it, as each would have had alone. A
+watch, a trace being recorded, a full queue or another producer's update ends
+or bypasses the run.
+
 The worker takes a chunk of entries under the lock, drops the lock while the
 executor applies them, and records the ``apply`` events under the lock. At a
 sync marker it waits for the executor's device work, swaps the slots (O(1)),
@@ -74,6 +84,7 @@ GATHER_S = 0.0005            # ... this long, so trickling updates share executo
 EVENT_PAYLOAD_UNITS = 1 << 22  # payload elements the event ring may keep alive (~48 MiB)
 START_TIMEOUT_S = 60.0
 WAIT_SLICE_S = 0.05          # blocking waits return to Python this often (Ctrl+C)
+_now_ns = time.monotonic_ns
 
 
 class Entry:
@@ -82,7 +93,7 @@ class Entry:
     a SYNC marker. ``enc`` is whatever the executor's ``encode`` made of it."""
 
     __slots__ = ("kind", "op", "seq", "count", "units", "producer", "ticket", "cancelled",
-                 "outcome", "update", "flat", "values", "enc")
+                 "outcome", "update", "flat", "values", "enc", "run")
 
     def __init__(self, kind: int, op: str, count: int, units: int, producer: int) -> None:
         self.kind = kind
@@ -98,6 +109,9 @@ class Entry:
         self.flat: np.ndarray | None = None
         self.values: np.ndarray | None = None
         self.enc = None
+        # A SETS entry made of per-call Sets (Scheduler.push_set): each one's enqueue
+        # time (int64 ns), for its own events.
+        self.run: np.ndarray | None = None
 
 
 # One item of a chunk: (entry, first element index in it, element count, failed).
@@ -208,6 +222,7 @@ class Scheduler:
         self.max_pending = max_pending
 
         self.lock = threading.Lock()
+        self._acquire, self._release = self.lock.acquire, self.lock.release
         self.work_cv = threading.Condition(self.lock)
         self.space_cv = threading.Condition(self.lock)
         self.sync_cv = threading.Condition(self.lock)
@@ -249,6 +264,10 @@ class Scheduler:
         self.breaking: tuple[Entry, int] | None = None   # a stop whose event is not recorded yet
         self.cur: Entry | None = None   # worker-private: an entry taken in part (stepping)
         self.cur_done = 0
+        self.run: Entry | None = None   # the open run of one producer's Sets (see push_set)
+        self.run_flat: list[int] = []
+        self.run_vals: list[float] = []
+        self.run_t: list[int] = []
 
         self.ready = False
         self.init_error: BaseException | None = None
@@ -289,6 +308,7 @@ class Scheduler:
         except BaseException as exc:  # a bug, not an executor error: no more work can be done
             with self.lock:
                 self.dead = f"the worker stopped: {type(exc).__name__}: {exc}"
+                self.run = None   # no more Sets join it: enqueue names the failure
                 self.sync_cv.notify_all()
                 self.space_cv.notify_all()
         finally:
@@ -297,9 +317,12 @@ class Scheduler:
 
     # -- events ------------------------------------------------------------------------
     def ev_record(self, kind: str, seq: int, count: int, producer: int, slot: int, op: str,
-                  entry: Entry | None = None, frm: int = 0) -> None:
+                  entry: Entry | None = None, frm: int = 0, t: int = 0) -> None:
         """Caller holds the lock. ``entry`` (and the first element ``frm`` of it the
-        event concerns) says what an enqueue/apply event's updates wrote."""
+        event concerns) says what an enqueue/apply event's updates wrote. An open
+        run is sealed first: its enqueue event comes before any later one."""
+        if self.run is not None:
+            self._seal_run()
         if not self.ev_cap:
             return
         ev = self.ev
@@ -308,7 +331,7 @@ class Scheduler:
             if type(gone) is Entry:
                 self.ev_payload -= _payload_units(gone)
             self.ev_stripped = max(self.ev_stripped, self.ev_count - len(ev) + 1)
-        ev.append((self.ev_count, time.monotonic_ns(), kind, seq, count, self.epoch,
+        ev.append((self.ev_count, t or time.monotonic_ns(), kind, seq, count, self.epoch,
                    producer, slot, op, entry, frm))
         self.ev_count += 1
         if entry is not None:
@@ -332,6 +355,8 @@ class Scheduler:
 
     def events(self, since: int) -> tuple[list[tuple], int]:
         with self.lock:
+            if self.run is not None:
+                self._seal_run()   # a reader sees the run whole; later Sets open a new one
             oldest = self.ev_count - len(self.ev) if self.ev_cap else self.ev_count
             start = max(since, oldest)
             raw = list(itertools.islice(self.ev, start - oldest, None)) if self.ev_cap else []
@@ -371,6 +396,65 @@ class Scheduler:
         with self.lock:
             self._wait_for_room(e.units, block)
             return self._push(e)
+
+    def push_set(self, flat: int, value: float, producer: int) -> int:
+        """The per-call fast path: one validated Set (its flat offset, a float) joins
+        the open run of this producer's Sets at the tail of the queue, or opens one.
+        Returns its sequence number, or 0 when the caller must take the general path
+        (``push``): no room, closed, a failed worker, or the queue being recorded."""
+        self._acquire()   # not `with`: this is the hot path, and this is cheaper
+        try:
+            run = self.run
+            if run is not None and run.producer == producer and self.pending < self.max_pending:
+                offsets = self.run_flat
+                if len(offsets) < SETS_CHUNK:   # the run's count and units: set when sealed
+                    offsets.append(flat)
+                    self.run_vals.append(value)
+                    self.run_t.append(_now_ns())
+                    self.pending += 1
+                    self.last_seq = seq = self.last_seq + 1
+                    return seq
+            return self._open_run(flat, value, producer)
+        finally:
+            self._release()
+
+    def _open_run(self, flat: int, value: float, producer: int) -> int:
+        """Lock held: a new run of one Set at the tail (0: take the general path)."""
+        if (self.closed or self.dead or self.capture is not None or self.watch is not None
+                or self.pending >= self.max_pending):
+            return 0
+        if self.run is not None:
+            self._seal_run()
+        e = Entry(SETS, "set", 1, 1, producer)
+        e.seq = self.last_seq + 1
+        self.queue.append(e)
+        self.last_seq += 1
+        self.pending += 1
+        self.run = e
+        self.run_flat = [flat]
+        self.run_vals = [value]
+        self.run_t = [_now_ns()]
+        if self.worker_idle:
+            self.work_cv.notify()
+        return e.seq
+
+    def _seal_run(self) -> None:
+        """Lock held: the open run becomes an ordinary chunk of sets (its arrays,
+        its encoding, its one ``enqueue`` event, stamped when the run opened). Done
+        before anything else is recorded, taken by the worker or read, so the ring
+        keeps its order and nobody sees a run grow."""
+        e, self.run = self.run, None
+        e.count = e.units = len(self.run_flat)
+        e.flat = np.array(self.run_flat, dtype=np.int64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            e.values = np.array(self.run_vals, dtype=np.float64).astype(np.float32)
+        e.run = np.array(self.run_t, dtype=np.int64)
+        self.run_flat = []
+        self.run_vals = []
+        self.run_t = []
+        self.executor.encode(e)
+        self.ev_record("enqueue", e.seq, e.count, e.producer, 1 - self.front_slot, e.op, e,
+                       t=int(e.run[0]))
 
     def push_many(self, entries: list[Entry], block: bool) -> list[int]:
         """All at once when they fit the bound together; otherwise in order as room appears."""
@@ -544,6 +628,8 @@ class Scheduler:
 
     def set_watch(self, watch: Watch | None) -> None:
         with self.lock:
+            if self.run is not None:
+                self._seal_run()   # while a watch is set, each Set is an entry of its own
             self.watch = watch
             self.break_passed = 0
             self.work_cv.notify()
@@ -712,6 +798,8 @@ class Scheduler:
 
     def _apply_chunk(self) -> None:
         """Lock held on entry and exit; dropped while the executor applies."""
+        if self.run is not None:
+            self._seal_run()
         items: list[Item] = []
         budget = self.step_credits if self.paused else -1   # -1: unlimited
         freed = 0
@@ -791,6 +879,8 @@ class Scheduler:
         with self.lock:
             already = self.closed
             self.closed = True
+            if self.run is not None:
+                self._seal_run()   # its enqueue event is recorded; no more Sets join it
             self.work_cv.notify_all()
             self.space_cv.notify_all()
             self.sync_cv.notify_all()
@@ -809,6 +899,7 @@ class Scheduler:
                 self.front_cache = None
                 self.range_cache = None
                 self.queue.clear()
+                self.run = None
                 self.pending = 0
                 capture, self.capture = self.capture, None
                 self.close_done = True
@@ -820,11 +911,12 @@ class Scheduler:
 class StrippedEntry:
     """What an event keeps of an entry whose payload it let go: its region."""
 
-    __slots__ = ("kind", "region")
+    __slots__ = ("kind", "region", "run")
 
     def __init__(self, e: Entry) -> None:
         self.kind = e.kind
         self.region = None if e.update is None else e.update.region
+        self.run = None if e.run is None else True   # per-call Sets: still one event each
 
 
 def _payload_units(e: Entry) -> int:

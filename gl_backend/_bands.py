@@ -41,6 +41,8 @@ class BandRanges:
         self.nelem = gpu.nelem
         self.band_elems = max(1, min(BAND_ELEMENTS, self.nelem))
         self.n = -(-self.nelem // self.band_elems)
+        be = self.band_elems
+        self.shift = be.bit_length() - 1 if be & (be - 1) == 0 else None
         self.dirty = [np.ones(self.n, dtype=bool), np.ones(self.n, dtype=bool)]
         self.keys = [gpu.new_buffer(np.tile(NO_KEYS, self.n)) for _ in range(2)]
         self.list_buffer = gpu.new_buffer(np.zeros(self.n, dtype=np.uint32))
@@ -60,8 +62,13 @@ class BandRanges:
 
     # -- which bands an operation writes -------------------------------------------------------
     def of_offsets(self, flat: np.ndarray) -> np.ndarray:
-        """The bands holding flat element offsets ``flat``."""
-        return np.unique(np.asarray(flat, dtype=np.int64) // self.band_elems)
+        """The bands holding flat element offsets ``flat`` (O(n): a mask, no sort)."""
+        flat = np.asarray(flat, dtype=np.int64)
+        if self.n == 1:
+            return np.zeros(1 if len(flat) else 0, dtype=np.intp)
+        mask = np.zeros(self.n, dtype=bool)
+        mask[flat >> self.shift if self.shift is not None else flat // self.band_elems] = True
+        return np.flatnonzero(mask)
 
     def of_spans(self, first: np.ndarray, last: np.ndarray) -> np.ndarray:
         """The bands meeting any flat span ``first[k]..last[k]`` (inclusive)."""

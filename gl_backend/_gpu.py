@@ -14,9 +14,11 @@ When the buffer's last dimension and the product of the others both fit
 texture itself (row r, column c is texel (c, r)) and a 3-D one stacks its slices
 vertically; otherwise rows of ``GL_MAX_TEXTURE_SIZE`` elements wrap.
 
-Three kinds of replayable operation (``SetsOp``, ``BoxesOp``, ``RectsOp``) are
-built from queue entries by the worker and kept until the catch-up after the
-next swap replays them onto the other texture.
+Three kinds of replayable operation (``_sets.SetsOp``, ``_ops.BoxesOp``,
+``_ops.RectsOp``) are built from queue entries by the worker and kept until the catch-up after the
+next swap replays them onto the other texture. The calls made per batch go
+through ``_glfast`` (unchecked, so ``check`` follows each group of them); the
+buffers of operations are pooled (``pooled_buffer``/``release_buffers``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from OpenGL.raw.GL.VERSION.GL_4_5 import glGetTextureSubImage as _raw_get_textur
 
 from app.sysmem import check_buffers_fit
 
+from ._glfast import FastGL
+from ._sets import stamps_for
 from .glutil import compile_program
 
 OP_FILL, OP_ADD, OP_SCALE, OP_WRITE = 1, 2, 3, 4
@@ -37,6 +41,9 @@ BOX_FIELDS = 8
 LOCAL_SIZE = 64
 MAX_GROUPS = 32  # work groups per dispatch: llvmpipe runs a few long grid-stride loops best
 FENCE_STEP_NS = 1_000_000_000
+SETS_UNIT = 1               # texture unit of the scatter's buffer texture (worker's context)
+POOL_BUFFERS = 16           # released operation buffers kept for reuse ...
+POOL_BYTES = 1 << 20        # ... when at most this large
 
 
 def texture_layout(shape3: tuple[int, int, int], max_size: int) -> tuple[int, int]:
@@ -80,9 +87,13 @@ class Gpu:
         self.fbos: list[int] = []
         self.programs: list[int] = []
         self.buffers_live = 0
+        self.textures_other: list[int] = []
         self.vao = 0
         self.empty_payload = 0
         self.bands = None
+        self.fast = None
+        self.pool: list[tuple[int, int]] = []   # (name, bytes) of released buffers
+        self.sizes: dict[int, int] = {}          # bytes of each operation buffer in use
         try:
             self._create(fill)
         except BaseException:
@@ -93,6 +104,7 @@ class Gpu:
     def _create(self, fill: float) -> None:
         while GL.glGetError() != GL.GL_NO_ERROR:
             pass
+        self.fast = FastGL()
         bits = np.array([fill], dtype=np.float32).view(np.uint32)
         for _ in range(2):
             tex = int(GL.glGenTextures(1))
@@ -120,13 +132,18 @@ class Gpu:
         GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, 0)
         self.scatter_program = compile_program([(GL.GL_COMPUTE_SHADER, "gl_scatter.comp.glsl")])
         self.programs.append(self.scatter_program)
-        self.stamps = np.empty(self.nelem, dtype=np.uint16)
+        self.stamps = stamps_for(self.nelem)
         self.boxes_program = compile_program([(GL.GL_COMPUTE_SHADER, "gl_boxes.comp.glsl")])
         self.programs.append(self.boxes_program)
         p = self.scatter_program
         GL.glUseProgram(p)
         GL.glUniform1ui(GL.glGetUniformLocation(p, "tex_width"), self.width)
         self.loc_count = GL.glGetUniformLocation(p, "count")
+        GL.glUniform1i(GL.glGetUniformLocation(p, "sets"), SETS_UNIT)
+        self.sets_texture = int(GL.glGenTextures(1))   # a buffer texture over each scatter's sets
+        self.textures_other.append(self.sets_texture)
+        GL.glBindTexture(GL.GL_TEXTURE_BUFFER, self.sets_texture)   # a texture from now on
+        GL.glBindTexture(GL.GL_TEXTURE_BUFFER, 0)
         p = self.boxes_program
         GL.glUseProgram(p)
         GL.glUniform1ui(GL.glGetUniformLocation(p, "tex_width"), self.width)
@@ -162,6 +179,9 @@ class Gpu:
         if self.bands is not None:
             self.delete_buffers(self.bands.buffers())
             self.bands = None
+        if self.pool:
+            self.delete_buffers([name for name, _ in self.pool])
+            self.pool = []
         if self.vao:
             GL.glDeleteVertexArrays(1, [self.vao])
             self.vao = 0
@@ -171,38 +191,87 @@ class Gpu:
         if self.fbos:
             GL.glDeleteFramebuffers(len(self.fbos), self.fbos)
             self.fbos = []
-        names = self.views + self.textures
+        names = self.views + self.textures + self.textures_other
+        self.textures_other = []
         if names:
             GL.glDeleteTextures(len(names), names)
         self.views, self.textures = [], []
 
     def object_names(self) -> dict[str, list[int]]:
-        return {"textures": self.textures + self.views, "framebuffers": list(self.fbos),
+        return {"textures": self.textures + self.views + self.textures_other,
+                "framebuffers": list(self.fbos),
                 "programs": list(self.programs)}
 
     # -- buffers ---------------------------------------------------------------------------
     def new_buffer(self, data: np.ndarray) -> int:
-        buf = int(GL.glGenBuffers(1))
-        GL.glBindBuffer(GL.GL_COPY_WRITE_BUFFER, buf)
-        GL.glBufferData(GL.GL_COPY_WRITE_BUFFER, data.nbytes, data, GL.GL_STATIC_DRAW)
-        GL.glBindBuffer(GL.GL_COPY_WRITE_BUFFER, 0)
+        """A new buffer holding ``data`` (freed with ``delete_buffers``)."""
+        buf = self.fast.gen_buffer()
         self.buffers_live += 1
+        self._fill(buf, data)
         return buf
+
+    def _fill(self, buf: int, data: np.ndarray) -> None:
+        f = self.fast
+        data = np.ascontiguousarray(data)
+        f.glBindBuffer(GL.GL_COPY_WRITE_BUFFER, buf)
+        f.glBufferData(GL.GL_COPY_WRITE_BUFFER, data.nbytes, ctypes.c_void_p(data.ctypes.data),
+                       GL.GL_STATIC_DRAW)
+        f.glBindBuffer(GL.GL_COPY_WRITE_BUFFER, 0)
 
     def delete_buffers(self, names: list[int]) -> None:
         if names:
-            GL.glDeleteBuffers(len(names), names)
+            self.fast.delete_buffers(names)
             self.buffers_live -= len(names)
 
+    def pooled_buffer(self, data: np.ndarray) -> int:
+        """A buffer holding ``data`` for an operation: a released one when there is one
+        (its storage re-specified), else a new one. Give it back with ``release_buffers``."""
+        if self.pool:
+            buf, _ = self.pool.pop()
+        else:
+            buf = self.fast.gen_buffer()
+            self.buffers_live += 1
+        self.sizes[buf] = data.nbytes
+        self._fill(buf, data)
+        return buf
+
+    def release_buffers(self, names: list[int]) -> None:
+        """Operation buffers no longer needed: small ones are kept for reuse (a few)."""
+        dead = []
+        for buf in names:
+            size = self.sizes.pop(buf, POOL_BYTES + 1)
+            if size <= POOL_BYTES and len(self.pool) < POOL_BUFFERS:
+                self.pool.append((buf, size))
+            else:
+                dead.append(buf)
+        self.delete_buffers(dead)
+
+    def check(self, what: str) -> None:
+        """Raise for a GL error left by the unchecked calls of ``what``."""
+        err = self.fast.glGetError()
+        if err == GL.GL_NO_ERROR:
+            return
+        while self.fast.glGetError() != GL.GL_NO_ERROR:
+            pass
+        if err == GL.GL_OUT_OF_MEMORY:
+            raise MemoryError(f"{what}: the OpenGL implementation is out of memory")
+        raise RuntimeError(f"{what}: OpenGL error 0x{int(err):04x}")
+
     # -- operations --------------------------------------------------------------------------
-    def scatter(self, slot: int, pairs: int, n: int) -> None:
-        GL.glUseProgram(self.scatter_program)
-        GL.glUniform1ui(self.loc_count, n)
-        GL.glBindImageTexture(0, self.textures[slot], 0, GL.GL_FALSE, 0, GL.GL_READ_WRITE,
-                              GL.GL_R32UI)
-        GL.glBindBufferBase(GL.GL_SHADER_STORAGE_BUFFER, 1, pairs)
-        GL.glDispatchCompute(min(MAX_GROUPS, -(-n // LOCAL_SIZE)), 1, 1)
-        GL.glMemoryBarrier(GL.GL_ALL_BARRIER_BITS)
+    def scatter(self, slot: int, data: int, n: int) -> None:
+        """Sets from buffer ``data`` ((offset, bits) uint32 pairs) into texture ``slot``."""
+        f = self.fast
+        f.glActiveTexture(GL.GL_TEXTURE0 + SETS_UNIT)
+        f.glBindTexture(GL.GL_TEXTURE_BUFFER, self.sets_texture)
+        f.glTexBuffer(GL.GL_TEXTURE_BUFFER, GL.GL_RG32UI, data)
+        f.glActiveTexture(GL.GL_TEXTURE0)
+        f.glUseProgram(self.scatter_program)
+        f.glUniform1ui(self.loc_count, n)
+        f.glBindImageTexture(0, self.textures[slot], 0, GL.GL_FALSE, 0, GL.GL_READ_WRITE,
+                             GL.GL_R32UI)
+        f.glBindBufferBase(GL.GL_SHADER_STORAGE_BUFFER, 1, data)
+        f.glDispatchCompute(min(MAX_GROUPS, -(-n // LOCAL_SIZE)), 1, 1)
+        f.glMemoryBarrier(GL.GL_ALL_BARRIER_BITS)
 
     def run_boxes(self, slot: int, boxes: int, payload: int, n_boxes: int, total: int) -> None:
         GL.glUseProgram(self.boxes_program)
@@ -218,15 +287,21 @@ class Gpu:
         GL.glMemoryBarrier(GL.GL_ALL_BARRIER_BITS)
 
     def write_rect(self, slot: int, x: int, y: int, w: int, h: int, bits: np.ndarray) -> None:
-        GL.glBindTexture(GL.GL_TEXTURE_2D, self.textures[slot])
-        GL.glTexSubImage2D(GL.GL_TEXTURE_2D, 0, x, y, w, h, GL.GL_RED_INTEGER,
-                           GL.GL_UNSIGNED_INT, bits)
-        GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
+        """``bits`` (C-contiguous uint32, h rows of w) into texture ``slot`` at (x, y)."""
+        f = self.fast
+        bits = np.ascontiguousarray(bits, dtype=np.uint32)
+        f.glBindTexture(GL.GL_TEXTURE_2D, self.textures[slot])
+        f.glTexSubImage2D(GL.GL_TEXTURE_2D, 0, x, y, w, h, GL.GL_RED_INTEGER,
+                          GL.GL_UNSIGNED_INT, ctypes.c_void_p(bits.ctypes.data))
+        f.glBindTexture(GL.GL_TEXTURE_2D, 0)
 
-    def copy(self, src: int, dst: int) -> None:
-        GL.glCopyImageSubData(self.textures[src], GL.GL_TEXTURE_2D, 0, 0, 0, 0,
-                              self.textures[dst], GL.GL_TEXTURE_2D, 0, 0, 0, 0,
-                              self.width, self.height, 1)
+    def copy(self, src: int, dst: int, rows: list[tuple[int, int]] | None = None) -> None:
+        """Texture ``src`` onto ``dst``: whole, or only the texture rows ``y0..y1`` of
+        ``rows`` when the two already agree everywhere else."""
+        for y0, y1 in rows if rows is not None else [(0, self.height)]:
+            GL.glCopyImageSubData(self.textures[src], GL.GL_TEXTURE_2D, 0, 0, y0, 0,
+                                  self.textures[dst], GL.GL_TEXTURE_2D, 0, 0, y0, 0,
+                                  self.width, y1 - y0, 1)
         GL.glMemoryBarrier(GL.GL_ALL_BARRIER_BITS)
         self.bands.copy(src, dst)
 
@@ -292,105 +367,3 @@ def range_from_keys(lo_key: int, hi_key: int) -> tuple[float, float] | None:
     bits = np.where(keys & np.uint32(0x80000000), keys & np.uint32(0x7FFFFFFF), ~keys)
     lo, hi = bits.astype(np.uint32).view(np.float32)
     return float(lo), float(hi)
-
-
-# ------------------------------------------------------------------ replayable operations
-
-
-SCATTER_MAX = 65535  # sets per scatter: positions within it fit the uint16 stamps
-
-
-def last_writes(pairs: np.ndarray, stamps: np.ndarray) -> np.ndarray:
-    """The rows of ``pairs`` (at most SCATTER_MAX) that are the last write of their offset.
-
-    ``stamps`` is scratch with one uint16 per buffer element. Each row writes its
-    position at its offset; a row survives when its own position is what is
-    left there. NumPy assigns repeated indices in order in practice but does not
-    promise it, so the result is checked (every survivor must be the latest
-    position) and, should that ever fail, computed by sorting instead.
-    """
-    n = len(pairs)
-    offsets = pairs[:, 0]
-    pos = np.arange(n, dtype=np.uint16)
-    stamps[offsets] = pos
-    got = stamps[offsets]
-    if bool(np.any(got < pos)):
-        rev_unique, first_in_rev = np.unique(offsets[::-1], return_index=True)
-        keep = np.zeros(n, dtype=bool)
-        keep[n - 1 - first_in_rev] = True
-    else:
-        keep = got == pos
-        if keep.all():
-            return pairs
-    return pairs[keep]
-
-
-class SetsOp:
-    """Element sets as one scatter dispatch; ``pairs`` is (n, 2) uint32 (offset, bits)
-    with no repeated offset (see ``last_writes``)."""
-
-    __slots__ = ("buf", "n", "bands")
-
-    def __init__(self, gpu: Gpu, pairs: np.ndarray) -> None:
-        self.buf = gpu.new_buffer(pairs)
-        self.n = len(pairs)
-        self.bands = gpu.bands.of_offsets(pairs[:, 0])
-
-    def apply(self, gpu: Gpu, slot: int) -> None:
-        gpu.scatter(slot, self.buf, self.n)
-        gpu.bands.mark(slot, self.bands)
-
-    def buffers(self) -> list[int]:
-        return [self.buf]
-
-
-class BoxesOp:
-    """A group of disjoint Fill/Add/Scale/Write boxes as one compute dispatch."""
-
-    __slots__ = ("boxes", "payload", "n_boxes", "total", "bands")
-
-    def __init__(self, gpu: Gpu, boxes: np.ndarray, payload: list[np.ndarray], total: int) -> None:
-        self.boxes = gpu.new_buffer(boxes)
-        self.payload = gpu.new_buffer(np.concatenate(payload)) if payload else 0
-        self.n_boxes = len(boxes)
-        self.total = total
-        # records: (first element, z0, r0, c0, rows, cols, op, arg); a box's depth
-        # is its volume (the next box's first element minus its own) over rows * cols.
-        b = boxes.astype(np.int64)
-        vol = np.diff(np.append(b[:, 0], total))
-        z0, r0, c0, h, w = b[:, 1], b[:, 2], b[:, 3], b[:, 4], b[:, 5]
-        depth = vol // np.maximum(h * w, 1)
-        rows, cols = gpu.shape3[1], gpu.shape3[2]
-        first = (z0 * rows + r0) * cols + c0
-        last = ((z0 + depth - 1) * rows + r0 + h - 1) * cols + c0 + w - 1
-        self.bands = gpu.bands.of_spans(first, last)
-
-    def apply(self, gpu: Gpu, slot: int) -> None:
-        gpu.run_boxes(slot, self.boxes, self.payload, self.n_boxes, self.total)
-        gpu.bands.mark(slot, self.bands)
-
-    def buffers(self) -> list[int]:
-        return [b for b in (self.boxes, self.payload) if b]
-
-
-class RectsOp:
-    """A Write uploaded as texture rectangles: ``[(x, y, w, h, bits), ...]``."""
-
-    __slots__ = ("rects", "bands")
-
-    def __init__(self, rects: list[tuple[int, int, int, int, np.ndarray]]) -> None:
-        self.rects = rects
-        self.bands = None
-
-    def apply(self, gpu: Gpu, slot: int) -> None:
-        if self.bands is None:
-            wd = gpu.width
-            self.bands = gpu.bands.of_spans(
-                np.array([y * wd + x for x, y, _w, _h, _b in self.rects]),
-                np.array([(y + h - 1) * wd + x + w - 1 for x, y, w, h, _b in self.rects]))
-        for x, y, w, h, bits in self.rects:
-            gpu.write_rect(slot, x, y, w, h, bits)
-        gpu.bands.mark(slot, self.bands)
-
-    def buffers(self) -> list[int]:
-        return []

@@ -9,20 +9,25 @@ holding float32 bit patterns, with ``R32F`` views for viewers (see ``_gpu``).
 
 ``apply`` merges neighbouring entries into few GL calls: a run of sets (``Set``
 and ``set_many`` alike) becomes one upload of (offset, bits) pairs and one
-compute scatter — repeated offsets are resolved on the CPU first, keeping the
-last one, so no two invocations write the same texel; a run of Fill/Add/Scale
-(and Writes that are not plain rectangles of the texture) becomes one compute
-dispatch per group of pairwise disjoint boxes (a box overlapping an earlier one
-of the group starts a new group, so read-modify-write never races); a Write
-that is a rectangle of the texture is uploaded with ``glTexSubImage2D``.
+compute scatter per 65535 sets (``_sets``) — repeated offsets are resolved on the
+CPU first in O(n), keeping the last one, so no two invocations write the same
+texel; a run of Fill/Add/Scale (and Writes that are not plain rectangles of the
+texture) becomes one compute dispatch per group of pairwise disjoint boxes (a box
+overlapping an earlier one of the group starts a new group, so read-modify-write
+never races; ``_ops``); a Write that is a rectangle of the texture is uploaded
+with ``glTexSubImage2D``. The calls made per batch are unchecked ctypes calls
+(``_glfast``), checked with one ``glGetError`` after each group of them.
 
-``catch_up`` replays the GL operations applied since the previous swap (their
-set and box buffers are kept for this, left-right style), or, when those
-touched more elements than the buffer holds, copies the whole front with
-``glCopyImageSubData`` (the kept operations are dropped as soon as that
-happens, so memory stays bounded); it ends with a fence, so a back the
-scheduler calls current has landed. ``wait`` is the fence before each swap. Every
-operation marks its bands (``_bands``): O(changed) range and ``read_front``.
+``catch_up`` brings the new back up to date in the cheapest of three ways: it
+replays the GL operations applied since the previous swap (their set and box
+buffers are kept for this, left-right style); or it copies from the front the
+texture rows of the bands those operations wrote, when that costs less than the
+replay (a scattered set costs llvmpipe about as much as copying 32 elements, see
+``COST``); or, when they touched more elements than the buffer holds, it copies
+the whole front with ``glCopyImageSubData`` (the kept operations are dropped as
+soon as that happens, so memory stays bounded). It ends with a fence, so a back
+the scheduler calls current has landed. ``wait`` is the fence before each swap.
+Every operation marks its bands (``_bands``): O(changed) range and ``read_front``.
 """
 
 from __future__ import annotations
@@ -40,11 +45,9 @@ from app.updates import Set, Write
 
 from . import _context
 from ._bands import FrontMirror
+from ._ops import BoxGroup
 
 _F32, _U32 = struct.Struct("<f"), struct.Struct("<I")
-_OP_CODES = {"fill": 1, "add": 2, "scale": 3, "write": 4}
-GROUP_BOXES = 4096           # boxes per compute dispatch
-GROUP_TOTAL = (1 << 31) - 1  # elements per compute dispatch (uint arithmetic in the shader)
 RECT_SLICES = 16             # a Write of more slices than this goes through the compute path
 
 
@@ -59,8 +62,8 @@ def float_bits(value: float) -> int:
 
 
 class _Enc:
-    """What the GL executor needs of one entry: ``pairs`` ((n, 2) uint32 offsets and
-    bits for set_many, an ``(offset, bits)`` tuple for one Set); ``start``/``stop``
+    """What the GL executor needs of one entry: ``pairs`` (``(offsets, bits)``: int64
+    and uint32 arrays for set_many, two ints for one Set); ``start``/``stop``
     (padded to 3-d), ``bits`` and ``data`` (a Write's uint32 block) for regions."""
 
     __slots__ = ("pairs", "start", "stop", "bits", "data", "touched")
@@ -71,55 +74,6 @@ class _Enc:
         self.bits = 0
         self.data = None
         self.touched = 0
-
-
-class _BoxGroup:
-    """Disjoint boxes collected for one compute dispatch."""
-
-    def __init__(self) -> None:
-        self.starts = np.empty((GROUP_BOXES, 3), dtype=np.int64)
-        self.stops = np.empty((GROUP_BOXES, 3), dtype=np.int64)
-        self.records = np.empty((GROUP_BOXES, 8), dtype=np.uint32)
-        self.clear()
-
-    def clear(self) -> None:
-        self.k = 0
-        self.total = 0
-        self.payload: list[np.ndarray] = []
-        self.payload_len = 0
-
-    def fits(self, start: tuple, stop: tuple, volume: int) -> bool:
-        k = self.k
-        if k == 0:
-            return True
-        if k == GROUP_BOXES or self.total + volume > GROUP_TOTAL:
-            return False
-        if k <= 8:  # a few boxes: plain Python is quicker than numpy
-            for j in range(k):
-                s, t = self.starts[j], self.stops[j]
-                if (s[0] < stop[0] and start[0] < t[0] and s[1] < stop[1] and start[1] < t[1]
-                        and s[2] < stop[2] and start[2] < t[2]):
-                    return False
-            return True
-        hit = (self.starts[:k] < stop) & (self.stops[:k] > start)
-        return not bool(np.any(np.all(hit, axis=1)))
-
-    def add(self, op: str, enc: _Enc, volume: int) -> None:
-        k = self.k
-        self.starts[k] = enc.start
-        self.stops[k] = enc.stop
-        if op == "write":
-            arg = self.payload_len
-            block = enc.data.reshape(-1)
-            self.payload.append(block)
-            self.payload_len += block.size
-        else:
-            arg = enc.bits
-        self.records[k] = (self.total, enc.start[0], enc.start[1], enc.start[2],
-                           enc.stop[1] - enc.start[1], enc.stop[2] - enc.start[2],
-                           _OP_CODES[op], arg)
-        self.total += volume
-        self.k = k + 1
 
 
 class GlExecutor:
@@ -139,10 +93,11 @@ class GlExecutor:
         self.fill = fill
         self.strides = [math.prod(self.shape[d + 1:]) for d in range(self.ndim)]
         self.gpu = None
-        self.group = _BoxGroup()
+        self.group = BoxGroup()
         self.batch_ops: list = []
         self.batch_entries = 0
         self.batch_touched = 0
+        self.batch_cost = 0          # replaying the batch, in elements copied (see _rows_to_copy)
         self.batch_overflow = False
         self.object_names: dict[str, list[int]] = {}
         self.mirror = None   # FrontMirror: the host copies of the front (read_front)
@@ -160,10 +115,8 @@ class GlExecutor:
     def encode(self, e: Entry) -> None:
         enc = _Enc()
         if e.kind == SETS:
-            pairs = np.empty((e.count, 2), dtype=np.uint32)
-            pairs[:, 0] = e.flat
-            pairs[:, 1] = e.values.view(np.uint32)
-            enc.pairs = pairs
+            # No copy: the chunk's own offsets and values (as bits) are read by the worker.
+            enc.pairs = (np.ascontiguousarray(e.flat, dtype=np.int64), e.values.view(np.uint32))
             enc.touched = e.count
             e.enc = enc
             return
@@ -271,14 +224,19 @@ class GlExecutor:
     # -- catch-up ------------------------------------------------------------------------
     def catch_up(self, front: int, back: int) -> int:
         """Make the new back equal the front, then fence."""
+        written = self.mirror.pending.copy()   # the bands this batch wrote
         self.mirror.swapped()
         try:
             if self.batch_overflow:
                 self.gpu.copy(front, back)
                 replayed = 0
+            elif (rows := self._rows_to_copy(written)) is not None:
+                self.gpu.copy(front, back, rows)
+                replayed = 0
             else:
                 for op in self.batch_ops:
                     op.apply(self.gpu, back)
+                self.gpu.check("replaying the batch onto the new back")
                 replayed = self.batch_entries
             self.gpu.wait()
             return replayed
@@ -289,13 +247,25 @@ class GlExecutor:
         finally:
             self._drop_batch()
 
+    def _rows_to_copy(self, written: np.ndarray) -> list[tuple[int, int]] | None:
+        """The texture rows of the bands in ``written`` when copying them from the front
+        costs less than replaying the batch (``COST`` per element of each operation:
+        on llvmpipe a scattered set costs as much as copying dozens of elements), else None."""
+        from ._bands import runs
+
+        be, wd, h = self.gpu.bands.band_elems, self.gpu.width, self.gpu.height
+        if int(np.count_nonzero(written)) * be >= self.batch_cost:
+            return None
+        return [(b0 * be // wd, min(h, -(-(b1 * be) // wd))) for b0, b1 in runs(written)]
+
     def _drop_batch(self) -> None:
         names = [b for op in self.batch_ops for b in op.buffers()]
         self.batch_ops = []
         self.batch_entries = 0
         self.batch_touched = 0
+        self.batch_cost = 0
         self.batch_overflow = False
-        self.gpu.delete_buffers(names)
+        self.gpu.release_buffers(names)
 
     def _keep(self, ops, entries: int, failed: bool) -> None:
         """Remember applied operations for the catch-up replay."""
@@ -303,6 +273,7 @@ class GlExecutor:
             self.batch_overflow = True
         if not self.batch_overflow:
             self.batch_touched += sum(t for _, t in ops)
+            self.batch_cost += sum(t * op.COST for op, t in ops)
             if self.batch_touched > self.nelem:
                 # Replaying would cost more than copying the buffer: drop the batch.
                 self.batch_overflow = True
@@ -315,7 +286,8 @@ class GlExecutor:
     # -- applying ------------------------------------------------------------------------
     def apply(self, items: list[Item], slot: int) -> Exception | None:
         """Issue the GL work of ``items`` on texture ``slot``, merged."""
-        from ._gpu import SCATTER_MAX, BoxesOp, RectsOp, SetsOp, last_writes
+        from ._ops import BoxesOp, RectsOp
+        from ._sets import SetsOp, last_writes, set_slices
 
         gpu = self.gpu
         ops: list = []
@@ -326,25 +298,16 @@ class GlExecutor:
 
         def flush_sets() -> None:
             if sets:
-                parts, singles = [], []
-                for p in sets:
-                    if type(p) is tuple:
-                        singles.append(p)
-                        continue
-                    if singles:
-                        parts.append(np.array(singles, dtype=np.uint32))
-                        singles = []
-                    parts.append(p)
-                if singles:
-                    parts.append(np.array(singles, dtype=np.uint32))
-                pairs = parts[0] if len(parts) == 1 else np.concatenate(parts)
-                sets.clear()
                 # Slices are dispatched in order, so a later slice wins over an earlier one.
-                for lo in range(0, len(pairs), SCATTER_MAX):
-                    part = last_writes(pairs[lo: lo + SCATTER_MAX], gpu.stamps)
-                    op = SetsOp(gpu, part)
-                    ops.append((op, len(part)))
+                for f, b in set_slices(sets):
+                    keep = last_writes(f, gpu.stamps)
+                    if keep is not None:
+                        f, b = f[keep], b[keep]
+                    op = SetsOp(gpu, f, b)
+                    ops.append((op, len(f)))
                     op.apply(gpu, slot)
+                sets.clear()
+                gpu.check("applying element sets")
 
         def flush_group() -> None:
             if group.k:
@@ -362,7 +325,8 @@ class GlExecutor:
                 enc = e.enc
                 if enc.pairs is not None:
                     flush_group()
-                    sets.append(enc.pairs if n == e.count else enc.pairs[frm: frm + n])
+                    p = enc.pairs
+                    sets.append(p if n == e.count else (p[0][frm: frm + n], p[1][frm: frm + n]))
                     continue
                 flush_sets()
                 volume = enc.touched
@@ -380,6 +344,7 @@ class GlExecutor:
                 group.add(e.op, enc, volume)
             flush_sets()
             flush_group()
+            gpu.check("applying updates")
             err = None
         except Exception as exc:
             err = exc

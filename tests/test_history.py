@@ -92,9 +92,9 @@ def test_races_between_producers_name_winner_and_loser(open_mgr):
 def test_a_wrapped_ring_is_counted(ring_backend):
     with app.open_manager(ring_backend, (4,), event_capacity=8) as m:
         h = UpdateHistory()
-        for k in range(20):
+        for k in range(20):   # a sync each: consecutive Sets would share one event
             m.enqueue(Set((k % 4,), float(k)))
-        m.synchronize(timeout=WAIT)
+            m.synchronize(timeout=WAIT)
         ingest_all(h, m)
         assert h.dropped > 0 and h.next_event == m.events()[1]
         hist = h.element_history((0,))

@@ -381,5 +381,80 @@ def test_a_step_of_several_stops_at_a_watch_and_keeps_no_credit(open_mgr):
     wait_until(lambda: m.stats().applied_seq == 2, what="the two updates before the watch")
     time.sleep(0.2)
     assert m.stats().applied_seq == 2, "no credit carried past the watch"
-    kinds = [(e.kind, e.seq) for e in m.events()[0] if e.kind in ("apply", "break")]
-    assert kinds[-1] == ("break", 3) and ("apply", 1) in kinds and ("apply", 2) in kinds
+    evs = [e for e in m.events()[0] if e.kind in ("apply", "break")]
+    applied = [s for e in evs if e.kind == "apply" for s in range(e.seq, e.seq + e.count)]
+    assert (evs[-1].kind, evs[-1].seq) == ("break", 3) and applied == [1, 2]
+
+
+def test_per_call_sets_keep_one_event_each_whoever_enqueued_them(open_mgr):
+    """The per-call fast path (a producer's Sets share one queue entry on the Python
+    backends): every Set still has its own enqueue and apply event, seq, producer,
+    index and value, in enqueue order, and the front is the reference's bit for bit."""
+    import threading
+
+    m = open_mgr((6, 7))
+    ref = ReferenceModel((6, 7))
+    m.pause()
+    script = [Set((1, 2), 0.1), Set((5, 6), -2.0), Set((1, 2), 3.0)]
+    other = [Set((0, 0), 7.5), Set((1, 2), 9.25)]
+    for u in script:
+        m.enqueue(u)
+    m.enqueue(Fill(((2, 4), (0, 7)), 4.0))
+    m.enqueue(Set((3, 3), 1e300))      # beyond float32: +inf, as numpy rounds it
+    t = threading.Thread(target=lambda: [m.enqueue(u) for u in other], name="other-producer")
+    t.start()
+    t.join(WAIT)
+    assert not t.is_alive()
+    m.enqueue(Set((4, 4), 5.0))
+    everything = [*script, Fill(((2, 4), (0, 7)), 4.0), Set((3, 3), 1e300), *other, Set((4, 4), 5.0)]
+    for u in everything:
+        ref.apply(u)
+    m.resume()
+    m.synchronize(timeout=WAIT)
+    ref.synchronize()
+    assert same_bits(m.front(), ref.front)
+    events = m.events()[0]
+    who = ["MainThread"] * 5 + ["other-producer"] * 2 + ["MainThread"]
+    for kind in ("enqueue", "apply"):
+        got = [e for e in events if e.kind == kind]
+        assert [(e.seq, e.count, e.producer) for e in got] == [
+            (k + 1, 1, p) for k, p in enumerate(who)]
+        for e, u in zip(got, everything):
+            if type(u) is Set:   # the value written (C and the Python backends: float32)
+                assert e.region == tuple((i, i + 1) for i in u.index)
+                with np.errstate(over="ignore"):
+                    assert same_bits(np.float32(e.value), np.float32(u.value))
+    enq = [e.t_ns for e in events if e.kind == "enqueue"]
+    assert enq == sorted(enq), "enqueue times in enqueue order"
+
+
+def test_a_full_queue_or_a_watch_takes_per_call_sets_the_general_way(open_mgr):
+    """No room: the fast path defers to the general one (queue.Full, or waits);
+    with a watch set each Set is stopped before on its own."""
+    m = open_mgr((4, 4), max_pending=3)
+    m.pause()
+    for k in range(3):
+        m.enqueue(Set((0, k), float(k)), block=False)
+    with pytest.raises(queue.Full, match="element units"):
+        m.enqueue(Set((1, 1), 1.0), block=False)
+    m.resume()
+    m.synchronize(timeout=WAIT)
+    m.set_watch(producers=["MainThread"])
+    for k in range(3):
+        m.enqueue(Set((2, k), 10.0 + k))
+    def progress():
+        breaks = [e.seq for e in m.events()[0] if e.kind == "break"]
+        return m.stats().applied_seq, breaks
+
+    wait_until(lambda: progress()[1] == [4], what="the stop before the first Set")
+    for _ in range(6):   # a step applies the Set stopped before, or finds the next stop
+        before = progress()
+        if before[0] == 6:
+            break
+        m.step(1)
+        wait_until(lambda before=before: progress() != before, what="a step")
+    assert progress() == (6, [4, 5, 6]), "a stop before each Set, each applied by a step"
+    m.set_watch()
+    m.resume()
+    m.synchronize(timeout=WAIT)
+    assert [float(m.front()[2, k]) for k in range(3)] == [10.0, 11.0, 12.0]
