@@ -15,7 +15,8 @@ from app import Fill, Set
 def test_catch_up_bookkeeping_stays_near_one_buffer(kind):
     """400,000 tiny or empty updates between two syncs must cost about a buffer
     (4 MiB at most here) however many they are: 136 bytes of bookkeeping kept for
-    each would be 52 MiB."""
+    each would be 52 MiB. A first round of 100,000 fills the event ring and the
+    allocator's pools (about 14 MiB), so what is measured is what grows with the count."""
     shape = (64, 64) if kind == "empty fills" else (1024, 1024)  # 16 KiB or 4 MiB
     with app.open_manager("c", shape, max_pending=5000) as m:  # the queue's own share stays small
         m.synchronize(timeout=10)
@@ -23,6 +24,9 @@ def test_catch_up_bookkeeping_stays_near_one_buffer(kind):
             batch = [Fill(((0, 0), (0, 64)), 1.0)] * 5000
         else:
             batch = [Set((i % 1024, i // 1024), 2.0) for i in range(5000)]
+        for _ in range(20):
+            m.enqueue_many(batch)
+        m.synchronize(timeout=30)
         before = rss_mib()
         for _ in range(80):
             m.enqueue_many(batch)
@@ -30,7 +34,7 @@ def test_catch_up_bookkeeping_stays_near_one_buffer(kind):
         grown = rss_mib() - before
         m.synchronize(timeout=30)
         assert m.front()[0, 0] == (0.0 if kind == "empty fills" else 2.0)
-    assert grown < 16, f"RSS grew by {grown:.1f} MiB for 400,000 {kind}"
+    assert grown < 8, f"RSS grew by {grown:.1f} MiB for 400,000 {kind}"
 
 
 def test_injected_fault_names_the_whole_chunk():
