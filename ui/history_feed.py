@@ -5,7 +5,10 @@ the one ``app.history.UpdateHistory`` this object owns, which is built only from
 the manager's §4 events: no view keeps a record of its own. The feed reads new
 events at most ``POLL_HZ`` times a second and whenever a new front is visible
 (``manager.events(since)`` takes the manager's lock for a moment; it never waits
-on the worker), and carries the history across a backend switch: each manager
+on the worker). The session's sync worker reads the same events for each front
+it reads back (``app.front_changes``); the feed takes those (``Session.take_events``)
+instead of reading them a second time on the GUI thread, and while they keep
+coming its clock does not ask the manager at all. It carries the history across a backend switch: each manager
 generation's sequence numbers and epochs are mapped to session-wide ones with the
 session's ``seq_offset``/``epoch_offset``.
 
@@ -18,6 +21,8 @@ sigReset()               the history was cleared (a new buffer, not a backend sw
 """
 
 from __future__ import annotations
+
+import time
 
 from PyQt6.QtCore import QObject, QTimer, pyqtSignal
 
@@ -44,8 +49,9 @@ class HistoryFeed(QObject):
         self.history = UpdateHistory(fill=0.0)
         self._manager = None
         self.hold = 0            # > 0: a recording reads this history; let go of nothing
+        self._fed_at = -1e9      # time.monotonic() when events last came from the worker
         self._timer = QTimer(self)
-        self._timer.timeout.connect(self.poll)
+        self._timer.timeout.connect(self._on_clock)
         self._timer.start(int(1000 / POLL_HZ))
         session.sigManagerChanged.connect(self._on_manager_changed)
         session.sigFrontChanged.connect(lambda *_: self.poll())
@@ -68,13 +74,34 @@ class HistoryFeed(QObject):
         self._manager = m
         self.poll()
 
+    def _on_clock(self) -> None:
+        if time.monotonic() - self._fed_at > 2.0 / POLL_HZ:   # the worker's have stopped
+            self.poll()
+
+    def _from_worker(self, m, since: int):
+        """The events from ``since`` on out of what the worker read, or None when it
+        read none since the last call or they do not reach back to ``since``."""
+        take = getattr(self.session, "take_events", None)
+        got = take(m) if take is not None else None
+        if got is None:
+            return None
+        first, events, nxt = got
+        if not first <= since <= nxt:
+            return None           # (a gap before them: ask the manager)
+        k = 0
+        while k < len(events) and events[k].index < since:
+            k += 1
+        self._fed_at = time.monotonic()
+        return events[k:], nxt
+
     def poll(self) -> None:
         m = self._manager
         if m is None or getattr(m, "closed", False):
             return
         h = self.history
+        got = self._from_worker(m, h.next_event)
         try:
-            events, nxt = m.events(h.next_event)
+            events, nxt = got if got is not None else m.events(h.next_event)
         except Exception:    # closed underneath us: the next manager will come
             return
         if not events and nxt == h.next_event:

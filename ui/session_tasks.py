@@ -261,9 +261,13 @@ class WorkerJobs:
         p, self._pending = self._pending, None
         if p is None or self.manager is None:
             return
-        read = p["read"] or self.front_wanted()
+        upload = self.front_uploader if self.front_changes is not None else None
+        # With the front uploaded here, the view's copy (the readout's) is refreshed
+        # now and then — and after every synchronize someone asked for.
+        read = p["read"] or self.front_wanted() or (p["asked"] and upload is not None)
         job = Job(p["id"], self.manager, self._generation, p["sync"], p["timeout"], read,
-                  asked=p["asked"], changes=self.front_changes)
+                  asked=p["asked"], changes=self.front_changes, upload=upload,
+                  copy_front=self.copy_fronts)
         self._inflight = job
         self._worker.submit(job)
 
@@ -309,6 +313,18 @@ class WorkerJobs:
             self.sigMessage.emit(error)
         if res.stats is not None:
             self.last_stats = res.stats
+        if res.events is not None:       # the manager's events the worker read (the feed's)
+            self.events_read = (job.manager, *res.events)
+        up = job.upload
+        if up is not None and up is self.front_uploader:
+            if res.upload_error is not None:
+                exc = res.upload_error
+                up.failed = f"{type(exc).__name__}: {exc}"
+                self.front_uploader = None     # the view uploads on this thread again
+                self.sigMessage.emit(f"uploading the front on the sync worker stopped "
+                                     f"({up.failed}); the view uploads it instead")
+            elif res.upload is not None:
+                up.show(res.upload, self.epoch_offset)   # before the view hears of it
         epoch = self.epoch if res.epoch is None else int(res.epoch) + self.epoch_offset
         # A front read with an unchanged epoch is news only when it was asked for
         # (a refresh); an auto-sync that swapped nothing new costs no diff.

@@ -15,7 +15,8 @@ updates were enqueued) has no worker marks and says so instead of a queue depth.
 Only what is in view is drawn: the marks of the visible time window are found by
 binary search over the (time-ordered) columns, and when there are more of them
 than pixels they are drawn as per-pixel density bars instead of one mark each —
-100 000+ updates stay smooth. Hovering a mark names its update; clicking selects
+100 000+ updates stay smooth; new rows repaint it at most ``REPAINT_HZ`` times a
+second. Hovering a mark names its update; clicking selects
 it (``sigSeqClicked``), which the app routes to the update log. This module
 paints and handles the mouse; where things are (lanes, the time axis, the window,
 hit-testing) is the ``TimelineGeometry`` mixin (``ui.timeline_geometry``).
@@ -27,8 +28,10 @@ TimelineView.sigSeqClicked(int)    a mark was clicked: the seq of its update
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
-from PyQt6.QtCore import QPointF, QRectF, Qt, pyqtSignal
+from PyQt6.QtCore import QPointF, QRectF, Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QColor, QMouseEvent, QPainter, QPainterPath, QPen, QPolygonF, QWheelEvent
 from PyQt6.QtWidgets import QDockWidget, QToolTip, QWidget
 
@@ -51,6 +54,7 @@ OP_COLORS = {
     "scale": QColor(160, 80, 200), "write": QColor(200, 60, 60),
 }
 OP_BY_CODE = [OP_COLORS[name] for name in OP_NAMES]
+REPAINT_HZ = 15.0     # most repaints a second for new rows (see TimelineView._on_rows)
 
 
 class TimelineView(TimelineGeometry, QWidget):
@@ -77,6 +81,10 @@ class TimelineView(TimelineGeometry, QWidget):
         self._drag: tuple[float, float] | None = None
         self._pressed_at: QPointF | None = None
         self.marks_drawn = 0            # marks drawn by the last paint (for tests)
+        self._last_rows_paint = -1e9     # time.monotonic() of the last repaint for new rows
+        self._rows_timer = QTimer(self)
+        self._rows_timer.setSingleShot(True)
+        self._rows_timer.timeout.connect(self._on_rows)
         columns.sigRowsChanged.connect(self._on_rows)
         columns.sigReset.connect(self._on_reset)
 
@@ -93,10 +101,21 @@ class TimelineView(TimelineGeometry, QWidget):
         self.update()
 
     def _on_rows(self, *_a) -> None:
+        """New rows: repaint, at most ``REPAINT_HZ`` times a second (rows arrive with
+        every epoch; a timeline is read at a glance, and each of its paints would
+        otherwise delay the buffer view's next frame on the GUI thread)."""
+        now = time.monotonic()
+        wait = self._last_rows_paint + 1.0 / REPAINT_HZ - now
+        if wait > 0:
+            if not self._rows_timer.isActive():
+                self._rows_timer.start(max(1, int(wait * 1000)))
+            return
+        self._last_rows_paint = now
         if self.auto_fit:
             self.fit()
         self.updateGeometry()
         self.update()
+
     # -- drawing -------------------------------------------------------------------------------
     def paintEvent(self, ev) -> None:  # noqa: N802
         p = QPainter(self)
