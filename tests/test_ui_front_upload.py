@@ -21,6 +21,7 @@ import queue
 import numpy as np
 import pytest
 from OpenGL import GL
+from test_ui_dirty_upload import Both, bits, finite_reference, random_batch
 
 import app
 from app.front_changes import FrontChanges
@@ -29,8 +30,6 @@ from ui.buffer_view import BufferView
 from ui.front_upload import FrontUploader
 from ui.sync_worker import Job, SyncWorker
 from ui.testing import require_gl, sync  # prepares Qt first
-
-from test_ui_dirty_upload import Both, bits, finite_reference, random_batch
 
 pytestmark = pytest.mark.gl
 pytest_plugins = ["ui_fixtures"]   # make_window
@@ -173,10 +172,10 @@ def test_the_c_window_samples_the_worker_texture(make_window, qtbot):
         assert shown == epoch and v.renderer.uploaded_rows == 0
         assert np.array_equal(bits(read_texture(v, tex)), bits(ref.back))
         want = finite_reference(ref.back)
-        qtbot.waitUntil(lambda: v.levels_epoch == epoch, timeout=5000)
+        qtbot.waitUntil(lambda e=epoch: v.levels_epoch == e, timeout=5000)
         if want is not None:
             assert v.state.levels == want
-        qtbot.waitUntil(lambda: v.data_epoch == epoch, timeout=5000)   # the readout copy
+        qtbot.waitUntil(lambda e=epoch: v.data_epoch == e, timeout=5000)   # the readout copy
         assert np.array_equal(bits(v.front()), bits(ref.back))
     assert s.copy_fronts
 
