@@ -160,6 +160,7 @@ def test_the_c_window_samples_the_worker_texture(make_window, qtbot):
     up = s.front_uploader
     assert up is not None and v.using_shared_texture
     assert v.state.auto_levels
+    s.set_autosync(False)       # every epoch below is one this test asked for
     ref = ReferenceModel((48, 40))
     both = Both(s.manager, ref)
     rng = np.random.default_rng(5)

@@ -86,6 +86,7 @@ class BufferView(ViewInteraction, QOpenGLWidget):
         self.drawn_epoch: int | None = None     # epoch of the picture last drawn
         self._source_error = ""
         self._released = False
+        self._in_paint = False
         self._hover_cell: tuple[int, int] | None = None
         self._drag: tuple[str, QPointF, tuple[float, float]] | None = None
         self._select_from: tuple[int, int] | None = None
@@ -206,7 +207,8 @@ class BufferView(ViewInteraction, QOpenGLWidget):
         if self.state.auto_levels and self.state.levels_epoch is None:
             if not self._levels_from_gpu():
                 self._levels_from_copy()
-        self.update()
+        if not self._in_paint:      # (a paint drawing them now needs no other)
+            self.update()
 
     def _on_slice_changed(self, z: int) -> None:
         z = min(z, self.source.depth - 1)
@@ -268,6 +270,13 @@ class BufferView(ViewInteraction, QOpenGLWidget):
         self.camera.set_viewport(w, h)   # re-fits while fitted
 
     def paintGL(self) -> None:
+        self._in_paint = True    # levels taken while painting are drawn by this paint
+        try:
+            self._paint()
+        finally:
+            self._in_paint = False
+
+    def _paint(self) -> None:
         if self._released:
             self.initializeGL()  # shown again after release_gl(): make the objects anew
         self._frame_times.append(time.monotonic())

@@ -124,6 +124,7 @@ class Session(WorkerJobs, QObject):
         self._job_ids = 0
         self._inflight: Job | None = None
         self._pending: dict | None = None   # the next job, coalesced
+        self._tick_missed = False       # an auto-sync tick came while a job ran
         self.history_continues = False  # the last manager change was a backend switch
         self.epoch_offset = 0           # session_epoch = manager_epoch + epoch_offset
         self.seq_offset = 0             # session_seq = manager_seq + seq_offset

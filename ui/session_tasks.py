@@ -282,7 +282,12 @@ class WorkerJobs:
                 self._handle(res)
         finally:
             self._inflight = None
-            if not self._closed:
+            missed, self._tick_missed = self._tick_missed, False
+            if self._closed:
+                pass
+            elif missed and self.autosync and not self.paused and self.manager is not None:
+                self._request(sync=True, timeout=SYNC_TIMEOUT_S, asked=False)
+            else:
                 self._start_pending()
 
     def _finish_task(self, res: JobResult) -> None:
@@ -327,8 +332,8 @@ class WorkerJobs:
                 up.show(res.upload, self.epoch_offset)   # before the view hears of it
         epoch = self.epoch if res.epoch is None else int(res.epoch) + self.epoch_offset
         # A front read with an unchanged epoch is news only when it was asked for
-        # (a refresh); an auto-sync that swapped nothing new costs no diff.
-        if epoch != self.epoch or (res.front is not None and not job.sync):
+        # (a refresh, a synchronize); an auto-sync that swapped nothing new costs no diff.
+        if epoch != self.epoch or (res.front is not None and (job.asked or not job.sync)):
             self.epoch = epoch
             self.synced_at = res.synced_at   # when the sync that made it visible returned
             self.changes = res.changes       # the rows it changed (see Session)
@@ -353,7 +358,12 @@ class WorkerJobs:
     def _tick(self) -> None:
         if self.manager is None:
             return
-        if self.autosync and not self.paused and self._inflight is None:
-            self._request(sync=True, timeout=SYNC_TIMEOUT_S, asked=False)
+        if self.autosync and not self.paused:
+            if self._inflight is None:
+                self._request(sync=True, timeout=SYNC_TIMEOUT_S, asked=False)
+            else:
+                # Asked for as soon as the running job's result has been handled, so
+                # the worker makes the next epoch while this thread paints this one.
+                self._tick_missed = True
         elif self._inflight is None:
             self.poll()
