@@ -212,6 +212,8 @@ class FrontUploader:
         """GUI: ``(texture, epoch)`` shown (a ``TextureSource``'s provider)."""
         if self.failed:
             raise RuntimeError(self.failed)
+        if self.released:
+            raise RuntimeError("the uploaded textures were freed (the session closed)")
         if self.current is None:
             raise RuntimeError("no front uploaded yet")
         return self.current[0], self.current[1]
