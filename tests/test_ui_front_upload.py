@@ -217,3 +217,21 @@ def test_the_timeline_repaints_rows_that_arrive_in_a_burst(qtbot):
     assert view._rows_timer.isActive()
     qtbot.waitUntil(lambda: view._last_rows_paint > painted and not view._rows_timer.isActive(),
                     timeout=5000)
+
+
+def test_the_feed_tells_the_views_paced_but_never_drops_a_change(make_window, qtbot):
+    w = make_window(backend="c", shape=(8, 8))
+    s, feed = w.session, w.history_feed
+    s.set_autosync(False)
+    told: list[int] = []
+    feed.sigHistoryChanged.connect(told.append)
+    n0 = len(feed.history.rows)
+    for k in range(3):
+        s.manager.enqueue(app.Fill(((k, k + 1), (0, 8)), 1.0))
+        feed.poll(paced=True)                # as for a new front: the history at once...
+        assert len(feed.history.rows) == n0 + k + 1
+    qtbot.waitUntil(lambda: bool(told) and told[-1] == n0 + 3, timeout=5000)   # ...views soon
+    s.manager.enqueue(app.Fill(((5, 6), (0, 8)), 2.0))
+    feed.poll(paced=True)
+    feed.poll()                              # an explicit poll tells what is pending at once
+    assert told[-1] == n0 + 4
