@@ -11,7 +11,7 @@ straight from it into one of two R32F textures — every plane stacked, as the G
 backend's texture, so the view's z-slider needs no upload — then ``glFinish``es
 and hands ``(texture, epoch, levels)`` back with the job's result. The exact
 finite min/max levels come from per-band summaries of that front (``Bands``,
-O(changed rows)).
+O(changed rows)), reduced on a helper thread while the worker uploads.
 
 Two textures take turns: the worker writes the one the view is not showing. The
 view shows a texture from the moment the session hands it over (``show``, on the
@@ -84,6 +84,7 @@ class FrontUploader:
         self.total_rows = 0
         self.total_bytes = 0
         self.released = False
+        self._pool = None          # the thread reducing the levels (made when first used)
 
     # -- which buffers ----------------------------------------------------------------------
     def usable(self, shape: tuple[int, ...]) -> bool:
@@ -119,23 +120,40 @@ class FrontUploader:
         if fresh:
             self._manager, self._shape = manager, tuple(front.shape)
             self._dirty = [None, None]
-            self._bands = Bands(a2)
+            self._bands = None
         elif rows is None:
             self._dirty = [None, None]
-            self._bands.update(a2, None)
         else:
             for k in (0, 1):
                 if self._dirty[k] is not None:
                     self._dirty[k] |= rows
-            if rows.any():
-                self._bands.update(a2, rows)
-        k = 1 - self.shown if self.shown in (0, 1) else 0
-        self._wait_drawn(k)
-        self._write(k, a2, nrows, cols)
-        GL.glFinish()          # complete before the GUI's context samples it
+        # The level summaries of the rows written are reduced on a helper thread while
+        # this one uploads (both let go of the GIL for the long part); ``front`` stays
+        # valid until this job's result has been handled.
+        levels = self._levels_pool().submit(self._reduce, a2, None if fresh else rows)
+        try:
+            k = 1 - self.shown if self.shown in (0, 1) else 0
+            self._wait_drawn(k)
+            self._write(k, a2, nrows, cols)
+            GL.glFinish()          # complete before the GUI's context samples it
+        finally:
+            levels.result()
         lo_hi = self._bands.finite_range()
         lo, hi = lo_hi if lo_hi is not None else (None, None)
         return k, self.textures[k], manager, int(epoch), lo, hi
+
+    def _levels_pool(self):
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="bufferscope-levels")
+        return self._pool
+
+    def _reduce(self, a2: np.ndarray, rows: np.ndarray | None) -> None:
+        if self._bands is None:
+            self._bands = Bands(a2)
+        elif rows is None or rows.any():
+            self._bands.update(a2, rows)
 
     def _wait_drawn(self, k: int) -> None:
         with self._lock:
@@ -174,6 +192,8 @@ class FrontUploader:
         if self.released:
             return
         self.released = True
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         if not self._current_here:
             self._give_back()
             return
