@@ -145,23 +145,6 @@ class Session(WorkerJobs, QObject):
         self.autosync_hz = 60.0
         self._timer.start(self._interval_ms())
 
-    def _on_worker_start(self) -> None:
-        """On the worker thread as it starts: its QThread (contexts are moved to it)."""
-        from PyQt6.QtCore import QThread
-
-        self._worker_qthread = QThread.currentThread()
-        self._worker_started.set()
-
-    def worker_thread(self, timeout: float = 5.0):
-        """The sync worker's ``QThread`` (to move a GL context to); None if it did not
-        start within ``timeout`` s (it starts with the session, at once)."""
-        self._worker_started.wait(timeout)
-        return self._worker_qthread
-
-    def add_worker_exit_hook(self, hook: Callable[[], None]) -> None:
-        """Run ``hook()`` on the worker thread as it stops (``close``)."""
-        self._worker.exit_hooks.append(hook)
-
     # -- messages --------------------------------------------------------------------
     def _report(self, what: str, exc: BaseException) -> None:
         text = f"{what}: {type(exc).__name__}: {exc}"
