@@ -61,9 +61,11 @@ def figures(result: dict, shape: tuple[int, ...]) -> list[Figure]:
         if "error" in c:
             figs.append(Figure(f"{name}: {c['error']}"[:110], b, float("nan"), ""))
             continue
-        how = ("samples the backend's texture" if c["samples_texture"] else
-               f"uploads {c['rows_per_frame']:.0f} of {c['plane_rows']} rows, "
-               f"{c['bytes_per_frame'] / 2**20:.2f} MiB per frame")
+        moved = (f"{c['rows_per_frame']:.0f} of {c['plane_rows']} rows, "
+                 f"{c['bytes_per_frame'] / 2**20:.2f} MiB per frame")
+        how = (f"the sync worker uploads {moved} into the texture it samples"
+               if c.get("uploads_on_worker") else
+               "samples the backend's texture" if c["samples_texture"] else f"uploads {moved}")
         note = f"{c['epochs_per_s']:.1f} epochs/s; {how}"
         if shp == tuple(shape):
             figs.append(Figure(name, b, c["fps"], "frames/s", "empty QOpenGLWidget", empty,

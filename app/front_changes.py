@@ -32,6 +32,9 @@ class FrontChanges:
         self.pending: list[tuple[int, object]] = []   # (last seq, rows) not yet visible
         self.lost = False                   # something was missed since the last read
         self.reads = 0                      # reads reported so far (the token of a copy)
+        # ``(since, events, next index)`` of the last ``read``: whoever reads the same
+        # events next (the app's history feed) may take them instead of asking again.
+        self.last_read: tuple[int, list, int] | None = None
 
     # -- the rows of one event -------------------------------------------------------
     def _rows(self, ev):
@@ -75,7 +78,9 @@ class FrontChanges:
 
     def read(self, manager) -> None:
         """Read the events since the last call from ``manager``."""
-        events, nxt = manager.events(0 if self.cursor is None else self.cursor)
+        since = 0 if self.cursor is None else self.cursor
+        events, nxt = manager.events(since)
+        self.last_read = (since, events, int(nxt))
         self.feed(events, nxt)
 
     def take(self, manager, visible_seq: int,

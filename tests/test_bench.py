@@ -83,3 +83,21 @@ def test_bench_only_recording(tmp_path, capsys):
         ("recording a trace: set_many until the trace is complete", "c")]
     assert math.isfinite(figs[0]["value"]) and figs[0]["value"] > 0 and isinstance(figs[0]["ok"], bool)
     assert "recording a trace" in capsys.readouterr().out
+
+
+def test_viewer_rows_say_where_the_front_is_uploaded():
+    from app.bench_viewer import figures
+
+    case = {"backend": "c", "shape": [1024, 1024], "fps": 40.0, "epochs_per_s": 38.0,
+            "samples_texture": True, "uploads_on_worker": True, "rows_per_frame": 512.0,
+            "bytes_per_frame": 2.0 * 2**20, "plane_rows": 1024,
+            "latency_frames_median": 1.0, "latency_frames_p99": 1.5,
+            "latency_ms_median": 25.0, "latency_ms_p99": 40.0}
+    gl = {**case, "backend": "gl", "uploads_on_worker": False, "rows_per_frame": 0.0}
+    figs = figures({"window": [1400, 900], "empty_fps": 50.0, "cases": [case, gl]}, (1024, 1024))
+    rows = {(f.name, f.backend): f for f in figs}
+    c = rows[("viewer, stress 1024x1024, auto-sync unbounded", "c")]
+    assert "the sync worker uploads 512 of 1024 rows, 2.00 MiB per frame" in c.note, c.note
+    assert c.limit == 50.0 and c.ratio == 40.0 / 50.0
+    assert "samples the backend's texture" in rows[("viewer, stress 1024x1024, auto-sync unbounded",
+                                                      "gl")].note

@@ -51,8 +51,9 @@ def test_opens_on_the_live_default_scenario(make_window, qtbot):
     assert w.panel.scenario_button.text() == "Stop"
     qtbot.waitUntil(lambda: s.epoch >= 5, timeout=5000)
     qtbot.waitUntil(lambda: w.view.frames_per_second() > 0, timeout=5000)
-    front = w.view.front()
-    assert front.shape == (256, 256) and np.any(front != 0)
+    # (the readout's copy of the front is refreshed a few times a second)
+    qtbot.waitUntil(lambda: np.any(w.view.front() != 0), timeout=5000)
+    assert w.view.front().shape == (256, 256)
     w._update_status()
     labels = w.statusbar.labels
     assert labels["backend"].text().startswith("backend: c")

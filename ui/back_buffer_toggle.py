@@ -32,16 +32,15 @@ class BackBufferToggle:
         self.showing_back = on
         self.back_action.setChecked(on)
         if on:
-            self._restore_texture = self.view.using_shared_texture
+            self._restore_texture = (self.view.texture_args if self.view.using_shared_texture
+                                     else None)
             self._fetch_back()
         else:
             self._gen += 1
             self.back_seq = None
-            m = self.manager
-            if self._restore_texture and m is not None and m.capabilities.front_texture:
-                self.view.set_texture_source(
-                    m.front_texture, m.request_front_range if m.capabilities.gpu_range else None)
-            self._restore_texture = False
+            if self._restore_texture is not None and self.manager is not None:
+                self.view.set_texture_source(*self._restore_texture)
+            self._restore_texture = None
             self.session.refresh_front()
         self._update_status()
 

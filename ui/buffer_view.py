@@ -86,6 +86,7 @@ class BufferView(ViewInteraction, QOpenGLWidget):
         self.drawn_epoch: int | None = None     # epoch of the picture last drawn
         self._source_error = ""
         self._released = False
+        self._in_paint = False
         self._hover_cell: tuple[int, int] | None = None
         self._drag: tuple[str, QPointF, tuple[float, float]] | None = None
         self._select_from: tuple[int, int] | None = None
@@ -107,11 +108,16 @@ class BufferView(ViewInteraction, QOpenGLWidget):
         self.update()
 
     # ------------------------------------------------------------------ data
-    def set_front(self, front: np.ndarray | None, epoch: int, changes: tuple | None = None) -> None:
+    def set_front(self, front: np.ndarray | None, epoch: int, changes: tuple | None = None,
+                  owned: bool = False) -> None:
         """Show ``front`` (the manager's front at ``epoch``); uploads only what changed.
-        ``changes``: the session's ``FrontChanges.take`` for it (the rows it changed)."""
+        ``changes``: the session's ``FrontChanges.take`` for it (the rows it changed).
+        ``owned``: a copy made for the view (kept as is while it samples a texture)."""
         self.epoch = int(epoch)
-        new_image = self.source.set_front(front, epoch, changes)
+        if owned and self.source.kind == "texture":
+            new_image = self.source.set_front(front, epoch, changes, owned=True)
+        else:
+            new_image = self.source.set_front(front, epoch, changes)
         if self.state.z >= self.source.depth:
             self.state.set_z(0)
         self.source.set_z(self.state.z)
@@ -150,13 +156,15 @@ class BufferView(ViewInteraction, QOpenGLWidget):
         return self.renderer.info
 
     def set_texture_source(self, texture: TextureProvider | None,
-                           request_range=None, readback_hz: float | None = None) -> None:
+                           request_range=None, readback_hz: float | None = None,
+                           drawn=None) -> None:
         """Sample ``texture() -> (texture_id, epoch)`` (shared context) instead of
-        uploading; auto levels from ``request_range()`` (non-blocking) when given.
+        uploading; auto levels from ``request_range()`` (non-blocking) when given;
+        ``drawn(texture_id)`` after each draw that sampled it (view context current).
         None: upload the read-back front again."""
         old = self.source
         self.source = (UploadSource() if texture is None
-                       else TextureSource(texture, request_range, readback_hz))
+                       else TextureSource(texture, request_range, readback_hz, drawn))
         if old.front is not None:
             self.source.set_front(old.front, old.data_epoch)
         self.source.set_z(self.state.z)
@@ -170,6 +178,20 @@ class BufferView(ViewInteraction, QOpenGLWidget):
     @property
     def using_shared_texture(self) -> bool:
         return self.source.kind == "texture" and not self._source_error
+
+    @property
+    def texture_args(self) -> tuple | None:
+        """What ``set_texture_source`` was given for the texture sampled now (None:
+        none), to go back to it later."""
+        src = self.source
+        if src.kind != "texture":
+            return None
+        return src.texture, src.request_range, src.readback_hz, src.drawn
+
+    def readback_due(self) -> bool:
+        """Whether the session should hand over the front at the epoch now visible:
+        always while uploading it, now and then for the readout while sampling a texture."""
+        return not self.using_shared_texture or self.source.readback_due()
 
     def _levels_from_gpu(self) -> bool:
         return self.using_shared_texture and self.source.request_range is not None
@@ -185,7 +207,8 @@ class BufferView(ViewInteraction, QOpenGLWidget):
         if self.state.auto_levels and self.state.levels_epoch is None:
             if not self._levels_from_gpu():
                 self._levels_from_copy()
-        self.update()
+        if not self._in_paint:      # (a paint drawing them now needs no other)
+            self.update()
 
     def _on_slice_changed(self, z: int) -> None:
         z = min(z, self.source.depth - 1)
@@ -247,6 +270,13 @@ class BufferView(ViewInteraction, QOpenGLWidget):
         self.camera.set_viewport(w, h)   # re-fits while fitted
 
     def paintGL(self) -> None:
+        self._in_paint = True    # levels taken while painting are drawn by this paint
+        try:
+            self._paint()
+        finally:
+            self._in_paint = False
+
+    def _paint(self) -> None:
         if self._released:
             self.initializeGL()  # shown again after release_gl(): make the objects anew
         self._frame_times.append(time.monotonic())
@@ -272,6 +302,8 @@ class BufferView(ViewInteraction, QOpenGLWidget):
             st = self.state
             rd.draw(fb, tex[0], tex[1], tex[2], self.camera.offset, self.camera.scale,
                     st.levels, st.grid, st.selection, self._hover_cell)
+            if tex[0] != rd.data_tex and getattr(src, "drawn", None) is not None:
+                src.drawn(tex[0])     # fenced: its writer waits for this draw to end
             rd.draw_boxes(fb, self.camera.offset, self.camera.scale)
         except Exception as exc:
             rd.ok = False

@@ -83,7 +83,7 @@ class DebugControls(Stepping, BackBufferToggle, QToolBar):
         self._fetching = False
         self._fetch_again = False
         self._thread: threading.Thread | None = None
-        self._restore_texture = False
+        self._restore_texture = None   # the view's texture source to go back to
         self.showing_back = False
         self.back_seq: int | None = None        # the back shown holds the updates through this
         self._sigBack.connect(self._on_back, Qt.ConnectionType.QueuedConnection)
@@ -210,7 +210,7 @@ class DebugControls(Stepping, BackBufferToggle, QToolBar):
         self._gen += 1
         if self.showing_back:
             # The window has set up the view for the new manager: nothing to restore.
-            self.showing_back = self._restore_texture = False
+            self.showing_back, self._restore_texture = False, None
             self.back_action.setChecked(False)
             self.back_seq = None
         self.break_seq = None

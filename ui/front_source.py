@@ -122,10 +122,13 @@ class UploadSource:
             changed = np.any(old2.view(np.uint32) != new2.view(np.uint32), axis=1)
             old2[changed] = new2[changed]
             self.compared_rows = len(changed)
-        if changed.any():
+        if self.bands is None:          # a copy kept as it came (TextureSource): all
+            self.bands = Bands(old2)
+        elif changed.any():
             summary = changes[3] if compared is False and len(changes) > 3 else None
             if summary is None or not self.bands.assign(summary):   # else: reduced on
                 self.bands.update(old2, changed)                    # the sync worker
+        if changed.any():
             rows = self.rows
             plane = changed[self.z * rows:(self.z + 1) * rows]
             if self.dirty_rows is None or len(self.dirty_rows) != rows:
@@ -226,16 +229,47 @@ def _reduce(block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class TextureSource(UploadSource):
-    """The manager's own front texture, sampled in a shared context."""
+    """A texture holding the front, sampled in a shared context: the GL manager's
+    own, or the one ``ui.front_upload.FrontUploader`` fills on the sync worker."""
 
     kind = "texture"
 
     def __init__(self, texture: TextureProvider, request_range: RangeRequest | None = None,
-                 readback_hz: float | None = None) -> None:
+                 readback_hz: float | None = None,
+                 drawn: Callable[[int], None] | None = None) -> None:
         super().__init__()
         self.texture = texture
         self.request_range = request_range
         self.readback_hz = TEXTURE_READBACK_HZ if readback_hz is None else readback_hz
+        self.drawn = drawn      # told the texture after each draw that sampled it
+        self._adopted = False   # ``front`` is a copy handed over (owned): never written
+
+    def set_front(self, front: np.ndarray | None, epoch: int, changes: tuple | None = None,
+                  owned: bool = False) -> bool:
+        """As ``UploadSource.set_front``; ``owned``: ``front`` is a copy made for us
+        (on the sync worker) that nobody changes: kept as it is, neither compared nor
+        copied here — the copy only serves the readout, the texture is drawn."""
+        if not owned or front is None:
+            if self._adopted and self.front is not None:
+                self.front = self.front.copy()   # others may hold the one handed over
+            self._adopted = False
+            return super().set_front(front, epoch, changes)
+        self._adopted = True
+        new = np.asarray(front, dtype=np.float32)
+        new_image = self.front is None or self.front.shape != new.shape
+        self.front = new if new.flags.c_contiguous else np.ascontiguousarray(new)
+        self.data_epoch = int(epoch)
+        self.last_readback = time.monotonic()
+        self.token, self.bands, self.dirty_rows = None, None, None
+        self.realloc = True        # (drawn from the texture; an upload would send all)
+        if self.z >= self.depth:
+            self.z = 0
+        return new_image
+
+    def finite_range(self) -> tuple[float, float] | None:
+        if self.front is not None and self.bands is None:     # a copy kept as it came
+            self.bands = Bands(self.front.reshape(-1, self.front.shape[-1]))
+        return super().finite_range()
 
     def readback_due(self, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now

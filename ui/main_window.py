@@ -66,7 +66,8 @@ class MainWindow(LongOperations, QMainWindow):
         self.session.set_autosync(True, autosync_hz)
         self.state = DisplayState()
         self.view = BufferView(self.state)
-        self.session.front_wanted = lambda: self.view.source.readback_due()
+        self.session.front_wanted = self.view.readback_due
+        self.front_uploader = None     # made when first wanted (ui.front_upload)
         self.colorbar = ColorBar(self.state)
         self.statusbar = StatusBar(self)
         self.setStatusBar(self.statusbar)
@@ -212,11 +213,17 @@ class MainWindow(LongOperations, QMainWindow):
         shape = self.session.shape
         self.statusbar.reset_rate()
         self.view.set_front(None, 0)
+        s = self.session
+        s.front_uploader, s.copy_fronts = None, False
         if m is not None and self._can_sample_texture(m, shape):
             caps = m.capabilities
-            s = self.session   # epochs as session epochs: they continue across switches
+            # epochs as session epochs: they continue across switches
             self.view.set_texture_source(
                 s.front_texture, s.request_front_range if caps.gpu_range else None)
+            s.copy_fronts = True          # the readout's copy is made on the worker
+        elif m is not None and (up := self._uploader_for(shape)) is not None:
+            self.view.set_texture_source(up.texture, up.levels, drawn=up.drawn)
+            s.front_uploader, s.copy_fronts = up, True
         else:
             self.view.set_texture_source(None)
         self.state.set_selection(None)
@@ -224,6 +231,30 @@ class MainWindow(LongOperations, QMainWindow):
         self.z_row.setVisible(len(shape) == 3)
         self.z_slider.setRange(0, depth - 1)
         self.view.fit()
+
+    def _uploader_for(self, shape: tuple[int, ...]):
+        """The ``FrontUploader`` that fills the view's texture on the sync worker, when
+        a buffer of ``shape`` can be shown that way (None: the view uploads)."""
+        if self.session.front_changes is None:     # (an attached program's manager)
+            return None
+        up = self.front_uploader
+        if up is None:
+            try:
+                from .front_upload import FrontUploader
+
+                thread = self.session.worker_thread()
+                if thread is None:
+                    raise RuntimeError("the sync worker did not start")
+                up = FrontUploader(thread)
+            except Exception as exc:
+                self.statusbar.message(f"the view uploads the front itself: {exc}")
+                self.front_uploader = False
+                return None
+            self.front_uploader = up
+            self.session.add_worker_exit_hook(up.release)
+        if up is False or up.failed or not up.usable(shape):
+            return None
+        return up
 
     def _can_sample_texture(self, m, shape: tuple[int, ...]) -> bool:
         """Whether the view can draw ``m.front_texture()`` directly (GL backend)."""
@@ -248,7 +279,8 @@ class MainWindow(LongOperations, QMainWindow):
         if front is None:
             self.view.set_epoch(epoch)
         else:
-            self.view.set_front(front, epoch, self.session.changes)
+            self.view.set_front(front, epoch, self.session.changes,
+                                owned=self.session.copy_fronts)
         self._readout_due = True
 
     def _on_slice_changed(self, z: int) -> None:
@@ -333,6 +365,9 @@ class MainWindow(LongOperations, QMainWindow):
     def closeEvent(self, ev: QCloseEvent) -> None:
         self._status_timer.stop()
         self.history_docks.races.close()
-        self.session.close()
+        self.session.close()             # (the worker releases the uploader's objects)
+        if self.front_uploader:
+            self.front_uploader.dispose()
+            self.front_uploader = None
         self.view.release_gl()
         super().closeEvent(ev)

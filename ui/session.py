@@ -52,6 +52,7 @@ sigTaskFinished(int, str)    a task ended: its id and its error ("" when it succ
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections import deque
 from collections.abc import Callable
 
@@ -110,11 +111,20 @@ class Session(WorkerJobs, QObject):
         self.synced_at: float | None = None   # see sigFrontChanged (sync -> pixel latency)
         self.changes: tuple | None = None     # see sigFrontChanged
         self.front_changes: FrontChanges | None = None   # the manager's, read on the worker
+        # (manager, since, events, next index): events the worker read for the front
+        # changes; the history feed takes them (``take_events``) instead of reading again.
+        self.events_read: tuple | None = None
         self.front_wanted: Callable[[], bool] = lambda: True
+        # A ui.front_upload.FrontUploader the worker fills after every sync (None: the
+        # view uploads what it is handed); copy_fronts: the fronts handed over are
+        # copies made on the worker (the view keeps them instead of copying them).
+        self.front_uploader = None
+        self.copy_fronts = False
         self._generation = 0            # bumped per manager: older results are stale
         self._job_ids = 0
         self._inflight: Job | None = None
         self._pending: dict | None = None   # the next job, coalesced
+        self._tick_missed = False       # an auto-sync tick came while a job ran
         self.history_continues = False  # the last manager change was a backend switch
         self.epoch_offset = 0           # session_epoch = manager_epoch + epoch_offset
         self.seq_offset = 0             # session_seq = manager_seq + seq_offset
@@ -125,7 +135,9 @@ class Session(WorkerJobs, QObject):
         self._closed = False
         self._sigProgress.connect(self._on_progress, Qt.ConnectionType.QueuedConnection)
         self._sigJobDone.connect(self._on_job_done, Qt.ConnectionType.QueuedConnection)
-        self._worker = SyncWorker(self._sigJobDone.emit)
+        self._worker_qthread = None
+        self._worker_started = threading.Event()
+        self._worker = SyncWorker(self._sigJobDone.emit, on_start=self._on_worker_start)
         self._timer = QTimer(self)
         self._timer.setTimerType(Qt.TimerType.PreciseTimer)
         self._timer.timeout.connect(self._tick)
@@ -217,6 +229,7 @@ class Session(WorkerJobs, QObject):
         self.seq_offset = self.seq_offset if seq_offset is None else int(seq_offset)
         self.manager = new
         self.front_changes = FrontChanges(tuple(new.shape)) if track_changes else None
+        self.events_read = None
         self.backend = backend
         self.shape = tuple(new.shape)
         if old is not None:
@@ -255,6 +268,14 @@ class Session(WorkerJobs, QObject):
         except Exception as exc:
             self._report("reading the front buffer", exc)
             return None
+
+    def take_events(self, manager) -> tuple[int, list, int] | None:
+        """``(since, events, next index)`` the worker last read from ``manager`` (its
+        own numbers), once: None when there are none (or they were another's)."""
+        got, self.events_read = self.events_read, None
+        if got is None or got[0] is not manager:
+            return None
+        return got[1:]
 
     def front_texture(self) -> tuple[int, int]:
         """The GL manager's ``front_texture()``, its epoch a session epoch."""

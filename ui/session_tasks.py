@@ -84,6 +84,24 @@ class WorkerJobs:
     """The session's worker-thread jobs (see the module docstring). Mixed into
     ``Session``, whose ``__init__`` sets the state used here and declares the signals."""
 
+    # -- the worker thread itself -------------------------------------------------------------
+    def _on_worker_start(self) -> None:
+        """On the worker thread as it starts: its QThread (contexts are moved to it)."""
+        from PyQt6.QtCore import QThread
+
+        self._worker_qthread = QThread.currentThread()
+        self._worker_started.set()
+
+    def worker_thread(self, timeout: float = 5.0):
+        """The sync worker's ``QThread`` (to move a GL context to); None if it did not
+        start within ``timeout`` s (it starts with the session, at once)."""
+        self._worker_started.wait(timeout)
+        return self._worker_qthread
+
+    def add_worker_exit_hook(self, hook: Callable[[], None]) -> None:
+        """Run ``hook()`` on the worker thread as it stops (``close``)."""
+        self._worker.exit_hooks.append(hook)
+
     @property
     def switching(self) -> str:
         """The backend a switch is moving to ("" when none runs)."""
@@ -261,9 +279,13 @@ class WorkerJobs:
         p, self._pending = self._pending, None
         if p is None or self.manager is None:
             return
-        read = p["read"] or self.front_wanted()
+        upload = self.front_uploader if self.front_changes is not None else None
+        # With the front uploaded here, the view's copy (the readout's) is refreshed
+        # now and then — and after every synchronize someone asked for.
+        read = p["read"] or self.front_wanted() or (p["asked"] and upload is not None)
         job = Job(p["id"], self.manager, self._generation, p["sync"], p["timeout"], read,
-                  asked=p["asked"], changes=self.front_changes)
+                  asked=p["asked"], changes=self.front_changes, upload=upload,
+                  copy_front=self.copy_fronts)
         self._inflight = job
         self._worker.submit(job)
 
@@ -278,7 +300,12 @@ class WorkerJobs:
                 self._handle(res)
         finally:
             self._inflight = None
-            if not self._closed:
+            missed, self._tick_missed = self._tick_missed, False
+            if self._closed:
+                pass
+            elif missed and self.autosync and not self.paused and self.manager is not None:
+                self._request(sync=True, timeout=SYNC_TIMEOUT_S, asked=False)
+            else:
                 self._start_pending()
 
     def _finish_task(self, res: JobResult) -> None:
@@ -309,10 +336,22 @@ class WorkerJobs:
             self.sigMessage.emit(error)
         if res.stats is not None:
             self.last_stats = res.stats
+        if res.events is not None:       # the manager's events the worker read (the feed's)
+            self.events_read = (job.manager, *res.events)
+        up = job.upload
+        if up is not None and up is self.front_uploader:
+            if res.upload_error is not None:
+                exc = res.upload_error
+                up.failed = f"{type(exc).__name__}: {exc}"
+                self.front_uploader = None     # the view uploads on this thread again
+                self.sigMessage.emit(f"uploading the front on the sync worker stopped "
+                                     f"({up.failed}); the view uploads it instead")
+            elif res.upload is not None:
+                up.show(res.upload, self.epoch_offset)   # before the view hears of it
         epoch = self.epoch if res.epoch is None else int(res.epoch) + self.epoch_offset
         # A front read with an unchanged epoch is news only when it was asked for
-        # (a refresh); an auto-sync that swapped nothing new costs no diff.
-        if epoch != self.epoch or (res.front is not None and not job.sync):
+        # (a refresh, a synchronize); an auto-sync that swapped nothing new costs no diff.
+        if epoch != self.epoch or (res.front is not None and (job.asked or not job.sync)):
             self.epoch = epoch
             self.synced_at = res.synced_at   # when the sync that made it visible returned
             self.changes = res.changes       # the rows it changed (see Session)
@@ -337,7 +376,12 @@ class WorkerJobs:
     def _tick(self) -> None:
         if self.manager is None:
             return
-        if self.autosync and not self.paused and self._inflight is None:
-            self._request(sync=True, timeout=SYNC_TIMEOUT_S, asked=False)
+        if self.autosync and not self.paused:
+            if self._inflight is None:
+                self._request(sync=True, timeout=SYNC_TIMEOUT_S, asked=False)
+            else:
+                # Asked for as soon as the running job's result has been handled, so
+                # the worker makes the next epoch while this thread paints this one.
+                self._tick_missed = True
         elif self._inflight is None:
             self.poll()

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .front_source import Bands
 
 STOP = object()
@@ -37,6 +39,10 @@ class Job:
     epoch_offset: int = 0
     asked: bool = True      # the sync was asked for (not only the auto-sync clock's)
     changes: object = None  # an app.front_changes.FrontChanges of this manager, or None
+    # A ui.front_upload.FrontUploader: after the sync, the front goes into its textures
+    # here (every job, whether or not the front is handed over).
+    upload: object = None
+    copy_front: bool = False  # hand over a copy of the front made here, not the manager's
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
@@ -55,14 +61,20 @@ class JobResult:
     value: object = None            # what a task returned
     synced_at: float | None = None  # time.monotonic() when synchronize returned
     changes: tuple | None = None    # FrontChanges.take() for the front read back
+    events: tuple | None = None     # (since, events, next index) that take() read
+    upload: tuple | None = None     # what job.upload.work() returned
+    upload_error: BaseException | None = None
     extra: dict = field(default_factory=dict)
 
 
 class SyncWorker:
     """A thread running ``Job``s in order (see the module docstring)."""
 
-    def __init__(self, on_done: Callable[[JobResult], None], name: str = "bufferscope-sync"):
+    def __init__(self, on_done: Callable[[JobResult], None], name: str = "bufferscope-sync",
+                 on_start: Callable[[], None] | None = None):
         self._on_done = on_done
+        self._on_start = on_start
+        self.exit_hooks: list[Callable[[], None]] = []   # run on the thread as it stops
         self._jobs: queue.Queue = queue.Queue()
         self._idle = threading.Event()
         self._idle.set()
@@ -84,9 +96,16 @@ class SyncWorker:
         return not self._thread.is_alive()
 
     def _run(self) -> None:
+        if self._on_start is not None:
+            self._on_start()
         while True:
             job = self._jobs.get()
             if job is STOP:
+                for hook in self.exit_hooks:
+                    try:
+                        hook()
+                    except Exception:   # a hook must not keep the thread from ending
+                        pass
                 return
             t0 = time.monotonic()
             res = JobResult(job)
@@ -121,19 +140,33 @@ class SyncWorker:
         except BaseException as exc:  # reported by the session, never raised here
             res.error = exc
         try:
-            before = m.stats() if job.read_front and job.changes is not None else None
-            if job.read_front:
-                res.front = m.front()
+            want = job.read_front or job.upload is not None
+            before = m.stats() if want and job.changes is not None else None
+            front = m.front() if want else None
             res.stats = m.stats()
             res.epoch = res.stats.epoch
-            if res.front is not None and before is not None:
+            if front is not None and before is not None:
                 # Another caller's swap between the two stats: which rows the front
                 # shows is not known for sure.
+                job.changes.last_read = None
                 res.changes = job.changes.take(m, res.stats.visible_seq,
                                                trusted=before.epoch == res.stats.epoch)
-                if res.changes[2] is not None:   # the level summaries of those rows, here
-                    front2 = res.front.reshape(-1, res.front.shape[-1])
+                if job.changes.last_read is not None:   # the events it read, for the feed
+                    res.events, job.changes.last_read = job.changes.last_read, None
+                if res.changes[2] is not None and job.upload is None:
+                    # the level summaries of those rows, here (the view's upload path)
+                    front2 = front.reshape(-1, front.shape[-1])
                     res.changes = (*res.changes, Bands.compute(front2, res.changes[2]))
+            if job.upload is not None and front is not None:
+                try:
+                    if before is not None and before.epoch == res.stats.epoch:
+                        res.upload = job.upload.work(m, front, res.changes, res.stats.epoch)
+                    else:      # which epoch this front is of is not known: not shown
+                        job.upload.invalidate()
+                except Exception as exc:
+                    res.upload_error = exc
+            if job.read_front:
+                res.front = np.array(front, copy=True) if job.copy_front else front
         except BaseException as exc:
             res.error = res.error or exc
 

@@ -15,7 +15,8 @@ updates were enqueued) has no worker marks and says so instead of a queue depth.
 Only what is in view is drawn: the marks of the visible time window are found by
 binary search over the (time-ordered) columns, and when there are more of them
 than pixels they are drawn as per-pixel density bars instead of one mark each —
-100 000+ updates stay smooth. Hovering a mark names its update; clicking selects
+100 000+ updates stay smooth; new rows repaint it at most ``REPAINT_HZ`` times a
+second. Hovering a mark names its update; clicking selects
 it (``sigSeqClicked``), which the app routes to the update log. This module
 paints and handles the mouse; where things are (lanes, the time axis, the window,
 hit-testing) is the ``TimelineGeometry`` mixin (``ui.timeline_geometry``).
@@ -27,9 +28,20 @@ TimelineView.sigSeqClicked(int)    a mark was clicked: the seq of its update
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
-from PyQt6.QtCore import QPointF, QRectF, Qt, pyqtSignal
-from PyQt6.QtGui import QColor, QMouseEvent, QPainter, QPainterPath, QPen, QPolygonF, QWheelEvent
+from PyQt6.QtCore import QPointF, QRectF, Qt, QTimer, pyqtSignal
+from PyQt6.QtGui import (
+    QColor,
+    QImage,
+    QMouseEvent,
+    QPainter,
+    QPainterPath,
+    QPen,
+    QPolygonF,
+    QWheelEvent,
+)
 from PyQt6.QtWidgets import QDockWidget, QToolTip, QWidget
 
 from app.manager import OP_NAMES
@@ -44,6 +56,7 @@ from .timeline_geometry import (  # noqa: F401  (re-exported)
     MAX_FLOWS,
     MAX_MARKS,
     TimelineGeometry,
+    mark_image,
 )
 
 OP_COLORS = {
@@ -51,6 +64,8 @@ OP_COLORS = {
     "scale": QColor(160, 80, 200), "write": QColor(200, 60, 60),
 }
 OP_BY_CODE = [OP_COLORS[name] for name in OP_NAMES]
+_MARK_ARGB = np.array([q.rgba() for q in OP_BY_CODE] + [QColor(0, 0, 0).rgba()], np.uint32)
+REPAINT_HZ = 15.0     # most repaints a second for new rows (see TimelineView._on_rows)
 
 
 class TimelineView(TimelineGeometry, QWidget):
@@ -77,6 +92,10 @@ class TimelineView(TimelineGeometry, QWidget):
         self._drag: tuple[float, float] | None = None
         self._pressed_at: QPointF | None = None
         self.marks_drawn = 0            # marks drawn by the last paint (for tests)
+        self._last_rows_paint = -1e9     # time.monotonic() of the last repaint for new rows
+        self._rows_timer = QTimer(self)
+        self._rows_timer.setSingleShot(True)
+        self._rows_timer.timeout.connect(self._on_rows)
         columns.sigRowsChanged.connect(self._on_rows)
         columns.sigReset.connect(self._on_reset)
 
@@ -93,10 +112,21 @@ class TimelineView(TimelineGeometry, QWidget):
         self.update()
 
     def _on_rows(self, *_a) -> None:
+        """New rows: repaint, at most ``REPAINT_HZ`` times a second (rows arrive with
+        every epoch; a timeline is read at a glance, and each of its paints would
+        otherwise delay the buffer view's next frame on the GUI thread)."""
+        now = time.monotonic()
+        wait = self._last_rows_paint + 1.0 / REPAINT_HZ - now
+        if wait > 0:
+            if not self._rows_timer.isActive():
+                self._rows_timer.start(max(1, int(wait * 1000)))
+            return
+        self._last_rows_paint = now
         if self.auto_fit:
             self.fit()
         self.updateGeometry()
         self.update()
+
     # -- drawing -------------------------------------------------------------------------------
     def paintEvent(self, ev) -> None:  # noqa: N802
         p = QPainter(self)
@@ -280,15 +310,17 @@ class TimelineView(TimelineGeometry, QWidget):
                 p.drawLine(QPointF(x, y + LANE_H - 2), QPointF(xa, ya + 2))
 
     def _draw_ticks(self, p: QPainter, ks: np.ndarray, times: np.ndarray, lanes: np.ndarray) -> None:
+        """A 3-px mark per update in its op's colour (a later mark over an earlier one),
+        rasterized at once (``mark_image``): thousands of marks a paint, where a
+        ``fillRect`` each held the GUI thread for tens of milliseconds."""
         c = self.columns
         if not len(ks):
             return
-        xs = self.x_of(times[ks] - c.t0)
-        ops = c.op[ks]
-        for x, lane, op in zip(xs, lanes, ops):
-            y = self.lane_y(int(lane))
-            color = OP_BY_CODE[op] if 0 <= op < len(OP_BY_CODE) else QColor(0, 0, 0)
-            p.fillRect(QRectF(float(x) - 1.5, y + 4, 3, LANE_H - 8), color)
+        x0 = np.floor(self.x_of(times[ks] - c.t0) - 1.0).astype(np.int64)   # QRectF(x-1.5, ., 3)
+        lo_lane, image = mark_image(x0, lanes, c.op[ks], _MARK_ARGB, self.width())
+        qimg = QImage(image.data, image.shape[1], image.shape[0], 4 * image.shape[1],
+                      QImage.Format.Format_ARGB32_Premultiplied)
+        p.drawImage(QPointF(0, self.lane_y(lo_lane) + 4), qimg)
 
     def _draw_flows(self, p: QPainter, a: int, b: int) -> None:
         c = self.columns

@@ -140,3 +140,28 @@ class TimelineGeometry:
         lane = len(self.lanes()) - 1 if worker else int(c.prod[k])
         t = (c.t_app if worker else c.t_enq)[k] - c.t0
         return QPointF(float(self.x_of(t)), self.lane_y(lane) + LANE_H / 2)
+
+
+def mark_image(x0: np.ndarray, lanes, ops, palette: np.ndarray,
+               width: int) -> tuple[int, np.ndarray]:
+    """The timeline's marks as one premultiplied ARGB32 image: mark k covers columns
+    ``x0[k] .. x0[k] + 2`` and rows 0 .. ``LANE_H - 9`` of its lane's band
+    (``LANE_H`` rows a lane, from the lowest lane given), in ``palette[ops[k]]``
+    (the last entry for an op outside it); where marks meet, the later one shows,
+    as if drawn one after the other. Returns (lowest lane, image)."""
+    lanes = np.asarray(lanes, np.int64)
+    ops = np.asarray(ops, np.int64)
+    cols = (np.asarray(x0, np.int64)[:, None] + np.arange(3)).ravel()
+    lane3 = np.repeat(lanes, 3)
+    known = (ops >= 0) & (ops < len(palette) - 1)
+    color3 = np.repeat(np.where(known, ops, len(palette) - 1), 3)
+    ok = (cols >= 0) & (cols < width)
+    lo = int(lanes.min())
+    key = ((lane3 - lo) * width + cols)[ok][::-1]       # reversed: the last mark first
+    key, first = np.unique(key, return_index=True)
+    n = int(lanes.max()) - lo + 1
+    strip = np.zeros(n * width, np.uint32)
+    strip[key] = palette[color3[ok][::-1][first]]
+    image = np.repeat(strip.reshape(n, 1, width), LANE_H, axis=1)
+    image[:, LANE_H - 8:, :] = 0                        # the rows between lanes: clear
+    return lo, np.ascontiguousarray(image.reshape(n * LANE_H, width))

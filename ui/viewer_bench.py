@@ -9,7 +9,8 @@ stderr and one JSON line on stdout:
   ``stress`` scenario with auto-sync unbounded (the clock at its 1 ms floor: a
   synchronize is asked for as soon as the previous one has been handled):
   frames/s the view painted, epochs/s, texture rows and bytes uploaded per frame
-  (0 when the view samples the GL backend's texture), and sync → pixel: the time
+  (on the sync worker when ``uploads_on_worker``; 0 when the view samples the GL
+  backend's texture), and sync → pixel: the time
   from ``synchronize`` returning (on the session's worker) to the swap of the
   first frame that shows that epoch or a newer one, in ms and in frames at the
   view's measured rate (median and p99).
@@ -104,11 +105,20 @@ def measure_viewer(backend: str, shape: tuple[int, ...], size: tuple[int, int],
         while s.epoch < 3 and time.monotonic() < deadline:
             _wait(0.1)
         rd = view.renderer
-        f0, e0, u0, t0 = view.frame_count(), s.epoch, list(rd.total_uploaded), time.monotonic()
+        up = s.front_uploader      # uploads on the sync worker (None: the view uploads)
+
+        def uploaded() -> tuple[int, int]:
+            rows, nbytes = rd.total_uploaded
+            if up is not None:
+                rows, nbytes = rows + up.total_rows, nbytes + up.total_bytes
+            return rows, nbytes
+
+        f0, e0, u0, t0 = view.frame_count(), s.epoch, uploaded(), time.monotonic()
         _wait(seconds)
         t1 = time.monotonic()
         frames, epochs = view.frame_count() - f0, s.epoch - e0
-        rows, nbytes = (rd.total_uploaded[0] - u0[0], rd.total_uploaded[1] - u0[1])
+        u1 = uploaded()
+        rows, nbytes = u1[0] - u0[0], u1[1] - u0[1]
         fps = frames / (t1 - t0)
         lat = []
         for epoch, at in synced.items():
@@ -121,6 +131,7 @@ def measure_viewer(backend: str, shape: tuple[int, ...], size: tuple[int, int],
             "backend": backend, "shape": list(shape), "window": list(size),
             "fps": fps, "epochs_per_s": epochs / (t1 - t0),
             "samples_texture": bool(view.using_shared_texture),
+            "uploads_on_worker": up is not None and up is s.front_uploader,
             "rows_per_frame": rows / max(frames, 1), "bytes_per_frame": nbytes / max(frames, 1),
             "plane_rows": int(shape[-2]) if len(shape) > 1 else 1,
             "latency_ms_median": None if not lat else 1e3 * _pct(lat, 50),
