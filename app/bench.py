@@ -276,7 +276,8 @@ def run(backends=("c", "gl"), quick=False, log=print,
             figs.append(recording_figure(b, n_many // 4))
         return figs
     figs: list[Figure] = []
-    steps = 4 + 11 * len(backends)
+    per_backend = 9   # the step() calls in the loop below, one per figure group
+    steps = 4 + per_backend * len(backends)
     done = [0]
 
     def step(what):
@@ -315,7 +316,7 @@ def run(backends=("c", "gl"), quick=False, log=print,
         reason = why_not(b)
         if reason:
             figs.append(Figure(f"unavailable: {reason[:70]}", b, float("nan"), ""))
-            done[0] += 11
+            done[0] += per_backend
             log(f"skipping backend {b}: {reason}")
             continue
         step(f"{b}: one enqueue(Set) per update")
@@ -359,7 +360,6 @@ def run(backends=("c", "gl"), quick=False, log=print,
                                higher_is_better=False))
         except Exception as exc:
             figs.append(Figure(f"peak memory: {exc}"[:80], b, float("nan"), ""))
-        done[0] += 3
     step("the viewer: stress at --shape and 4096x4096 against an empty QOpenGLWidget")
     from .bench_viewer import bench_viewer
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 from app.bench import Figure, SketchManager
 from app.cli import main as cli_main
@@ -56,6 +57,9 @@ def test_bench_quick_json(tmp_path, capsys):
     assert figs[("enqueue(Set), one call per update", "c")]["limit"] == \
         figs[("Python call floor (build a Set, call a no-op)", "")]["value"], "limit from the same run"
     assert "limit (same run)" in captured.out and "[" in captured.err, "table header and progress"
+    counts = re.findall(r"^\[ *(\d+)/(\d+)\]", captured.err, re.M)
+    assert [int(k) for k, _ in counts] == list(range(1, len(counts) + 1)), counts
+    assert {int(n) for _, n in counts} == {len(counts)}, "progress counts up to its own total"
     # The viewer rows (a child under pytest-xvfb's display): the empty widget's frame rate is
     # the limit of the 1024x1024 row; 4096x4096 is measured too. Times are not judged here.
     empty = figs.get(("empty QOpenGLWidget, 1400x900 window", "ui"))
