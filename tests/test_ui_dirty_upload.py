@@ -22,7 +22,7 @@ from app.reference import ReferenceModel, same_bits
 from ui import front_source
 from ui.buffer_view import BufferView
 from ui.front_source import Bands
-from ui.testing import require_gl  # prepares Qt first
+from ui.testing import shown_view  # prepares Qt first
 
 pytestmark = pytest.mark.gl
 
@@ -31,14 +31,8 @@ SPECIALS = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0], np.float32)
 
 @pytest.fixture
 def view(qtbot):
-    require_gl()
-    v = BufferView()
-    qtbot.addWidget(v)
-    v.resize(300, 300)
-    v.show()
-    qtbot.waitExposed(v)
-    yield v
-    v.close()
+    with shown_view(qtbot, 300) as v:
+        yield v
 
 
 def _region(rng, shape):

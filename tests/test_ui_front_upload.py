@@ -29,7 +29,7 @@ from app.reference import ReferenceModel
 from ui.buffer_view import BufferView
 from ui.front_upload import FrontUploader
 from ui.sync_worker import Job, SyncWorker
-from ui.testing import require_gl, sync  # prepares Qt first
+from ui.testing import shown_view, sync  # prepares Qt first
 
 pytestmark = pytest.mark.gl
 pytest_plugins = ["ui_fixtures"]   # make_window
@@ -39,14 +39,8 @@ WAIT_S = 30.0
 
 @pytest.fixture
 def view(qtbot):
-    require_gl()
-    v = BufferView()
-    qtbot.addWidget(v)
-    v.resize(200, 200)
-    v.show()
-    qtbot.waitExposed(v)
-    yield v
-    v.close()
+    with shown_view(qtbot, 200) as v:
+        yield v
 
 
 def read_texture(view: BufferView, tex: int) -> np.ndarray:

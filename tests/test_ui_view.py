@@ -11,7 +11,7 @@ import pytest
 from gl_backend._context import dispose
 from ui import colormaps  # noqa: I001
 from ui.buffer_view import BufferView
-from ui.testing import close_enough, pixel, require_gl  # prepares Qt first
+from ui.testing import close_enough, pixel, shown_view  # prepares Qt first
 
 pytestmark = pytest.mark.gl
 
@@ -20,14 +20,8 @@ VIRIDIS = colormaps.lut("viridis")
 
 @pytest.fixture
 def view(qtbot):
-    require_gl()
-    v = BufferView()
-    qtbot.addWidget(v)
-    v.resize(400, 400)
-    v.show()
-    qtbot.waitExposed(v)
-    yield v
-    v.close()
+    with shown_view(qtbot, 400) as v:
+        yield v
 
 
 def known_values() -> np.ndarray:

@@ -7,6 +7,7 @@ top, which happens at collection time.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 
@@ -70,6 +71,22 @@ def open_window(qtbot, **kwargs):
     if w.session.manager is not None:   # the first front arrives from the sync thread
         qtbot.waitUntil(lambda: w.view.front() is not None, timeout=5000)
     return w
+
+
+@contextlib.contextmanager
+def shown_view(qtbot, size: int):
+    """A bare ``BufferView`` of ``size``×``size`` pixels, shown and exposed (skips, or
+    fails in CI, without GL); closed on exit. The view tests' ``view`` fixtures."""
+    from .buffer_view import BufferView
+
+    require_gl()
+    v = BufferView()
+    qtbot.addWidget(v)
+    v.resize(size, size)
+    v.show()
+    qtbot.waitExposed(v)
+    yield v
+    v.close()
 
 
 def sync(qtbot, session, timeout_ms: int = 5000) -> int:
